@@ -1,0 +1,122 @@
+"""The inputs seam: a thread-safe, bounded queue that the bridge (and admin tools) fill.
+
+Other threads ``offer`` validated batches; the tick ``drain``s everything queued at the
+start of its ingest phase, and those batches belong to that tick and are journaled with
+it. After the tick's journal frame is durable the engine calls ``mark_journaled``, which
+tells each source the highest sequence number now safe to acknowledge (the bridge sends
+cumulative acks only then, so an acked event is never lost).
+
+``offer`` never blocks and never drops: when the queue is full it returns False and the
+caller keeps the batch (the bridge's credit window makes this rare).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine import limits
+from engine.errors import BoundError
+from engine.events import EVENT_SCHEMAS
+
+
+@dataclass(frozen=True)
+class InputBatch:
+    """A batch of events of one kind from one source, with its per-source sequence number."""
+
+    source: str
+    seq: int
+    kind: str
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return 0 if not self.columns else len(next(iter(self.columns.values())))
+
+
+def check_batch(batch: InputBatch) -> None:
+    """Raise ValueError naming what is wrong; the edge calls this before offering."""
+    if batch.kind not in EVENT_SCHEMAS:
+        raise ValueError(f"unknown event kind {batch.kind!r}")
+    if not batch.source or len(batch.source.encode()) > limits.source_name_bytes_max:
+        raise ValueError(
+            f"source name must be 1..{limits.source_name_bytes_max} bytes, got {batch.source!r}"
+        )
+    if batch.seq < 0:
+        raise ValueError(f"seq must be >= 0, got {batch.seq}")
+    schema = EVENT_SCHEMAS[batch.kind]
+    names = [n for n, _ in schema]
+    if sorted(batch.columns) != sorted(names):
+        raise ValueError(f"{batch.kind}: columns {sorted(batch.columns)} != schema {names}")
+    lengths = {len(c) for c in batch.columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"{batch.kind}: columns have different lengths {sorted(lengths)}")
+    for name, dt in schema:
+        col = batch.columns[name]
+        if col.dtype != dt or col.ndim != 1:
+            raise ValueError(f"{batch.kind}.{name}: dtype {col.dtype} ndim {col.ndim}, want {dt} 1-D")
+    if len(batch) > limits.batch_events_max:
+        raise BoundError("batch_events_max", limits.batch_events_max, len(batch), batch.kind)
+
+
+class InputQueue:
+    """Bounded multi-producer, single-consumer queue of input batches."""
+
+    def __init__(
+        self,
+        batches_max: int = limits.input_batches_max,
+        events_max: int = limits.input_events_max,
+    ) -> None:
+        self.batches_max = batches_max
+        self.events_max = events_max
+        self._lock = threading.Lock()
+        self._batches: list[InputBatch] = []
+        self._events = 0
+        self._listeners: list[Callable[[str, int], None]] = []
+        self.refused = 0  # offers refused because the queue was full (reported in metrics)
+
+    def offer(self, batch: InputBatch) -> bool:
+        """Queue ``batch`` without blocking. False when full: the caller keeps it."""
+        check_batch(batch)
+        with self._lock:
+            if (
+                len(self._batches) + 1 > self.batches_max
+                or self._events + len(batch) > self.events_max
+            ):
+                self.refused += 1
+                return False
+            self._batches.append(batch)
+            self._events += len(batch)
+            return True
+
+    def drain(self) -> list[InputBatch]:
+        """Everything queued now, in canonical (source, seq) order; the queue becomes empty."""
+        with self._lock:
+            batches, self._batches = self._batches, []
+            self._events = 0
+        batches.sort(key=lambda b: (b.source, b.seq))
+        return batches
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._batches)
+
+    def add_journaled_listener(self, listener: Callable[[str, int], None]) -> None:
+        """``listener(source, seq)`` is called once the batch ``seq`` of ``source`` is durable."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def mark_journaled(self, batches: list[InputBatch]) -> None:
+        """Called by the engine after the tick holding ``batches`` is committed to the journal."""
+        if not batches:
+            return
+        highest: dict[str, int] = {}
+        for b in batches:
+            highest[b.source] = max(highest.get(b.source, -1), b.seq)
+        with self._lock:
+            listeners = list(self._listeners)
+        for source in sorted(highest):
+            for listener in listeners:
+                listener(source, highest[source])
