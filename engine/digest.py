@@ -1,0 +1,190 @@
+"""The two-level state digest (DESIGN §3).
+
+Level 1: one 64-bit hash per (region, chunk), where a region is a table column (or a
+pending-message / pending-decision field) and a chunk is ``chunk_rows`` consecutive rows.
+Only chunks written in the tick are rehashed. Level 2: the tick digest, xxh3-64 over the
+tick number and every region's chunk hashes in sorted region order.
+
+Keeping level 1 lets ``verify`` name the first divergent table, column and row range
+straight from the hashes, and keeps the per-tick cost proportional to what changed.
+
+The chunk hash is a 4-lane multiply-rotate hash over the chunk's bytes viewed as uint64
+words, finished with an avalanche mix. It is for divergence detection, not adversaries.
+Chunks are independent, so the kernel runs them in parallel with disjoint outputs; the
+result does not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import xxhash
+
+P1 = np.uint64(0x9E3779B185EBCA87)
+P2 = np.uint64(0xC2B2AE3D27D4EB4F)
+P3 = np.uint64(0x165667B19E3779F9)
+P4 = np.uint64(0x85EBCA77C2B2AE63)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rotl(x: np.uint64, r: int) -> np.uint64:
+    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+
+
+@numba.njit(cache=True, nogil=True)
+def _hash_words(words: np.ndarray, lo: int, hi: int, seed: np.uint64) -> np.uint64:
+    a = seed + P1
+    b = seed + P2
+    c = seed ^ P3
+    d = seed - P4
+    i = lo
+    while i + 4 <= hi:
+        a = _rotl(a ^ (words[i] * P2), 31) * P1
+        b = _rotl(b ^ (words[i + 1] * P2), 31) * P1
+        c = _rotl(c ^ (words[i + 2] * P2), 31) * P1
+        d = _rotl(d ^ (words[i + 3] * P2), 31) * P1
+        i += 4
+    h = _rotl(a, 1) + _rotl(b, 7) + _rotl(c, 12) + _rotl(d, 18)
+    while i < hi:
+        h = _rotl(h ^ (words[i] * P2), 27) * P1 + P4
+        i += 1
+    h ^= np.uint64(hi - lo)
+    h ^= h >> np.uint64(33)
+    h *= P2
+    h ^= h >> np.uint64(29)
+    h *= P3
+    h ^= h >> np.uint64(32)
+    return h
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def hash_chunks(
+    words: np.ndarray, words_per_chunk: int, chunks: np.ndarray, out: np.ndarray
+) -> None:
+    """out[chunks[k]] = hash of chunk chunks[k]; each k writes only its own slot."""
+    for k in numba.prange(len(chunks)):
+        c = chunks[k]
+        lo = c * words_per_chunk
+        hi = min(lo + words_per_chunk, len(words))
+        out[c] = _hash_words(words, lo, hi, np.uint64(c) * P4 + P3)
+
+
+def as_words(arr: np.ndarray) -> np.ndarray:
+    """The array's bytes as uint64 words (zero-padded copy only if the size is not whole)."""
+    flat = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+    if flat.size % 8:
+        pad = np.zeros(flat.size + (8 - flat.size % 8), dtype=np.uint8)
+        pad[: flat.size] = flat
+        flat = pad
+    return flat.view(np.uint64)
+
+
+@dataclass
+class Region:
+    """A hashed array: table column, or a field of pending messages/decisions."""
+
+    group: str
+    name: str
+    get: Callable[[], np.ndarray]
+    chunk_rows: int
+    persistent: bool  # tables: rehash only dirty chunks; pending buffers: rehash whole
+    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    dirty: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
+
+    @property
+    def key(self) -> str:
+        return f"{self.group}.{self.name}"
+
+
+class Digest:
+    """Level-1 chunk hashes for every region, and the tick digest built from them."""
+
+    def __init__(self) -> None:
+        self.regions: list[Region] = []
+        self._by_key: dict[str, Region] = {}
+
+    def add(self, region: Region) -> None:
+        if region.key in self._by_key:
+            raise ValueError(f"duplicate digest region {region.key}")
+        self.regions.append(region)
+        self._by_key[region.key] = region
+        self.regions.sort(key=lambda r: (r.group, r.name))
+        self._rehash(region, full=True)
+
+    def region(self, key: str) -> Region:
+        return self._by_key[key]
+
+    def mark(self, key: str, row_lo: int = 0, row_hi: int | None = None) -> None:
+        """Rows [row_lo, row_hi) of region ``key`` were written this tick."""
+        r = self._by_key[key]
+        if row_hi is None:
+            row_hi = len(r.get())
+        if row_hi <= row_lo:
+            return
+        r.dirty[row_lo // r.chunk_rows : -(-row_hi // r.chunk_rows)] = True
+
+    def _rehash(self, r: Region, full: bool) -> np.ndarray:
+        arr = r.get()
+        rows = arr.shape[0] if arr.ndim else 1
+        n_chunks = max(1, -(-rows // r.chunk_rows))
+        if len(r.hashes) != n_chunks:
+            r.hashes = np.zeros(n_chunks, dtype=np.uint64)
+            r.dirty = np.ones(n_chunks, dtype=np.bool_)
+            full = True
+        chunks = np.arange(n_chunks, dtype=np.int64) if full else np.flatnonzero(r.dirty)
+        if len(chunks):
+            words = as_words(arr)
+            row_bytes = arr.itemsize * (int(np.prod(arr.shape[1:])) if arr.ndim > 1 else 1)
+            wpc = max(1, -(-(r.chunk_rows * row_bytes) // 8))
+            before = r.hashes[chunks].copy()
+            hash_chunks(words, wpc, chunks, r.hashes)
+            changed = chunks[r.hashes[chunks] != before]
+        else:
+            changed = chunks
+        r.dirty[:] = False
+        return changed
+
+    def commit(self, tick: int) -> tuple[int, np.ndarray]:
+        """Rehash dirty chunks; return (tick digest, changed chunk records)."""
+        records = []
+        for idx, r in enumerate(self.regions):
+            changed = self._rehash(r, full=not r.persistent)
+            if len(changed):
+                rec = np.empty(len(changed), dtype=CHUNK_RECORD)
+                rec["region"] = idx
+                rec["chunk"] = changed
+                rec["hash"] = r.hashes[changed]
+                records.append(rec)
+        out = np.concatenate(records) if records else np.empty(0, dtype=CHUNK_RECORD)
+        return self.combine(tick), out
+
+    def combine(self, tick: int) -> int:
+        h = xxhash.xxh3_64()
+        h.update(np.int64(tick).tobytes())
+        for r in self.regions:
+            h.update(r.key.encode())
+            h.update(np.int64(len(r.hashes)).tobytes())
+            h.update(r.hashes.tobytes())
+        return h.intdigest()
+
+    def full_check(self) -> list[str]:
+        """Rehash everything from scratch; name regions whose incremental hash was stale.
+
+        A non-empty answer means a system wrote a column it did not declare.
+        """
+        stale = []
+        for r in self.regions:
+            saved = r.hashes.copy()
+            self._rehash(r, full=True)
+            if not np.array_equal(saved, r.hashes):
+                stale.append(r.key)
+        return stale
+
+    def keys(self) -> list[str]:
+        return [r.key for r in self.regions]
+
+
+CHUNK_RECORD = np.dtype([("region", "<u4"), ("chunk", "<u4"), ("hash", "<u8")])

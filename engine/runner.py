@@ -1,0 +1,230 @@
+"""Runners around the one pure ``step``: building a world, the clock modes, the summary.
+
+``fast`` steps as fast as possible; ``realtime`` paces ticks to ``tick_ms`` and counts
+overruns (never hides them); ``lockstep`` is fast but waits for due decision results.
+``synctest`` checks each tick by snapshot, step, restore, step again (GGPO's SyncTest).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xxhash
+from numba.core import event as numba_event
+
+from engine import clock, state
+from engine.config import RunConfig
+from engine.decisions import DeterministicResolver
+from engine.errors import NornBug
+from engine.fingerprint import fingerprint
+from engine.recorder import FORMAT, Recorder, initial_chunks
+from engine.scenario import Scenario
+from engine.tick import TickRecord, step
+from engine.world import World
+
+
+class CompileTimer:
+    """Accumulates numba JIT compile time (reported apart from tick time)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._depth = 0
+        self._t0 = 0.0
+
+    def _listener(self) -> numba_event.Listener:
+        timer = self
+
+        class _L(numba_event.Listener):
+            def on_start(self, ev: numba_event.Event) -> None:
+                if timer._depth == 0:
+                    timer._t0 = clock.monotonic()
+                timer._depth += 1
+
+            def on_end(self, ev: numba_event.Event) -> None:
+                timer._depth -= 1
+                if timer._depth == 0:
+                    timer.seconds += clock.monotonic() - timer._t0
+
+        return _L()
+
+    def __enter__(self) -> CompileTimer:
+        self._l = self._listener()
+        numba_event.register("numba:compile", self._l)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        numba_event.unregister("numba:compile", self._l)
+
+
+def build_world(scenario: Scenario, config: RunConfig) -> World:
+    world = World(
+        config.seed,
+        chunk_rows=config.chunk_rows,
+        tick_ms=config.tick_ms,
+        resolver=DeterministicResolver(config.decision_latency_ticks),
+        actions_max=config.actions_per_tick_max,
+        input_batches_max=config.input_batches_max,
+        input_events_max=config.input_events_max,
+    )
+    scenario.builder()(world, scenario)
+    world.build()
+    start(world)
+    return world
+
+
+def start(world: World) -> None:
+    """Make the initial population alive and hash the initial state (tick 0)."""
+    for table in world.tables.values():
+        table.sync()
+    world.mark_spawn_rows()
+    for region in world.digest.regions:
+        world.digest._rehash(region, full=True)
+
+
+def make_header(scenario: Scenario, config: RunConfig, world: World) -> dict[str, Any]:
+    cfg = config.model_dump()
+    cfg_bytes = repr(sorted(cfg.items())).encode()
+    return {
+        "format": FORMAT,
+        "norn": fingerprint()["norn"],
+        "scenario": {"name": scenario.name, "model": scenario.model, "text": scenario.text,
+                     "source": scenario.source,
+                     "hash": xxhash.xxh3_64_hexdigest(scenario.text.encode())},
+        "config": cfg,
+        "config_hash": xxhash.xxh3_64_hexdigest(cfg_bytes),
+        "seed": config.seed,
+        "env": fingerprint(),
+        "regions": world.digest.keys(),
+        "chunk_rows": config.chunk_rows,
+        "tick_ms": config.tick_ms,
+        "t0": world.tick,
+        "d0": world.digest.combine(world.tick),
+        "ch0": initial_chunks(world),
+    }
+
+
+@dataclass
+class RunSummary:
+    ticks: int = 0
+    first_tick: int = 0
+    last_tick: int = 0
+    wall_s: float = 0.0
+    compile_s: float = 0.0
+    tick_s: list[float] = field(default_factory=list)
+    overruns: int = 0
+    last_digest: int = 0
+    actions: int = 0
+    inputs: int = 0
+    phase_s: dict[str, float] = field(default_factory=dict)
+    system_s: dict[str, float] = field(default_factory=dict)
+    decisions: dict[str, int] = field(default_factory=dict)
+    stopped: str = "completed"
+
+    def as_dict(self) -> dict[str, Any]:
+        ts = np.array(self.tick_s) if self.tick_s else np.zeros(1)
+        run_s = float(ts.sum())
+        return {
+            "ticks": self.ticks,
+            "first_tick": self.first_tick,
+            "last_tick": self.last_tick,
+            "wall_s": round(self.wall_s, 4),
+            "compile_s": round(self.compile_s, 4),
+            "tick_time_s": round(run_s, 4),
+            "ticks_per_s": round(self.ticks / run_s, 2) if run_s > 0 else None,
+            "tick_ms_p50": round(float(np.percentile(ts, 50)) * 1e3, 3),
+            "tick_ms_p99": round(float(np.percentile(ts, 99)) * 1e3, 3),
+            "overruns": self.overruns,
+            "last_digest": f"{self.last_digest:016x}",
+            "actions": self.actions,
+            "input_batches": self.inputs,
+            "phase_s": {k: round(v, 4) for k, v in self.phase_s.items()},
+            "system_s": {k: round(v, 4) for k, v in sorted(self.system_s.items())},
+            "decisions": self.decisions,
+            "stopped": self.stopped,
+        }
+
+
+class _NullResolver:
+    def submit(self, tick: int, requests: np.ndarray) -> None:
+        pass
+
+    def collect(self, tick: int) -> np.ndarray:
+        raise AssertionError("replayed step must not collect")
+
+    def wait(self, tick: int, timeout_s: float) -> None:
+        pass
+
+
+def synctest_step(world: World) -> TickRecord:
+    """Step, then restore the pre-tick snapshot and step again from the same record."""
+    arrays, meta = state.capture(world)
+    first = step(world)
+    stale = world.digest.full_check()
+    if stale:
+        raise NornBug(f"undeclared writes to {stale}", seed=world.seed, tick=first.tick,
+                      system="synctest")
+    after = {r.key: r.hashes.copy() for r in world.digest.regions}
+    live_resolver = world.resolver
+    world.resolver = _NullResolver()
+    state.restore(world, arrays, meta)
+    again = step(world, TickRecord(first.tick, first.inputs, first.decisions), emit=False)
+    world.resolver = live_resolver
+    if again.digest != first.digest:
+        diff = [r.key for r in world.digest.regions if not np.array_equal(after[r.key], r.hashes)]
+        raise NornBug(f"synctest: state after restore+step differs in {diff}", seed=world.seed,
+                      tick=first.tick, system="synctest")
+    return first
+
+
+def run(
+    world: World,
+    config: RunConfig,
+    recorder: Recorder | None = None,
+    *,
+    ticks: int | None = None,
+    on_tick: Callable[[TickRecord], None] | None = None,
+    stop: threading.Event | None = None,
+) -> RunSummary:
+    """Run ``ticks`` (default ``config.ticks``) ticks in the configured clock mode."""
+    n = config.ticks if ticks is None else ticks
+    world.clock = clock.monotonic
+    world.lockstep = config.clock == "lockstep"
+    world.lockstep_timeout_s = config.lockstep_timeout_s
+    summary = RunSummary(first_tick=world.tick + 1)
+    period = config.tick_ms / 1000.0
+    t_start = clock.monotonic()
+    with CompileTimer() as compile_timer:
+        for i in range(n):
+            if stop is not None and stop.is_set():
+                summary.stopped = "interrupted"
+                break
+            t0 = clock.monotonic()
+            c0 = compile_timer.seconds
+            rec = synctest_step(world) if config.synctest else step(world)
+            if recorder is not None:
+                recorder.record(world, rec)
+            t1 = clock.monotonic()
+            summary.tick_s.append((t1 - t0) - (compile_timer.seconds - c0))
+            summary.ticks += 1
+            summary.last_digest = rec.digest
+            summary.actions += rec.actions
+            summary.inputs += len(rec.inputs)
+            if on_tick is not None:
+                on_tick(rec)
+            if config.clock == "realtime":
+                deadline = t_start + (i + 1) * period
+                if clock.monotonic() > deadline:
+                    summary.overruns += 1
+                else:
+                    clock.sleep_until(deadline)
+    summary.wall_s = clock.monotonic() - t_start
+    summary.compile_s = compile_timer.seconds
+    summary.last_tick = world.tick
+    summary.phase_s = dict(world.phase_seconds)
+    summary.system_s = dict(world.system_seconds)
+    summary.decisions = dict(world.decisions.counters)
+    return summary

@@ -1,0 +1,119 @@
+"""``norn replay verify``: re-simulate a run from its journal and compare every tick's digest.
+
+On a mismatch it names the first divergent tick, then the first divergent region (table and
+column, or pending messages/decisions) and chunk, and the entity slots that chunk covers,
+straight from the chunk hashes the journal recorded. No network, no LLM: inputs and decision
+results come from the journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.digest import CHUNK_RECORD
+from engine.fingerprint import differences, fingerprint
+from engine.tick import step
+from replays.reader import chunk_state, open_run
+
+
+@dataclass
+class Divergence:
+    tick: int
+    region: str
+    table: str
+    column: str
+    chunk: int
+    slots: tuple[int, int]
+    entity_ids: list[int]
+    recorded_digest: int
+    replayed_digest: int
+
+    def describe(self) -> str:
+        ids = ", ".join(str(e) for e in self.entity_ids[:8])
+        more = " ..." if len(self.entity_ids) > 8 else ""
+        return (
+            f"diverged at tick {self.tick}: table {self.table!r} column {self.column!r} "
+            f"(chunk {self.chunk}, slots {self.slots[0]}..{self.slots[1] - 1}; "
+            f"entity ids {ids}{more}); digest recorded {self.recorded_digest:016x}, "
+            f"replayed {self.replayed_digest:016x}"
+        )
+
+
+@dataclass
+class VerifyResult:
+    matched: bool
+    ticks: int
+    last_tick: int
+    divergence: Divergence | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"matched": self.matched, "ticks": self.ticks,
+                             "last_tick": self.last_tick, "warnings": self.warnings}
+        if self.divergence is not None:
+            d["divergence"] = {k: v for k, v in self.divergence.__dict__.items()}
+        return d
+
+
+def verify(run_dir: str | Path, progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+    run = open_run(run_dir)
+    header = run.header
+    warnings = [f"environment differs: {d}" for d in differences(header["env"], fingerprint())]
+    if run.torn_tail_bytes:
+        warnings.append(f"journal has a torn tail of {run.torn_tail_bytes} bytes (ignored)")
+    world = run.build_world()
+    if world.digest.keys() != header["regions"]:
+        raise_mismatch = "the scenario builds different tables/columns than were recorded"
+        return VerifyResult(False, 0, 0, None, [*warnings, raise_mismatch])
+    recorded = chunk_state(header)
+    regions = header["regions"]
+    if world.digest.combine(world.tick) != header["d0"]:
+        div = _locate(world, recorded, regions, world.tick, header["d0"], world.digest.combine(0))
+        return VerifyResult(False, 0, 0, div, warnings)
+    n = 0
+    total = run.tick_frames
+    for rec in run.ticks():
+        out = step(world, rec, emit=False)
+        chunks = rec.chunks if rec.chunks is not None else np.empty(0, dtype=CHUNK_RECORD)
+        for region_idx in np.unique(chunks["region"]):
+            sel = chunks[chunks["region"] == region_idx]
+            arr = recorded[regions[int(region_idx)]]
+            need = int(sel["chunk"].max()) + 1
+            if need > len(arr):
+                arr = np.concatenate([arr, np.zeros(need - len(arr), dtype=np.uint64)])
+                recorded[regions[int(region_idx)]] = arr
+            arr[sel["chunk"].astype(np.int64)] = sel["hash"]
+        n += 1
+        if progress is not None:
+            progress(n, total)
+        if out.digest != rec.digest:
+            div = _locate(world, recorded, regions, rec.tick, rec.digest, out.digest)
+            return VerifyResult(False, n, rec.tick, div, warnings)
+    return VerifyResult(True, n, world.tick, None, warnings)
+
+
+def _locate(world, recorded, regions, tick, want, got) -> Divergence:
+    for key in regions:
+        mine = world.digest.region(key).hashes
+        theirs = recorded.get(key, np.zeros(0, dtype=np.uint64))
+        m = min(len(mine), len(theirs))
+        diff = np.flatnonzero(mine[:m] != theirs[:m])
+        if len(diff) or len(mine) != len(theirs):
+            chunk = int(diff[0]) if len(diff) else m
+            group, _, column = key.partition(".")
+            rows = world.chunk_rows
+            lo, hi = chunk * rows, (chunk + 1) * rows
+            ids: list[int] = []
+            table = world.tables.get(group)
+            if table is not None:
+                hi = min(hi, table.hwm)
+                slots = np.arange(lo, hi)
+                slots = slots[table.alive[lo:hi]] if hi > lo else slots
+                ids = [int(h) for h in table.handles(slots)]
+            return Divergence(tick, key, group, column, chunk, (lo, hi), ids, want, got)
+    return Divergence(tick, "(tick digest only)", "", "", -1, (0, 0), [], want, got)
