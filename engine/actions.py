@@ -94,8 +94,10 @@ class ActionBuffer:
         if self._count + count > self.actions_max:
             raise BoundError("actions_per_tick_max", self.actions_max, self._count + count, kind)
         self._parts[kind].append(
-            {name: np.ascontiguousarray(np.atleast_1d(columns[name]), dtype=dt)
-             for name, dt in schema}
+            {
+                name: np.ascontiguousarray(np.atleast_1d(columns[name]), dtype=dt)
+                for name, dt in schema
+            }
         )
         self._count += count
 
@@ -110,7 +112,9 @@ class ActionBuffer:
             parts = self._parts[kind]
             if not parts:
                 continue
-            cols = {name: np.concatenate([p[name] for p in parts]) for name, _ in ACTION_SCHEMAS[kind]}
+            cols = {
+                name: np.concatenate([p[name] for p in parts]) for name, _ in ACTION_SCHEMAS[kind]
+            }
             n = len(next(iter(cols.values())))
             cols["action_id"] = action_id(tick, np.arange(seq, seq + n, dtype=np.int64))
             seq += n

@@ -70,7 +70,9 @@ def make_config(file: str | Path | None = None, **overrides: Any) -> RunConfig:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         unknown = set(doc) - {"run", "bridge"}
         if unknown:
-            raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; allowed: [run], [bridge]")
+            raise ConfigError(
+                f"{path}: unknown table(s) {sorted(unknown)}; allowed: [run], [bridge]"
+            )
         data.update(doc.get("run", {}))
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:

@@ -42,7 +42,7 @@ RESULT = np.dtype([("request_id", "<i8"), ("choice", "u1")])
 
 SOURCE_RESOLVER = 0  # the resolver's choice, valid
 SOURCE_DEADLINE = 1  # no result by the deadline: fallback
-SOURCE_INVALID = 2   # the resolver's choice was not one of the options: fallback
+SOURCE_INVALID = 2  # the resolver's choice was not one of the options: fallback
 APPLIED = np.dtype(
     [
         ("request_id", "<i8"),
@@ -130,7 +130,10 @@ class DecisionBook:
         context: np.ndarray,
         deadline_ticks: int,
     ) -> np.ndarray:
-        """File a batch of requests; returns their ids. Shapes: options (n, <=8), context (n, <=16)."""
+        """File a batch of requests; returns their ids.
+
+        Shapes: options (n, <=8), context (n, <=16).
+        """
         n = len(actors)
         if n == 0:
             return np.empty(0, dtype=np.int64)
@@ -182,8 +185,10 @@ class DecisionBook:
         ids = self.pending["request_id"]
         pos = np.searchsorted(ids, results["request_id"])
         pos_c = np.minimum(pos, max(len(ids) - 1, 0))
-        known = (pos < len(ids)) & (ids[pos_c] == results["request_id"]) if len(ids) else (
-            np.zeros(len(results), dtype=bool)
+        known = (
+            (pos < len(ids)) & (ids[pos_c] == results["request_id"])
+            if len(ids)
+            else (np.zeros(len(results), dtype=bool))
         )
         self.counters["late"] += int(np.count_nonzero(~known))
         results = results[known]
@@ -211,7 +216,9 @@ class DecisionBook:
         """Apply RECORD rows (live-settled or replayed from the journal)."""
         ids = self.pending["request_id"]
         pos = np.searchsorted(ids, records["request_id"])
-        ok = (pos < len(ids)) & (ids[np.minimum(pos, max(len(ids) - 1, 0))] == records["request_id"])
+        ok = (pos < len(ids)) & (
+            ids[np.minimum(pos, max(len(ids) - 1, 0))] == records["request_id"]
+        )
         if len(records) and (not len(ids) or not ok.all()):
             bad = records["request_id"][~ok][0] if len(ids) else records["request_id"][0]
             raise ValueError(f"decision result for unknown request id {int(bad)}")

@@ -161,10 +161,13 @@ class Digest:
         out = np.concatenate(records) if records else np.empty(0, dtype=CHUNK_RECORD)
         return self.combine(tick), out
 
-    def combine(self, tick: int) -> int:
+    def combine(self, tick: int, *, state_only: bool = False) -> int:
+        """The tick digest; ``state_only`` leaves out per-tick outputs (emitted actions)."""
         h = xxhash.xxh3_64()
         h.update(np.int64(tick).tobytes())
         for r in self.regions:
+            if state_only and r.group in OUTPUT_GROUPS:
+                continue
             h.update(r.key.encode())
             h.update(np.int64(len(r.hashes)).tobytes())
             h.update(r.hashes.tobytes())
@@ -186,5 +189,8 @@ class Digest:
     def keys(self) -> list[str]:
         return [r.key for r in self.regions]
 
+
+#: Region groups that are a tick's outputs rather than state carried to the next tick.
+OUTPUT_GROUPS = frozenset({"actions"})
 
 CHUNK_RECORD = np.dtype([("region", "<u4"), ("chunk", "<u4"), ("hash", "<u8")])

@@ -24,8 +24,18 @@ def cpu_flags() -> list[str]:
             for line in f:
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
-                    keep = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw",
-                            "avx512vl", "neon", "asimd")
+                    keep = (
+                        "sse4_2",
+                        "avx",
+                        "avx2",
+                        "fma",
+                        "avx512f",
+                        "avx512dq",
+                        "avx512bw",
+                        "avx512vl",
+                        "neon",
+                        "asimd",
+                    )
                     return sorted(f for f in flags if f in keep)
     except OSError:
         pass

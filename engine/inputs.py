@@ -56,7 +56,9 @@ def check_batch(batch: InputBatch) -> None:
     for name, dt in schema:
         col = batch.columns[name]
         if col.dtype != dt or col.ndim != 1:
-            raise ValueError(f"{batch.kind}.{name}: dtype {col.dtype} ndim {col.ndim}, want {dt} 1-D")
+            raise ValueError(
+                f"{batch.kind}.{name}: dtype {col.dtype} ndim {col.ndim}, want {dt} 1-D"
+            )
     if len(batch) > limits.batch_events_max:
         raise BoundError("batch_events_max", limits.batch_events_max, len(batch), batch.kind)
 

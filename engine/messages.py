@@ -111,7 +111,9 @@ class Channel:
         dst_generation: np.ndarray | None = None,
     ) -> None:
         if capacity < 1 or capacity > limits.messages_per_channel_max:
-            raise BoundError("messages_per_channel_max", limits.messages_per_channel_max, capacity, name)
+            raise BoundError(
+                "messages_per_channel_max", limits.messages_per_channel_max, capacity, name
+            )
         self.name = name
         self.src_table = src_table
         self.dst_table = dst_table
@@ -149,7 +151,7 @@ class Channel:
         rows["dst_gen"][:] = dst >> 32
         rows["src"][:] = src
         rows["seq"][:] = seq
-        for f, _ in self.fields[len(HEADER):]:
+        for f, _ in self.fields[len(HEADER) :]:
             rows[f][:] = payload[f]
         unknown = set(payload) - {f for f, _ in self.fields}
         if unknown:

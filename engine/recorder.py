@@ -37,19 +37,25 @@ def unpack(data: bytes) -> Any:
 
 def encode_tick(rec: TickRecord) -> bytes:
     inputs = [
-        [b.source, int(b.seq), EVENT_KIND_IDS[b.kind],
-         [np.ascontiguousarray(b.columns[name]).tobytes() for name, _ in EVENT_SCHEMAS[b.kind]]]
+        [
+            b.source,
+            int(b.seq),
+            EVENT_KIND_IDS[b.kind],
+            [np.ascontiguousarray(b.columns[name]).tobytes() for name, _ in EVENT_SCHEMAS[b.kind]],
+        ]
         for b in rec.inputs
     ]
     chunks = rec.chunks if rec.chunks is not None else np.empty(0, dtype=CHUNK_RECORD)
-    return pack({
-        "t": rec.tick,
-        "in": inputs,
-        "dec": np.ascontiguousarray(rec.decisions, dtype=RECORD).tobytes(),
-        "d": rec.digest,
-        "ch": chunks.tobytes(),
-        "na": rec.actions,
-    })
+    return pack(
+        {
+            "t": rec.tick,
+            "in": inputs,
+            "dec": np.ascontiguousarray(rec.decisions, dtype=RECORD).tobytes(),
+            "d": rec.digest,
+            "ch": chunks.tobytes(),
+            "na": rec.actions,
+        }
+    )
 
 
 def decode_tick(payload: bytes) -> TickRecord:
@@ -58,7 +64,9 @@ def decode_tick(payload: bytes) -> TickRecord:
     for source, seq, kind_id, cols in doc["in"]:
         kind = EVENT_KINDS[kind_id]
         schema = EVENT_SCHEMAS[kind]
-        columns = {name: np.frombuffer(raw, dtype=dt) for (name, dt), raw in zip(schema, cols, strict=True)}
+        columns = {
+            name: np.frombuffer(raw, dtype=dt) for (name, dt), raw in zip(schema, cols, strict=True)
+        }
         inputs.append(InputBatch(source, seq, kind, columns))
     return TickRecord(
         tick=doc["t"],
@@ -85,12 +93,16 @@ class Recorder:
         self.snapshots: list[tuple[int, str]] = []
 
     @classmethod
-    def create(cls, out_dir: str | Path, header: dict, *, fsync: bool, snapshot_every: int) -> Recorder:
+    def create(
+        cls, out_dir: str | Path, header: dict, *, fsync: bool, snapshot_every: int
+    ) -> Recorder:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         path = out / JOURNAL_NAME
         if path.exists():
-            raise JournalError(f"{path}: a journal already exists; choose another --out or --resume")
+            raise JournalError(
+                f"{path}: a journal already exists; choose another --out or --resume"
+            )
         writer = journal.JournalWriter.create(path, fsync=fsync)
         writer.append(journal.KIND_HEADER, pack(header))
         writer.commit()
@@ -109,7 +121,7 @@ class Recorder:
         path = self.out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         snapshot_io.write_snapshot(path, arrays, meta)
-        digest = world.digest.combine(world.tick)
+        digest = world.digest.combine(world.tick, state_only=True)
         self.writer.append(journal.KIND_SNAPSHOT, pack({"t": world.tick, "file": rel, "d": digest}))
         self.snapshots.append((world.tick, rel))
         return rel

@@ -91,9 +91,13 @@ def make_header(scenario: Scenario, config: RunConfig, world: World) -> dict[str
     return {
         "format": FORMAT,
         "norn": fingerprint()["norn"],
-        "scenario": {"name": scenario.name, "model": scenario.model, "text": scenario.text,
-                     "source": scenario.source,
-                     "hash": xxhash.xxh3_64_hexdigest(scenario.text.encode())},
+        "scenario": {
+            "name": scenario.name,
+            "model": scenario.model,
+            "text": scenario.text,
+            "source": scenario.source,
+            "hash": xxhash.xxh3_64_hexdigest(scenario.text.encode()),
+        },
         "config": cfg,
         "config_hash": xxhash.xxh3_64_hexdigest(cfg_bytes),
         "seed": config.seed,
@@ -165,8 +169,9 @@ def synctest_step(world: World) -> TickRecord:
     first = step(world)
     stale = world.digest.full_check()
     if stale:
-        raise NornBug(f"undeclared writes to {stale}", seed=world.seed, tick=first.tick,
-                      system="synctest")
+        raise NornBug(
+            f"undeclared writes to {stale}", seed=world.seed, tick=first.tick, system="synctest"
+        )
     after = {r.key: r.hashes.copy() for r in world.digest.regions}
     live_resolver = world.resolver
     world.resolver = _NullResolver()
@@ -175,8 +180,12 @@ def synctest_step(world: World) -> TickRecord:
     world.resolver = live_resolver
     if again.digest != first.digest:
         diff = [r.key for r in world.digest.regions if not np.array_equal(after[r.key], r.hashes)]
-        raise NornBug(f"synctest: state after restore+step differs in {diff}", seed=world.seed,
-                      tick=first.tick, system="synctest")
+        raise NornBug(
+            f"synctest: state after restore+step differs in {diff}",
+            seed=world.seed,
+            tick=first.tick,
+            system="synctest",
+        )
     return first
 
 
@@ -187,6 +196,7 @@ def run(
     *,
     ticks: int | None = None,
     on_tick: Callable[[TickRecord], None] | None = None,
+    before_tick: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
 ) -> RunSummary:
     """Run ``ticks`` (default ``config.ticks``) ticks in the configured clock mode."""
@@ -202,6 +212,8 @@ def run(
             if stop is not None and stop.is_set():
                 summary.stopped = "interrupted"
                 break
+            if before_tick is not None:
+                before_tick(world.tick + 1)
             t0 = clock.monotonic()
             c0 = compile_timer.seconds
             rec = synctest_step(world) if config.synctest else step(world)

@@ -45,7 +45,8 @@ class Schedule:
     def add(self, system: System) -> None:
         if system.phase not in PHASES:
             raise ScheduleError(
-                f"system {system.name!r}: unknown phase {system.phase!r}; phases are {', '.join(PHASES)}"
+                f"system {system.name!r}: unknown phase {system.phase!r}; "
+                f"phases are {', '.join(PHASES)}"
             )
         if any(s.name == system.name for s in self.systems):
             raise ScheduleError(f"system {system.name!r} registered twice")

@@ -106,7 +106,9 @@ class Table:
             return np.empty(0, dtype=np.int64)
         pending = sum(len(s) for s in self._spawning)
         if pending + n > limits.spawns_per_tick_max:
-            raise BoundError("spawns_per_tick_max", limits.spawns_per_tick_max, pending + n, self.name)
+            raise BoundError(
+                "spawns_per_tick_max", limits.spawns_per_tick_max, pending + n, self.name
+            )
         alive = self.columns["alive"]
         free_inside = np.flatnonzero(~alive[: self.hwm] & ~self._reserved[: self.hwm])
         take = free_inside[:n]
@@ -124,7 +126,7 @@ class Table:
             if name in self.RESERVED:
                 continue
             col = self.columns[name]
-            col[slots] = values[name] if name in values else spec.fill
+            col[slots] = values.get(name, spec.fill)
         unknown = set(values) - set(self.specs)
         if unknown:
             raise ValueError(f"{self.name}: spawn got unknown columns {sorted(unknown)}")
@@ -173,9 +175,8 @@ class Table:
         in_range = (slots >= 0) & (slots < self.hwm)
         ok = in_range.copy()
         idx = slots[in_range]
-        ok[in_range] = (
-            (self.columns["alive"][idx] | self._reserved[idx])
-            & (self.columns["generation"][idx].astype(np.int64) == gens[in_range])
+        ok[in_range] = (self.columns["alive"][idx] | self._reserved[idx]) & (
+            self.columns["generation"][idx].astype(np.int64) == gens[in_range]
         )
         if not ok.all():
             bad = int(handles[np.flatnonzero(~ok)[0]])
@@ -192,8 +193,10 @@ class Table:
         gens = handles >> SLOT_BITS
         ok = (slots >= 0) & (slots < self.hwm)
         idx = np.where(ok, slots, 0)
-        return ok & self.columns["alive"][idx] & (
-            self.columns["generation"][idx].astype(np.int64) == gens
+        return (
+            ok
+            & self.columns["alive"][idx]
+            & (self.columns["generation"][idx].astype(np.int64) == gens)
         )
 
     # -- dirty tracking for the digest --------------------------------------------------

@@ -45,8 +45,9 @@ def step(world, replay: TickRecord | None = None, *, emit: bool = True) -> TickR
             except NornError:
                 raise
             except Exception as exc:  # a bug: stop naming seed, tick and system
-                raise NornBug(f"{type(exc).__name__}: {exc}", seed=world.seed, tick=tick,
-                              system=system.name) from exc
+                raise NornBug(
+                    f"{type(exc).__name__}: {exc}", seed=world.seed, tick=tick, system=system.name
+                ) from exc
             world.system_seconds[system.name] = world.system_seconds.get(system.name, 0.0) + (
                 clock() - t0
             )
@@ -126,7 +127,9 @@ def _group_events(batches: list[InputBatch]) -> dict[str, dict[str, np.ndarray]]
         if not bs:
             grouped[kind] = empty_columns(kind)
             continue
-        cols = {name: np.concatenate([b.columns[name] for b in bs]) for name, _ in EVENT_SCHEMAS[kind]}
+        cols = {
+            name: np.concatenate([b.columns[name] for b in bs]) for name, _ in EVENT_SCHEMAS[kind]
+        }
         grouped[kind] = cols
     return grouped
 

@@ -112,12 +112,26 @@ class World:
             if t not in self.tables:
                 raise ValueError(f"channel {name!r}: unknown table {t!r}")
         dst = self.tables[dst_table]
-        ch = Channel(name, src_table, dst_table, payload, capacity, dst.capacity,
-                     dst.columns["alive"], dst.columns["generation"])
+        ch = Channel(
+            name,
+            src_table,
+            dst_table,
+            payload,
+            capacity,
+            dst.capacity,
+            dst.columns["alive"],
+            dst.columns["generation"],
+        )
         self.channels[name] = ch
         for f, _ in ch.fields:
             self.digest.add(
-                Region(f"msg:{name}", f, (lambda c=ch, f=f: c.out[f][: c.count]), self.chunk_rows, False)
+                Region(
+                    f"msg:{name}",
+                    f,
+                    (lambda c=ch, f=f: c.out[f][: c.count]),
+                    self.chunk_rows,
+                    False,
+                )
             )
         self._known |= {f"out:{name}", f"in:{name}"}
         return ch
@@ -137,7 +151,9 @@ class World:
         after: tuple[str, ...] = (),
         plugin: str = "",
     ) -> None:
-        self.schedule.add(System(name, phase, fn, reads, writes, after, plugin or name.split(".")[0]))
+        self.schedule.add(
+            System(name, phase, fn, reads, writes, after, plugin or name.split(".")[0])
+        )
 
     def build(self) -> None:
         """Validate the schedule; after this the world can step."""
@@ -167,8 +183,11 @@ class World:
         b = self.last_actions
         if b is None or not b.kinds:
             return np.zeros(0, dtype=np.uint8)
-        parts = [np.ascontiguousarray(c).view(np.uint8).reshape(-1)
-                 for k in sorted(b.kinds) for c in b.kinds[k].values()]
+        parts = [
+            np.ascontiguousarray(c).view(np.uint8).reshape(-1)
+            for k in sorted(b.kinds)
+            for c in b.kinds[k].values()
+        ]
         return np.concatenate(parts)
 
     # -- convenience for systems -------------------------------------------------------

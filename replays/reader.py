@@ -60,7 +60,7 @@ class RunJournal:
             return 0
         arrays, meta = snapshot_io.read_snapshot(self.dir / best[1])
         state.restore(world, arrays, meta)
-        if world.digest.combine(world.tick) != best[2]:
+        if world.digest.combine(world.tick, state_only=True) != best[2]:
             raise JournalError(f"{self.dir / best[1]}: snapshot does not match its recorded digest")
         return best[0]
 
@@ -81,7 +81,8 @@ def open_run(path: str | Path) -> RunJournal:
             header = unpack(frame.payload)
             if header.get("format") != FORMAT:
                 raise JournalVersionError(
-                    f"{jpath}: run format {header.get('format')} is not supported (this Norn reads {FORMAT})"
+                    f"{jpath}: run format {header.get('format')} is not supported "
+                    f"(this Norn reads {FORMAT})"
                 )
             run = RunJournal(run_dir, header)
             run.last_tick = header.get("t0", 0)

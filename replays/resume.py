@@ -30,6 +30,8 @@ def resume(run_dir: str | Path) -> tuple[World, Recorder, RunJournal, dict[str, 
             )
     world.resolver = DeterministicResolver(run.config().decision_latency_ticks)
     state.resubmit_pending(world)
-    writer = journal.JournalWriter.open_append(Path(run.dir) / JOURNAL_NAME, fsync=run.config().fsync)
+    writer = journal.JournalWriter.open_append(
+        Path(run.dir) / JOURNAL_NAME, fsync=run.config().fsync
+    )
     recorder = Recorder(Path(run.dir), writer, run.config().snapshot_every)
     return world, recorder, run, durable_seqs(run)

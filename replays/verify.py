@@ -32,6 +32,7 @@ class Divergence:
     entity_ids: list[int]
     recorded_digest: int
     replayed_digest: int
+    also: list[str] = field(default_factory=list)  # other regions diverged in the same tick
 
     def describe(self) -> str:
         ids = ", ".join(str(e) for e in self.entity_ids[:8])
@@ -41,6 +42,7 @@ class Divergence:
             f"(chunk {self.chunk}, slots {self.slots[0]}..{self.slots[1] - 1}; "
             f"entity ids {ids}{more}); digest recorded {self.recorded_digest:016x}, "
             f"replayed {self.replayed_digest:016x}"
+            + (f"; also diverged: {', '.join(self.also)}" if self.also else "")
         )
 
 
@@ -53,8 +55,12 @@ class VerifyResult:
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"matched": self.matched, "ticks": self.ticks,
-                             "last_tick": self.last_tick, "warnings": self.warnings}
+        d: dict[str, Any] = {
+            "matched": self.matched,
+            "ticks": self.ticks,
+            "last_tick": self.last_tick,
+            "warnings": self.warnings,
+        }
         if self.divergence is not None:
             d["divergence"] = {k: v for k, v in self.divergence.__dict__.items()}
         return d
@@ -97,23 +103,63 @@ def verify(run_dir: str | Path, progress: Callable[[int, int], None] | None = No
     return VerifyResult(True, n, world.tick, None, warnings)
 
 
+def _write_rank(world) -> dict[str, int]:
+    """Position of the first system (in schedule order) that writes each region.
+
+    Several regions usually diverge in the same tick (a wrong column feeds the systems
+    after it); the one written earliest in the tick is the likeliest cause.
+    """
+    from engine.schedule import PHASES
+
+    rank: dict[str, int] = {}
+    all_keys = world.digest.keys()
+    pos = 0
+    for phase in PHASES:
+        for system in world.schedule.phase(phase):
+            for w in system.writes:
+                table, _, col = w.partition(".")
+                if w.startswith("out:"):
+                    keys = [k for k in all_keys if k.startswith(f"msg:{w[4:]}.")]
+                elif w in ("decisions", "actions"):
+                    keys = [k for k in all_keys if k.startswith(f"{w}.")]
+                elif col == "*":
+                    keys = [k for k in all_keys if k.startswith(f"{table}.")]
+                else:
+                    keys = [w]
+                for k in keys:
+                    rank.setdefault(k, pos)
+            pos += 1
+    return rank
+
+
 def _locate(world, recorded, regions, tick, want, got) -> Divergence:
+    diverged = []
     for key in regions:
         mine = world.digest.region(key).hashes
         theirs = recorded.get(key, np.zeros(0, dtype=np.uint64))
         m = min(len(mine), len(theirs))
         diff = np.flatnonzero(mine[:m] != theirs[:m])
         if len(diff) or len(mine) != len(theirs):
-            chunk = int(diff[0]) if len(diff) else m
-            group, _, column = key.partition(".")
-            rows = world.chunk_rows
-            lo, hi = chunk * rows, (chunk + 1) * rows
-            ids: list[int] = []
-            table = world.tables.get(group)
-            if table is not None:
-                hi = min(hi, table.hwm)
-                slots = np.arange(lo, hi)
-                slots = slots[table.alive[lo:hi]] if hi > lo else slots
-                ids = [int(h) for h in table.handles(slots)]
-            return Divergence(tick, key, group, column, chunk, (lo, hi), ids, want, got)
-    return Divergence(tick, "(tick digest only)", "", "", -1, (0, 0), [], want, got)
+            diverged.append((key, int(diff[0]) if len(diff) else m))
+    if not diverged:
+        return Divergence(tick, "(tick digest only)", "", "", -1, (0, 0), [], want, got)
+    rank = _write_rank(world)
+
+    def derived(key: str) -> bool:  # outputs of systems, not table state
+        return key.startswith(("msg:", "actions.", "decisions."))
+
+    diverged.sort(key=lambda kc: (rank.get(kc[0], 1 << 30), derived(kc[0]), kc[0]))
+    key, chunk = diverged[0]
+    group, _, column = key.partition(".")
+    rows = world.chunk_rows
+    lo, hi = chunk * rows, (chunk + 1) * rows
+    ids: list[int] = []
+    table = world.tables.get(group)
+    if table is not None:
+        hi = min(hi, table.hwm)
+        slots = np.arange(lo, hi)
+        slots = slots[table.alive[lo:hi]] if hi > lo else slots
+        ids = [int(h) for h in table.handles(slots)]
+    return Divergence(
+        tick, key, group, column, chunk, (lo, hi), ids, want, got, also=[k for k, _ in diverged[1:]]
+    )

@@ -44,7 +44,7 @@ class ToyConfig(BaseModel):
 
 
 @numba.njit(cache=True, nogil=True)
-def wander_kernel(seed, tick, alive, x, y, mood, resting, step_size, size):  # noqa: ANN001
+def wander_kernel(seed, tick, alive, x, y, mood, resting, step_size, size):
     for i in range(len(x)):
         if not alive[i] or resting[i]:
             continue
@@ -52,11 +52,13 @@ def wander_kernel(seed, tick, alive, x, y, mood, resting, step_size, size):  # n
         dy = (uniform(seed, tick, S_WANDER, i, 1) - 0.5) * 2.0 * step_size
         x[i] = min(max(x[i] + np.float32(dx), np.float32(0.0)), np.float32(size))
         y[i] = min(max(y[i] + np.float32(dy), np.float32(0.0)), np.float32(size))
-        mood[i] = np.float32(0.95) * mood[i] + np.float32(0.05 * uniform(seed, tick, S_WANDER, i, 2))
+        mood[i] = np.float32(0.95) * mood[i] + np.float32(
+            0.05 * uniform(seed, tick, S_WANDER, i, 2)
+        )
 
 
 @numba.njit(cache=True, nogil=True)
-def give_kernel(seed, tick, alive, generation, coins, hwm, dst, dst_gen, src):  # noqa: ANN001
+def give_kernel(seed, tick, alive, generation, coins, hwm, dst, dst_gen, src):
     """Each walker with coins gives one to a uniformly chosen slot; returns the count."""
     n = 0
     for i in range(hwm):
@@ -84,16 +86,34 @@ def _receive(world: World) -> None:
 def _wander(world: World) -> None:
     t = world.tables["walker"]
     cfg: ToyConfig = world.resources["toy"]
-    wander_kernel(world.stream_seed(), world.tick, t.alive, t["x"], t["y"], t["mood"],
-                  t["resting"], cfg.step_size, cfg.field_size)
+    wander_kernel(
+        world.stream_seed(),
+        world.tick,
+        t.alive,
+        t["x"],
+        t["y"],
+        t["mood"],
+        t["resting"],
+        cfg.step_size,
+        cfg.field_size,
+    )
 
 
 def _give(world: World) -> None:
     t = world.tables["walker"]
     ch = world.channels["gift"]
     rows = ch.reserve(t.hwm)
-    n = give_kernel(world.stream_seed(), world.tick, t.alive, t["generation"], t["coins"], t.hwm,
-                    rows["dst"], rows["dst_gen"], rows["src"])
+    n = give_kernel(
+        world.stream_seed(),
+        world.tick,
+        t.alive,
+        t["generation"],
+        t["coins"],
+        t.hwm,
+        rows["dst"],
+        rows["dst_gen"],
+        rows["src"],
+    )
     rows["seq"][:n] = 0
     rows["amount"][:n] = 1
     ch.count -= t.hwm - n  # give back the unused reservation
@@ -107,14 +127,15 @@ def _ponder(world: World) -> None:
     mood = t["mood"][slots]
     go, rest = mood, np.float32(1.0) - mood
     close = np.abs(go - rest) < cfg.ponder_margin
-    close &= (t["pondering"][slots] == 0)
+    close &= t["pondering"][slots] == 0
     s = slots[close]
     if not len(s):
         return
     ctx = np.stack([go[close], rest[close]], axis=1)
     options = np.tile(np.array([[0, 1]], dtype=np.int16), (len(s), 1))
-    world.decisions.request(world.tick, DECISION_REST, t.handles(s), options, 2, 0, ctx,
-                            cfg.deadline_ticks)
+    world.decisions.request(
+        world.tick, DECISION_REST, t.handles(s), options, 2, 0, ctx, cfg.deadline_ticks
+    )
     t["pondering"][s] = 1
 
 
@@ -141,7 +162,9 @@ def _churn(world: World) -> None:
     if k:
         from engine.rng import uniform_int_array
 
-        pick = uniform_int_array(world.seed, world.tick, S_CHURN, np.arange(k, dtype=np.int64), len(live))
+        pick = uniform_int_array(
+            world.seed, world.tick, S_CHURN, np.arange(k, dtype=np.int64), len(live)
+        )
         leaving = np.unique(live[pick])
         # coins of leavers go to the world's sink so the total stays accountable
         world.tables["bank"]["sunk"][0] += int(t["coins"][leaving].sum())
@@ -152,12 +175,22 @@ def _churn(world: World) -> None:
     born = min(cfg.churn_count, max(room, 0))
     if born:
         pos = np.float32(cfg.field_size / 2)
-        handles = t.spawn(born, x=np.full(born, pos, np.float32), y=np.full(born, pos, np.float32),
-                          coins=np.full(born, cfg.coins, np.int64), mood=np.full(born, 0.5, np.float32))
+        handles = t.spawn(
+            born,
+            x=np.full(born, pos, np.float32),
+            y=np.full(born, pos, np.float32),
+            coins=np.full(born, cfg.coins, np.int64),
+            mood=np.full(born, 0.5, np.float32),
+        )
         world.tables["bank"]["minted"][0] += born * cfg.coins
-        world.actions.add("spawn_npc", npc_id=handles, map_id=np.zeros(born, np.int16),
-                          x=np.full(born, int(pos), np.int16), y=np.full(born, int(pos), np.int16),
-                          sprite=np.full(born, 111, np.int16))
+        world.actions.add(
+            "spawn_npc",
+            npc_id=handles,
+            map_id=np.zeros(born, np.int16),
+            x=np.full(born, int(pos), np.int16),
+            y=np.full(born, int(pos), np.int16),
+            sprite=np.full(born, 111, np.int16),
+        )
 
 
 def _greet(world: World) -> None:
@@ -166,8 +199,12 @@ def _greet(world: World) -> None:
     n = len(logins["char_id"])
     if n:
         world.tables["bank"]["logins"][0] += n
-        world.actions.add("broadcast", map_id=logins["map_id"],
-                          text=np.full(n, b"Welcome to the toy field", dtype="S255"))
+        world.tables["bank"]["levels"][0] += int(logins["base_level"].astype(np.int64).sum())
+        world.actions.add(
+            "broadcast",
+            map_id=logins["map_id"],
+            text=np.full(n, b"Welcome to the toy field", dtype="S255"),
+        )
 
 
 class ToyPlugin:
@@ -179,14 +216,28 @@ class ToyPlugin:
     def build(self, world: World) -> None:
         cfg = self.cfg
         world.resources["toy"] = cfg
-        walker = world.add_table("walker", [
-            Column("x", np.float32), Column("y", np.float32), Column("coins", np.int64),
-            Column("mood", np.float32, (), 0.5), Column("resting", np.uint8),
-            Column("pondering", np.uint8),
-        ], cfg.capacity)
-        bank = world.add_table("bank", [
-            Column("minted", np.int64), Column("sunk", np.int64), Column("logins", np.int64),
-        ], 1)
+        walker = world.add_table(
+            "walker",
+            [
+                Column("x", np.float32),
+                Column("y", np.float32),
+                Column("coins", np.int64),
+                Column("mood", np.float32, (), 0.5),
+                Column("resting", np.uint8),
+                Column("pondering", np.uint8),
+            ],
+            cfg.capacity,
+        )
+        bank = world.add_table(
+            "bank",
+            [
+                Column("minted", np.int64),
+                Column("sunk", np.int64),
+                Column("logins", np.int64),
+                Column("levels", np.int64),
+            ],
+            1,
+        )
         world.add_channel("gift", "walker", "walker", (("amount", np.int64),), walker.capacity)
         # initial population: deterministic positions on a grid
         n = cfg.walkers
@@ -199,21 +250,52 @@ class ToyPlugin:
             coins=np.full(n, cfg.coins, np.int64),
         )
         bank.spawn(1, minted=np.array([n * cfg.coins], np.int64))
-        world.add_system("toy.greet", "ingest", _greet, reads=("events",),
-                         writes=("bank.logins", "actions"))
-        world.add_system("toy.receive", "deliver", _receive, reads=("in:gift",),
-                         writes=("walker.coins", "bank.sunk"))
-        world.add_system("toy.wander", "act", _wander, reads=("walker.resting",),
-                         writes=("walker.x", "walker.y", "walker.mood"))
-        world.add_system("toy.give", "act", _give, writes=("walker.coins", "out:gift"),
-                         after=("toy.wander",))
-        world.add_system("toy.ponder", "act", _ponder, reads=("walker.mood",),
-                         writes=("walker.pondering", "decisions"), after=("toy.wander",))
-        world.add_system("toy.apply_rest", "apply", _apply_decisions, reads=("decisions",),
-                         writes=("walker.resting", "walker.pondering"))
-        world.add_system("toy.churn", "apply", _churn,
-                         writes=("walker.*", "bank.sunk", "bank.minted", "actions"),
-                         after=("toy.apply_rest",))
+        world.add_system(
+            "toy.greet",
+            "ingest",
+            _greet,
+            reads=("events",),
+            writes=("bank.logins", "bank.levels", "actions"),
+        )
+        world.add_system(
+            "toy.receive",
+            "deliver",
+            _receive,
+            reads=("in:gift",),
+            writes=("walker.coins", "bank.sunk"),
+        )
+        world.add_system(
+            "toy.wander",
+            "act",
+            _wander,
+            reads=("walker.resting",),
+            writes=("walker.x", "walker.y", "walker.mood"),
+        )
+        world.add_system(
+            "toy.give", "act", _give, writes=("walker.coins", "out:gift"), after=("toy.wander",)
+        )
+        world.add_system(
+            "toy.ponder",
+            "act",
+            _ponder,
+            reads=("walker.mood",),
+            writes=("walker.pondering", "decisions"),
+            after=("toy.wander",),
+        )
+        world.add_system(
+            "toy.apply_rest",
+            "apply",
+            _apply_decisions,
+            reads=("decisions",),
+            writes=("walker.resting", "walker.pondering"),
+        )
+        world.add_system(
+            "toy.churn",
+            "apply",
+            _churn,
+            writes=("walker.*", "bank.sunk", "bank.minted", "actions"),
+            after=("toy.apply_rest",),
+        )
 
 
 def parse_config(data: dict[str, Any], source: str) -> ToyConfig:
@@ -228,3 +310,27 @@ def build_world(world: World, scenario: Scenario) -> None:
     if unknown:
         raise ConfigError(f"{scenario.source}: unknown key(s) {sorted(unknown)}")
     world.add_plugin(ToyPlugin(parse_config(scenario.data, scenario.source)))
+
+
+def login_batches(seed: int, tick: int, source: str = "gen") -> list:
+    """A deterministic trickle of login events for tests and the toy demo."""
+    from engine.inputs import InputBatch
+
+    if tick % 3:
+        return []
+    n = 1 + (seed + tick) % 4
+    base = 150000 + tick * 10
+    cols = {
+        "char_id": np.arange(base, base + n, dtype=np.uint32),
+        "account_id": np.arange(2000000 + tick * 10, 2000000 + tick * 10 + n, dtype=np.uint32),
+        "map_id": np.zeros(n, np.int16),
+        "x": np.full(n, 10, np.int16),
+        "y": np.full(n, 12, np.int16),
+        "base_level": ((np.arange(n) + tick) % 99 + 1).astype(np.int16),
+    }
+    return [InputBatch(source, tick, "login", cols)]
+
+
+def make_event_source(data: dict[str, Any], seed: int):
+    """Events for ``norn run`` when no bridge is serving: the deterministic login trickle."""
+    return lambda tick: login_batches(seed, tick)

@@ -1,0 +1,364 @@
+"""The ``norn`` command line: run worlds, replay and verify them, benchmark, bridge tools.
+
+User errors (bad config, scenario, journal, path) print one line naming the key or path
+and exit 2, without a stack trace. Divergence exits 1; environment failures 3; bugs 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.errors import (
+    EXIT_DIVERGED,
+    EXIT_OK,
+    EXIT_USER_ERROR,
+    NornError,
+    UserError,
+)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(
+        orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode()
+    )
+    sys.stdout.write("\n")
+
+
+def _progress(enabled: bool, total: int, label: str):
+    """A rich progress bar on a terminal; a no-op elsewhere (CI logs, --json)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    prog = Progress(
+        f"[bold]{label}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    )
+    task = prog.add_task(label, total=total)
+    return prog, task
+
+
+def _model_hook(model: str, name: str) -> Callable | None:
+    from engine.scenario import MODELS
+
+    module = importlib.import_module(MODELS[model].partition(":")[0])
+    return getattr(module, name, None)
+
+
+# -- norn run ---------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine.config import bridge_table, make_config
+    from engine.recorder import Recorder
+    from engine.runner import build_world, make_header, run
+    from engine.scenario import load_scenario
+
+    overrides = dict(
+        seed=args.seed,
+        ticks=args.ticks,
+        clock=args.clock,
+        snapshot_every=args.snapshot_every,
+        synctest=args.synctest or None,
+        tick_ms=args.tick_ms,
+    )
+    if args.no_fsync:
+        overrides["fsync"] = False
+    durable: dict[str, int] = {}
+    if args.resume:
+        from replays.resume import resume
+
+        if not args.out:
+            raise UserError("--resume needs --out DIR (the run to continue)")
+        world, recorder, journal_run, durable = resume(args.out)
+        recorded = journal_run.config()
+        config = make_config(
+            None,
+            **{
+                **recorded.model_dump(),
+                **{
+                    k: v
+                    for k, v in overrides.items()
+                    if v is not None and k not in ("seed", "tick_ms")
+                },
+            },
+        )
+        scenario_model = journal_run.header["scenario"]["model"]
+        scenario_name = journal_run.header["scenario"]["name"]
+        scenario_data = None
+    else:
+        scenario = load_scenario(args.scenario)
+        config = make_config(args.config, **overrides)
+        scenario_model, scenario_name, scenario_data = scenario.model, scenario.name, scenario.data
+        out = (
+            Path(args.out)
+            if args.out
+            else Path("runs")
+            / (f"{scenario.name}-s{config.seed}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
+        )
+        if out.exists() and args.replace:
+            shutil.rmtree(out)
+        world = build_world(scenario, config)
+        recorder = Recorder.create(
+            out,
+            make_header(scenario, config, world),
+            fsync=config.fsync,
+            snapshot_every=config.snapshot_every,
+        )
+    out_dir = recorder.out_dir
+
+    server = None
+    if args.serve:
+        server = _start_bridge(
+            args, world, scenario_model, durable, out_dir, bridge_table(args.config)
+        )
+    before_tick = None
+    if server is None and scenario_data is not None:
+        make_source = _model_hook(scenario_model, "make_event_source")
+        if make_source is not None:
+            source = make_source(scenario_data, config.seed)
+
+            def before_tick(tick: int) -> None:
+                for batch in source(tick):
+                    if not world.inputs.offer(batch):
+                        raise UserError("generated events exceed the input queue bounds")
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    bar = _progress(not args.json, config.ticks, f"{scenario_name} seed {config.seed}")
+    on_tick = None
+    if bar is not None:
+        prog, task = bar
+        prog.start()
+
+        def on_tick(rec) -> None:
+            prog.advance(task)
+
+    try:
+        summary = run(world, config, recorder, on_tick=on_tick, before_tick=before_tick, stop=stop)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+        if server is not None:
+            server.stop()
+    recorder.close(world, summary.stopped)
+
+    report = summary.as_dict()
+    report["run_dir"] = str(out_dir)
+    report["scenario"] = scenario_name
+    report["seed"] = config.seed
+    report["clock"] = config.clock
+    report["population"] = world.state_summary()
+    world_summary = _model_hook(scenario_model, "summary")
+    if world_summary is not None:
+        report["world"] = world_summary(world)
+    if server is not None:
+        report["bridge"] = server.stats()
+    if args.json:
+        _print_json(report)
+    else:
+        _print_run_report(report)
+    return EXIT_OK
+
+
+def _start_bridge(
+    args, world, model: str, durable: dict[str, int], out_dir: Path, bridge_cfg: dict[str, Any]
+):
+    from bridge.config import BridgeConfig
+    from bridge.server import BridgeServer, WorldView
+
+    view_fn = _model_hook(model, "bridge_view")
+    if view_fn is None:
+        raise UserError(f"model {model!r} cannot be served: it has no bridge_view")
+    view = WorldView(**view_fn(world))
+    server = BridgeServer(
+        args.serve,
+        world.inputs,
+        view,
+        BridgeConfig(**bridge_cfg),
+        durable_seqs=durable,
+        dead_letter_path=out_dir / "dead_letters.duckdb",
+    )
+    world.sinks.append(server)
+    server.start()
+    return server
+
+
+def _print_run_report(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    con.print(
+        f"[bold]Norn run[/bold] {r['scenario']} seed {r['seed']} ({r['clock']} clock) "
+        f"-> {r['run_dir']}  [{r['stopped']}]"
+    )
+    con.print(
+        f"ticks {r['first_tick']}..{r['last_tick']} ({r['ticks']}), "
+        f"{r['ticks_per_s']} ticks/s, tick p50 {r['tick_ms_p50']} ms p99 {r['tick_ms_p99']} ms, "
+        f"JIT compile {r['compile_s']} s (excluded), wall {r['wall_s']} s, overruns {r['overruns']}"
+    )
+    con.print(
+        f"last digest {r['last_digest']}; actions {r['actions']}; input batches "
+        f"{r['input_batches']}; decisions {r['decisions']}"
+    )
+    t = Table("phase", "seconds", title="time per phase")
+    for k, v in r["phase_s"].items():
+        t.add_row(k, f"{v:.4f}")
+    con.print(t)
+    t = Table("system", "seconds", title="time per system")
+    for k, v in r["system_s"].items():
+        t.add_row(k, f"{v:.4f}")
+    con.print(t)
+    con.print(f"population: {r['population']}")
+    if "world" in r:
+        con.print("[bold]what happened[/bold]")
+        for k, v in r["world"].items():
+            con.print(f"  {k}: {v}")
+    if "bridge" in r:
+        con.print(f"bridge: {r['bridge']}")
+    con.print(f"verify with: norn replay verify {r['run_dir']}")
+
+
+# -- norn replay ------------------------------------------------------------------------
+def cmd_replay_info(args: argparse.Namespace) -> int:
+    from replays.reader import open_run
+
+    run = open_run(args.dir)
+    h = run.header
+    info = {
+        "run_dir": str(run.dir),
+        "format": h["format"],
+        "norn": h["norn"],
+        "scenario": {k: h["scenario"][k] for k in ("name", "model", "source", "hash")},
+        "seed": h["seed"],
+        "config": h["config"],
+        "config_hash": h["config_hash"],
+        "ticks": run.tick_frames,
+        "last_tick": run.last_tick,
+        "snapshots": [t for t, _, _ in run.snapshots],
+        "end": run.end,
+        "torn_tail_bytes": run.torn_tail_bytes,
+        "env": h["env"],
+    }
+    if args.json:
+        _print_json(info)
+    else:
+        for k, v in info.items():
+            print(f"{k}: {v}")
+    return EXIT_OK
+
+
+def cmd_replay_verify(args: argparse.Namespace) -> int:
+    from replays.reader import open_run
+    from replays.verify import verify
+
+    total = open_run(args.dir).tick_frames
+    bar = _progress(not args.json, total, "verify")
+    progress = None
+    if bar is not None:
+        prog, task = bar
+        prog.start()
+
+        def progress(n: int, _total: int) -> None:
+            prog.update(task, completed=n)
+
+    try:
+        result = verify(args.dir, progress)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        for w in result.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        if result.matched:
+            print(
+                f"match: {result.ticks} ticks replayed, every digest equal "
+                f"(last tick {result.last_tick})"
+            )
+        else:
+            d = result.divergence
+            print(f"DIVERGED: {d.describe() if d else 'scenario mismatch'}")
+    return EXIT_OK if result.matched else EXIT_DIVERGED
+
+
+# -- entry point ------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="norn", description="Deterministic world engine for rAthena"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a world (optionally serving the rAthena bridge)")
+    p.add_argument("--scenario", help="scenario TOML (default: the embedded Rune-Midgarts world)")
+    p.add_argument("--config", help="config TOML with [run] and [bridge] tables")
+    p.add_argument("--ticks", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--tick-ms", type=int, dest="tick_ms")
+    p.add_argument("--out", help="run directory for the journal and snapshots")
+    p.add_argument("--replace", action="store_true", help="replace an existing run directory")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its journal"
+    )
+    p.add_argument("--clock", choices=["fast", "realtime", "lockstep"])
+    p.add_argument("--snapshot-every", type=int, dest="snapshot_every")
+    p.add_argument("--synctest", action="store_true", help="check every tick by snapshot/restore")
+    p.add_argument(
+        "--no-fsync", action="store_true", help="skip fsync (benchmarks; unsafe on crash)"
+    )
+    p.add_argument(
+        "--serve", metavar="ENDPOINT", help="serve the bridge, e.g. tcp://127.0.0.1:7600"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("replay", help="inspect and verify recorded runs")
+    rsub = rp.add_subparsers(dest="replay_command", required=True)
+    p = rsub.add_parser("info", help="what a run directory holds")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_replay_info)
+    p = rsub.add_parser("verify", help="re-simulate and compare every tick's digest")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_replay_verify)
+
+    for module in ("bridge.cli", "bench.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NornError as exc:
+        print(f"norn: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except FileNotFoundError as exc:
+        print(f"norn: error: {exc.filename}: not found", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Replays: verify matches honest runs, names divergence, survives torn tails, refuses
+corruption."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import journal
+from engine.config import make_config
+from engine.errors import JournalCorruptError
+from engine.recorder import JOURNAL_NAME, Recorder, decode_tick, encode_tick
+from engine.runner import build_world, make_header, run
+from engine.scenario import MODELS, parse_scenario
+from replays.verify import verify
+from tests.helpers import norn
+
+
+def _record_toy(tmp_path, ticks=30, seed=4, inputs=True):
+    from actors.toy import login_batches
+
+    text = 'name = "toy-replay"\nmodel = "toy"\n[toy]\nwalkers = 200\ncapacity = 250\n'
+    scenario = parse_scenario(text, "toy-replay.toml")
+    config = make_config(None, seed=seed, ticks=ticks, snapshot_every=10, fsync=False)
+    world = build_world(scenario, config)
+    rec = Recorder.create(
+        tmp_path / "run", make_header(scenario, config, world), fsync=False, snapshot_every=10
+    )
+
+    def feed(tick):
+        if inputs:
+            for b in login_batches(seed, tick):
+                assert world.inputs.offer(b)
+
+    run(world, config, rec, before_tick=feed)
+    rec.close(world, "completed")
+    return tmp_path / "run"
+
+
+def test_verify_matches_an_honest_run(tmp_path):
+    result = verify(_record_toy(tmp_path))
+    assert result.matched and result.ticks == 30
+
+
+def test_canary_divergence_is_named_by_tick_table_and_column(tmp_path, monkeypatch):
+    monkeypatch.setitem(MODELS, "canary", "tests.canary_model:build_world")
+    from tests.canary_model import CANARY_TICK
+
+    scenario = parse_scenario('name = "canary"\nmodel = "canary"\n', "canary.toml")
+    config = make_config(None, seed=1, ticks=12, fsync=False, snapshot_every=0)
+    world = build_world(scenario, config)
+    rec = Recorder.create(
+        tmp_path / "run", make_header(scenario, config, world), fsync=False, snapshot_every=0
+    )
+    run(world, config, rec)
+    rec.close(world, "completed")
+    result = verify(tmp_path / "run")
+    assert not result.matched
+    d = result.divergence
+    assert (d.tick, d.table, d.column) == (CANARY_TICK, "walker", "mood")
+    assert d.entity_ids and "walker" in d.describe() and "mood" in d.describe()
+
+
+def test_altered_input_is_reported_as_divergence_at_its_tick(tmp_path):
+    run_dir = _record_toy(tmp_path)
+    src = run_dir / JOURNAL_NAME
+    altered_tick = 12  # login batches arrive every third tick
+
+    def transform(frame):
+        if frame.kind != journal.KIND_TICK:
+            return frame.payload
+        rec = decode_tick(frame.payload)
+        if rec.tick != altered_tick:
+            return frame.payload
+        assert rec.inputs, "the test needs an input at this tick"
+        cols = dict(rec.inputs[0].columns)
+        cols["base_level"] = cols["base_level"] + np.int16(1)
+        from engine.inputs import InputBatch
+
+        rec.inputs[0] = InputBatch(
+            rec.inputs[0].source, rec.inputs[0].seq, rec.inputs[0].kind, cols
+        )
+        return encode_tick(rec)
+
+    dst = tmp_path / "altered"
+    dst.mkdir()
+    journal.rewrite(src, dst / JOURNAL_NAME, transform)
+    (dst / "snapshots").symlink_to(run_dir / "snapshots")
+    result = verify(dst)
+    assert not result.matched
+    assert result.divergence.tick == altered_tick
+    assert (result.divergence.table, result.divergence.column) == ("bank", "levels")
+    r = norn("replay", "verify", str(dst))
+    assert r.returncode == 1 and f"tick {altered_tick}" in r.stdout
+
+
+def test_torn_tail_is_ignored_and_verify_matches_up_to_the_last_whole_frame(tmp_path):
+    run_dir = _record_toy(tmp_path)
+    path = run_dir / JOURNAL_NAME
+    data = path.read_bytes()
+    path.write_bytes(data[:-7])  # tear the END frame
+    result = verify(run_dir)
+    assert result.matched and result.ticks == 30
+    assert any("torn tail" in w for w in result.warnings)
+
+
+def test_a_flipped_byte_in_the_middle_is_refused_with_its_offset(tmp_path):
+    run_dir = _record_toy(tmp_path)
+    path = run_dir / JOURNAL_NAME
+    data = bytearray(path.read_bytes())
+    frames = list(journal.JournalReader(path).frames())
+    middle = frames[len(frames) // 2]
+    data[middle.offset + 20] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalCorruptError) as exc:
+        verify(run_dir)
+    assert exc.value.offset == middle.offset
+    r = norn("replay", "verify", str(run_dir))
+    assert r.returncode == 2 and str(middle.offset) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_resume_after_a_crash_continues_the_same_world(tmp_path):
+    from replays.resume import resume
+
+    run_dir = _record_toy(tmp_path, ticks=25, inputs=False)
+    path = run_dir / JOURNAL_NAME
+    full = journal_digests_of(path)
+    # simulate a crash: drop everything after tick 17's frame, plus a torn half-frame
+    frames = list(journal.JournalReader(path).frames())
+    cut = next(
+        f for f in frames if f.kind == journal.KIND_TICK and decode_tick(f.payload).tick == 18
+    )
+    data = path.read_bytes()
+    path.write_bytes(data[: cut.offset + 9])
+    world, recorder, _, _ = resume(run_dir)
+    assert world.tick == 17
+    config = make_config(None, seed=4, ticks=8, fsync=False)
+    run(world, config, recorder)
+    recorder.close(world, "completed")
+    assert journal_digests_of(path) == full
+    assert verify(run_dir).matched
+
+
+def journal_digests_of(path):
+    return {
+        decode_tick(f.payload).tick: decode_tick(f.payload).digest
+        for f in journal.JournalReader(path).frames()
+        if f.kind == journal.KIND_TICK
+    }
