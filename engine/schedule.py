@@ -17,6 +17,17 @@ from engine.errors import ScheduleError
 
 PHASES: tuple[str, ...] = ("ingest", "deliver", "act", "decide", "apply", "emit", "commit")
 
+#: What the engine itself does in each phase, around the plugins' systems (engine/tick.py).
+ENGINE_STEPS: dict[str, str] = {
+    "ingest": "engine (first): drain the input queue into this tick's events",
+    "deliver": "engine (first): deliver every channel in canonical order",
+    "act": "",
+    "decide": "engine (first): submit new decision requests to the resolver",
+    "apply": "engine (first): settle due results and deadlines; (last): spawn/despawn sync",
+    "emit": "engine (last): number the tick's actions and hand them to the sinks",
+    "commit": "engine (last): chunk digest; the runner then journals and snapshots",
+}
+
 
 @dataclass(frozen=True)
 class System:
@@ -84,6 +95,8 @@ class Schedule:
         lines = []
         for phase in PHASES:
             lines.append(f"{phase}:")
+            if ENGINE_STEPS[phase]:
+                lines.append(f"  - {ENGINE_STEPS[phase]}")
             for s in self._ordered[phase]:
                 lines.append(f"  {s.name} [{s.plugin}]")
                 if s.reads:

@@ -1,0 +1,303 @@
+"""Specifications of the engine's parts: tables, messages, schedule, decisions, bounds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import limits
+from engine.actions import ActionBuffer
+from engine.decisions import (
+    SOURCE_DEADLINE,
+    SOURCE_INVALID,
+    SOURCE_RESOLVER,
+    DecisionBook,
+    DeterministicResolver,
+)
+from engine.errors import BoundError, ScheduleError, StaleEntityError
+from engine.inputs import InputBatch, InputQueue
+from engine.messages import Channel
+from engine.schedule import Schedule, System
+from engine.table import Column, Table
+from tests.helpers import toy_world
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+# -- tables -----------------------------------------------------------------------------
+def _table(capacity=64):
+    return Table("t", [Column("v", np.int64)], capacity, chunk_rows=8)
+
+
+def test_spawn_takes_lowest_free_slots_and_becomes_alive_at_sync():
+    t = _table()
+    h = t.spawn(3, v=np.array([1, 2, 3]))
+    assert list(h & 0xFFFFFFFF) == [0, 1, 2]
+    assert t.count == 0  # not alive until the sync point
+    t.sync()
+    assert t.count == 3
+    t.despawn(h[1:2])
+    t.sync()
+    h2 = t.spawn(1)
+    assert int(h2[0] & 0xFFFFFFFF) == 1 and int(h2[0] >> 32) == 1  # reused slot, new generation
+
+
+def test_stale_handle_is_detected_not_read():
+    t = _table()
+    h = t.spawn(2)
+    t.sync()
+    t.despawn(h[:1])
+    t.sync()
+    with pytest.raises(StaleEntityError, match="stale"):
+        t.resolve(h[:1])
+    assert list(t.is_current(h)) == [False, True]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 5)), min_size=1, max_size=40))
+def test_spawn_despawn_keeps_ids_stable_and_detects_every_stale_id(ops):
+    t = _table(capacity=400)
+    live: list[int] = []
+    dead: list[int] = []
+    for spawn, k in ops:
+        if spawn or not live:
+            handles = t.spawn(k + 1, v=np.arange(k + 1))
+            live += [int(x) for x in handles]
+        else:
+            gone, live = live[: k + 1], live[k + 1 :]
+            t.despawn(np.array(gone))
+            dead += gone
+        t.sync()
+        if live:
+            slots = t.resolve(np.array(live))  # live ids still name the same slots
+            assert list(slots) == [h & 0xFFFFFFFF for h in live]
+        for h in dead:
+            assert not t.is_current(np.array([h]))[0]
+            with pytest.raises(StaleEntityError):
+                t.resolve(np.array([h]))
+
+
+def test_table_capacity_bound_at_max_and_one_past():
+    t = Table("t", [], 16, chunk_rows=8)
+    t.spawn(16)
+    with pytest.raises(BoundError, match="capacity"):
+        t.spawn(1)
+    with pytest.raises(BoundError, match="table_capacity_max"):
+        Table("big", [], limits.table_capacity_max + 1, chunk_rows=8)
+
+
+# -- messages ---------------------------------------------------------------------------
+def _deliver(dst, src, seq, payload, n_dst=16):
+    ch = Channel("c", "a", "b", (("p", np.int64),), capacity=max(len(dst), 1), n_dst=n_dst)
+    ch.emit(dst, src, seq, p=payload)
+    inbox = ch.deliver()
+    return inbox
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_inbox_contents_and_order_do_not_depend_on_emission_order(data):
+    n = data.draw(st.integers(0, 60))
+    src = np.repeat(np.arange(n // 3 + 1), 3)[:n].astype(np.int64)
+    seq = np.tile(np.arange(3), n // 3 + 1)[:n]
+    dst = np.array(data.draw(st.lists(st.integers(0, 15), min_size=n, max_size=n)), dtype=np.int64)
+    payload = np.array(data.draw(st.lists(st.integers(-99, 99), min_size=n, max_size=n)))
+    perm = np.array(data.draw(st.permutations(list(range(n)))), dtype=np.int64)
+    a = _deliver(dst, src, seq, payload)
+    b = _deliver(dst[perm], src[perm], seq[perm], payload[perm])
+    for f in ("dst", "src", "seq", "p"):
+        assert np.array_equal(a[f], b[f])
+    assert np.array_equal(a.offsets, b.offsets)
+    # canonical: sorted by (dst, src, seq); each destination's inbox is a contiguous slice
+    key = list(zip(a["dst"], a["src"], a["seq"], strict=True))
+    assert key == sorted(key)
+    for d in range(16):
+        assert (a["dst"][a.offsets[d] : a.offsets[d + 1]] == d).all()
+
+
+def test_duplicate_source_sequence_is_refused():
+    with pytest.raises(ValueError, match="duplicate"):
+        _deliver(np.array([1, 2]), np.array([5, 5]), np.array([0, 0]), np.array([1, 1]))
+
+
+def test_destination_outside_table_is_refused():
+    with pytest.raises(ValueError, match="outside"):
+        _deliver(np.array([99]), np.array([0]), 0, np.array([1]))
+
+
+def test_channel_capacity_bound_at_max_and_one_past():
+    ch = Channel("c", "a", "b", (), capacity=4, n_dst=8)
+    ch.emit(np.arange(4), np.arange(4))
+    with pytest.raises(BoundError, match=r"c\.capacity"):
+        ch.emit(np.array([0]), np.array([9]))
+    with pytest.raises(BoundError, match="messages_per_channel_max"):
+        Channel("c", "a", "b", (), capacity=limits.messages_per_channel_max + 1, n_dst=8)
+
+
+def test_messages_to_despawned_entities_are_set_apart_not_delivered():
+    world, _, _ = toy_world(seed=1, walkers=20)
+    t = world.tables["walker"]
+    ch = world.channels["gift"]
+    target = t.handles(np.array([3, 4]))
+    ch.emit(target, np.array([0, 1]), 0, amount=np.array([7, 8]))
+    t.despawn(target[:1])
+    t.sync()
+    inbox = ch.deliver()
+    assert list(inbox["amount"]) == [8] and list(inbox.stale["amount"]) == [7]
+
+
+# -- schedule ---------------------------------------------------------------------------
+def _noop(world):
+    pass
+
+
+def test_unknown_phase_is_an_error_at_startup():
+    with pytest.raises(ScheduleError, match="unknown phase 'think'"):
+        Schedule().add(System("x", "think", _noop))
+
+
+def test_two_unordered_writers_of_one_column_are_an_error_at_startup():
+    s = Schedule()
+    s.add(System("a", "act", _noop, writes=("npc.x",)))
+    s.add(System("b", "act", _noop, writes=("npc.*",)))
+    with pytest.raises(ScheduleError, match="both write"):
+        s.build({"npc.x", "npc.y"})
+    s2 = Schedule()
+    s2.add(System("a", "act", _noop, writes=("npc.x",)))
+    s2.add(System("b", "act", _noop, writes=("npc.x",), after=("a",)))
+    s2.build({"npc.x"})  # an explicit order resolves it
+
+
+def test_undeclared_state_and_cycles_are_errors():
+    s = Schedule()
+    s.add(System("a", "act", _noop, writes=("npc.z",)))
+    with pytest.raises(ScheduleError, match=r"unknown state 'npc\.z'"):
+        s.build({"npc.x"})
+    s = Schedule()
+    s.add(System("a", "act", _noop, after=("b",)))
+    s.add(System("b", "act", _noop, after=("a",)))
+    with pytest.raises(ScheduleError, match="cycle"):
+        s.build(set())
+
+
+def test_printed_schedule_is_pinned():
+    world, _, _ = toy_world()
+    text = world.schedule.describe()
+    golden = GOLDEN / "schedule_toy.txt"
+    if os.environ.get("NORN_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), "schedule changed: rerun with NORN_UPDATE_GOLDEN=1"
+
+
+# -- decisions --------------------------------------------------------------------------
+def _request(book, tick, n, deadline=2):
+    ctx = np.zeros((n, 2), np.float32)
+    ctx[:, 1] = 1.0  # option 1 has the higher utility
+    opts = np.tile(np.array([[10, 20]], np.int16), (n, 1))
+    return book.request(tick, 1, np.arange(n), opts, 2, 0, ctx, deadline)
+
+
+def test_resolver_results_are_applied_and_deadlines_fall_back():
+    book = DecisionBook()
+    res = DeterministicResolver(latency_ticks=1)
+    ids = _request(book, 1, 3)
+    res.submit(1, book.take_new())
+    assert len(book.settle(1, res.collect(1))) == 0  # nothing due yet, no deadline yet
+    recs = book.settle(2, res.collect(2))
+    book.apply(recs)
+    assert list(book.applied["request_id"]) == list(ids)
+    assert list(book.applied["option"]) == [20, 20, 20]
+    assert (book.applied["source"] == SOURCE_RESOLVER).all()
+    ids = _request(book, 5, 2, deadline=1)
+    book.take_new()  # never submitted: the resolver is silent
+    book.apply(book.settle(6, np.empty(0, dtype=[("request_id", "<i8"), ("choice", "u1")])))
+    assert list(book.applied["request_id"]) == list(ids)
+    assert (book.applied["source"] == SOURCE_DEADLINE).all()
+    assert list(book.applied["option"]) == [10, 10]  # the fallback
+    assert len(book.pending) == 0
+
+
+def test_invalid_choice_becomes_the_fallback_never_a_guess():
+    book = DecisionBook()
+    (rid,) = _request(book, 1, 1)
+    book.take_new()
+    bogus = np.array([(rid, 7)], dtype=[("request_id", "<i8"), ("choice", "u1")])
+    book.apply(book.settle(1, bogus))
+    assert book.applied["source"][0] == SOURCE_INVALID and book.applied["option"][0] == 10
+
+
+def test_pending_decisions_bound_at_max_and_one_past():
+    book = DecisionBook(pending_max=4)
+    _request(book, 1, 4)
+    with pytest.raises(BoundError, match="decisions_pending_max"):
+        _request(book, 1, 1)
+
+
+def test_decision_deadline_bound():
+    book = DecisionBook()
+    ctx = np.zeros((1, 2), np.float32)
+    opts = np.array([[1, 2]], np.int16)
+    book.request(1, 1, np.arange(1), opts, 2, 0, ctx, limits.decision_deadline_ticks_max)
+    with pytest.raises(BoundError, match="decision_deadline_ticks_max"):
+        book.request(1, 1, np.arange(1), opts, 2, 0, ctx, limits.decision_deadline_ticks_max + 1)
+
+
+# -- inputs and actions -----------------------------------------------------------------
+def _logins(n, seq=0, source="s"):
+    cols = {
+        "char_id": np.arange(150000, 150000 + n, dtype=np.uint32),
+        "account_id": np.arange(2000000, 2000000 + n, dtype=np.uint32),
+        "map_id": np.zeros(n, np.int16),
+        "x": np.zeros(n, np.int16),
+        "y": np.zeros(n, np.int16),
+        "base_level": np.ones(n, np.int16),
+    }
+    return InputBatch(source, seq, "login", cols)
+
+
+def test_input_queue_bounds_refuse_without_dropping():
+    q = InputQueue(batches_max=2, events_max=10)
+    assert q.offer(_logins(5, 0)) and q.offer(_logins(5, 1))  # exactly at both bounds
+    assert not q.offer(_logins(1, 2))  # one past: refused, caller keeps it
+    assert q.refused == 1
+    drained = q.drain()
+    assert [b.seq for b in drained] == [0, 1]
+    assert q.offer(_logins(1, 2))
+
+
+def test_batch_events_bound_and_schema_checks():
+    q = InputQueue()
+    assert q.offer(_logins(limits.batch_events_max))
+    with pytest.raises(BoundError, match="batch_events_max"):
+        q.offer(_logins(limits.batch_events_max + 1))
+    bad = _logins(2)
+    bad.columns["x"] = bad.columns["x"].astype(np.int32)
+    with pytest.raises(ValueError, match=r"login\.x: dtype int32"):
+        q.offer(bad)
+
+
+def test_drain_orders_by_source_and_seq_and_acks_after_journaling():
+    q = InputQueue()
+    acks = []
+    q.add_journaled_listener(lambda src, seq: acks.append((src, seq)))
+    for src, seq in [("b", 1), ("a", 2), ("b", 0), ("a", 1)]:
+        q.offer(_logins(1, seq, src))
+    drained = q.drain()
+    assert [(b.source, b.seq) for b in drained] == [("a", 1), ("a", 2), ("b", 0), ("b", 1)]
+    assert acks == []
+    q.mark_journaled(drained)
+    assert acks == [("a", 2), ("b", 1)]
+
+
+def test_actions_bound_at_max_and_one_past_and_ids_are_deterministic():
+    buf = ActionBuffer(actions_max=3)
+    buf.add("despawn_npc", npc_id=np.arange(3, dtype=np.int64))
+    with pytest.raises(BoundError, match="actions_per_tick_max"):
+        buf.add("despawn_npc", npc_id=np.arange(1, dtype=np.int64))
+    batch = buf.take(7)
+    assert list(batch.kinds["despawn_npc"]["action_id"]) == [(7 << 24) + i for i in range(3)]
