@@ -1,0 +1,167 @@
+"""Dead-letter store: every rejected frame or event, with its raw bytes and the reason.
+
+Invalid input is never silently dropped (STYLE habit 5): the peer gets an error frame and
+the store keeps what was refused so an operator can see what a map server sent. Two
+backends, chosen by the path's suffix:
+
+- ``*.duckdb`` / ``*.db``: a DuckDB table ``dead_letter`` (query it with SQL next to the
+  run's other tables). Records are buffered and inserted per flush through Arrow, so a batch
+  with thousands of invalid events costs one insert.
+- anything else: an append-only file of records, each ``u32 length | u32 crc32c | msgpack
+  map`` (little-endian), readable with ``read_dead_letters`` even after a torn write.
+
+Both are bounded (``dead_letter_records_max`` records, ``dead_letter_raw_bytes_max`` raw
+bytes each); what does not fit is counted, never hidden. The most recent records are also
+kept in memory (``recent``) for tests and ``stats``. The store is used from the bridge
+thread only.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import crc32c
+import msgpack
+
+COLUMNS = (
+    "n", "at_unix_ms", "tick", "server_id", "seq", "kind", "event_index", "code", "field",
+    "reason", "raw_bytes", "raw",
+)
+_HEADER = struct.Struct("<II")
+
+
+class DeadLetterStore:
+    """Append-only, bounded store of rejected input."""
+
+    def __init__(
+        self,
+        path: str | Path | None,
+        *,
+        records_max: int,
+        raw_bytes_max: int,
+        memory_max: int = 1024,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.records_max = records_max
+        self.raw_bytes_max = raw_bytes_max
+        self.recent: deque[dict[str, Any]] = deque(maxlen=memory_max)
+        self.written = 0
+        self.dropped = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._file = None
+        self._con = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.suffix in (".duckdb", ".db"):
+                import duckdb
+
+                self._con = duckdb.connect(str(self.path))
+                self._con.execute(
+                    "CREATE TABLE IF NOT EXISTS dead_letter (n BIGINT, at_unix_ms BIGINT, "
+                    "tick BIGINT, server_id VARCHAR, seq BIGINT, kind VARCHAR, "
+                    "event_index INTEGER, code INTEGER, field VARCHAR, reason VARCHAR, "
+                    "raw_bytes BIGINT, raw BLOB)"
+                )
+                self.written = int(
+                    self._con.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
+                )
+            else:
+                self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for appends
+
+    def add(
+        self,
+        *,
+        tick: int,
+        server_id: str | None,
+        seq: int | None,
+        kind: str | None,
+        event_index: int,
+        code: int,
+        field: str | None,
+        reason: str,
+        raw: bytes,
+    ) -> bool:
+        """Record one rejection; False when the store is full (counted in ``dropped``)."""
+        if self.written + len(self._buffer) >= self.records_max:
+            self.dropped += 1
+            return False
+        rec = {
+            "n": self.written + len(self._buffer),
+            # Wall time for operators only; it never reaches world state.
+            "at_unix_ms": int(time.time() * 1000),
+            "tick": tick,
+            "server_id": server_id,
+            "seq": seq,
+            "kind": kind,
+            "event_index": event_index,
+            "code": int(code),
+            "field": field,
+            "reason": reason[:1024],
+            "raw_bytes": len(raw),
+            "raw": bytes(raw[: self.raw_bytes_max]),
+        }
+        self._buffer.append(rec)
+        self.recent.append(rec)
+        if len(self._buffer) >= 4096:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        """Write buffered records (called by the bridge thread after each wake-up)."""
+        if not self._buffer:
+            return
+        buf, self._buffer = self._buffer, []
+        if self._file is not None:
+            parts = []
+            for rec in buf:
+                body = msgpack.packb(rec, use_bin_type=True)
+                parts.append(_HEADER.pack(len(body), crc32c.crc32c(body)))
+                parts.append(body)
+            self._file.write(b"".join(parts))
+            self._file.flush()
+        elif self._con is not None:
+            import pyarrow as pa
+
+            table = pa.table({c: [r[c] for r in buf] for c in COLUMNS})  # noqa: F841
+            self._con.execute("INSERT INTO dead_letter SELECT * FROM table")
+        self.written += len(buf)
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def read_dead_letters(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a store (either backend); a torn tail of the file backend is ignored."""
+    path = Path(path)
+    if path.suffix in (".duckdb", ".db"):
+        import duckdb
+
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            rows = con.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM dead_letter ORDER BY n"
+            ).fetchall()
+        finally:
+            con.close()
+        return [dict(zip(COLUMNS, r, strict=True)) for r in rows]
+    data = path.read_bytes()
+    out = []
+    pos = 0
+    while pos + _HEADER.size <= len(data):
+        length, crc = _HEADER.unpack_from(data, pos)
+        body = data[pos + _HEADER.size : pos + _HEADER.size + length]
+        if len(body) != length or crc32c.crc32c(body) != crc:
+            break  # torn tail: a crash in the middle of an append
+        out.append(msgpack.unpackb(body, raw=False))
+        pos += _HEADER.size + length
+    return out

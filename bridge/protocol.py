@@ -1,0 +1,403 @@
+"""Bridge wire protocol, version 1: message layouts, wire schemas, codes, msgpack envelope.
+
+``bridge/PROTOCOL.md`` is the normative document; this module is its executable form and
+the golden vectors in ``bridge/vectors/`` are generated from it. Every frame is one msgpack
+map whose first key ``t`` names the message. Encoders write keys in the documented order
+with msgpack's smallest encodings (canonical form) so a decoded vector re-encodes to the
+same bytes; decoders accept any key order.
+
+Events travel either as rows (one msgpack array per event) or as columns (one
+little-endian binary array per field). Columns are the hot format: decoding is one
+``np.frombuffer`` per field, independent of the number of events.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Literal
+
+import msgpack
+import numpy as np
+
+from engine import limits
+from engine.actions import ACTION_SCHEMAS
+from engine.errors import require
+from engine.events import EVENT_SCHEMAS
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+# Message types (the ``t`` key).
+HELLO = "hello"
+WELCOME = "welcome"
+EVENTS = "events"
+RESULTS = "results"
+ACK = "ack"
+ACTIONS = "actions"
+HB = "hb"
+ERROR = "error"
+BYE = "bye"
+CLIENT_TYPES = (HELLO, EVENTS, RESULTS, HB, BYE)
+SERVER_TYPES = (WELCOME, ACK, ACTIONS, HB, ERROR)
+
+#: Capabilities the engine announces in ``welcome``.
+SERVER_CAPS = ("columns", "rows", "results", "actions")
+
+SERVER_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+SEQ_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+INT16_MAX = 2**15 - 1
+LEVEL_MAX = 999  # rAthena MAX_LEVEL is at most a few hundred; 999 bounds every fork
+
+
+class ErrorCode(IntEnum):
+    """Codes of the ``error`` message. Stable: never renumbered, only appended."""
+
+    MALFORMED = 1          # not msgpack, not a map, or no string ``t``
+    UNKNOWN_TYPE = 2       # ``t`` names no client message
+    BAD_FIELD = 3          # an envelope field is missing, of the wrong type or out of range
+    FRAME_TOO_LARGE = 4    # frame longer than frame_bytes_max
+    VERSION_UNSUPPORTED = 5
+    HELLO_REQUIRED = 6     # a message other than hello from a peer without a session
+    UNKNOWN_KIND = 7       # event kind not accepted from map servers
+    BATCH_TOO_LARGE = 8    # more than events_per_batch_max events
+    INVALID_EVENTS = 9     # some events were rejected (details listed); the rest applied
+    SEQ_GAP = 10           # seq is not the next expected; resend from expected_seq
+    WINDOW_EXCEEDED = 11   # seq beyond acked + credit; resend from expected_seq later
+    TOO_MANY_SERVERS = 12  # servers_max connected (or server_records_max known)
+    SUPERSEDED = 13        # another connection said hello with this server id
+    UNKNOWN_MAP = 14       # hello names a map the world does not have
+
+
+class ResultStatus(IntEnum):
+    DONE = 0
+    FAILED = 1
+
+
+class ResultReason(IntEnum):
+    """Why a map server failed an action (``reason`` of an action result)."""
+
+    OK = 0
+    UNKNOWN_MAP = 1
+    OUT_OF_BOUNDS = 2
+    REWARD_CAP = 3
+    NOT_HERE = 4        # character not online / NPC not on this server
+    EXPIRED = 5         # arrived after its expires_tick
+    ZENY_OVERFLOW = 6
+    INVALID = 7         # any other validation failure
+    UNSUPPORTED = 8     # the server does not implement this action kind
+
+
+class ProtocolError(Exception):
+    """A frame-level problem: answered with one ``error`` frame and dead-lettered."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        field: str | None = None,
+        seq: int | None = None,
+        expected_seq: int | None = None,
+    ) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+        self.field = field
+        self.seq = seq
+        self.expected_seq = expected_seq
+
+
+# -- wire schemas ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WireField:
+    """One field of an event or action on the wire.
+
+    ``kind`` is ``int`` (a little-endian integer column of ``dtype``, range ``lo..hi``),
+    ``float`` (little-endian IEEE 754 column, actions only), ``map`` (``<i2`` index into
+    the frame's ``maps`` dictionary of names; -1 = every map, actions only) or
+    ``text`` (UTF-8; columns ``<name>_len`` ``<u2`` plus ``<name>`` bytes).
+    """
+
+    name: str
+    engine: str
+    kind: Literal["int", "float", "map", "text"]
+    dtype: np.dtype
+    lo: int = 0
+    hi: int = 0
+
+
+def _int(name: str, dt: str, lo: int, hi: int, engine: str | None = None) -> WireField:
+    return WireField(name, engine or name, "int", np.dtype(dt), lo, hi)
+
+
+def _map(name: str, engine: str) -> WireField:
+    return WireField(name, engine, "map", np.dtype("<i2"), 0, INT16_MAX)
+
+
+def _text(name: str = "text") -> WireField:
+    return WireField(name, name, "text", np.dtype("<u2"), 0, limits.text_bytes_max)
+
+
+_CHAR = _int("char_id", "<u4", 1, INT32_MAX)
+_ACCOUNT = _int("account_id", "<u4", 1, INT32_MAX)
+_MAPF = _map("map", "map_id")
+_X = _int("x", "<i2", 0, INT16_MAX)
+_Y = _int("y", "<i2", 0, INT16_MAX)
+_ITEM = _int("item_id", "<i4", 1, INT32_MAX)
+_AMOUNT = _int("amount", "<i4", 1, limits.item_stack_max)
+_ZENY = _int("zeny", "<i4", 0, limits.zeny_max)
+
+#: Event kinds a map server may send, in wire field order (= engine column order).
+WIRE_EVENT_SCHEMAS: dict[str, tuple[WireField, ...]] = {
+    "login": (_CHAR, _ACCOUNT, _MAPF, _X, _Y, _int("base_level", "<i2", 1, LEVEL_MAX)),
+    "logout": (_CHAR, _ACCOUNT),
+    "map_change": (_CHAR, _map("from_map", "from_map_id"), _map("to_map", "to_map_id"), _X, _Y),
+    "player_move": (_CHAR, _MAPF, _X, _Y),
+    "mob_kill": (
+        _CHAR,
+        _int("mob_id", "<i4", 1, INT32_MAX),
+        _int("instance_id", "<i4", 0, INT32_MAX),
+        _MAPF,
+        _X,
+        _Y,
+    ),
+    "player_death": (_CHAR, _MAPF, _X, _Y),
+    "level_up": (
+        _CHAR,
+        _int("base_level", "<i2", 1, LEVEL_MAX),
+        _int("job_level", "<i2", 1, LEVEL_MAX),
+    ),
+    "npc_talk": (_CHAR, _int("npc_id", "<i8", 0, 2**63 - 1), _text()),
+    "quest_done": (_CHAR, _int("quest_id", "<i4", 1, INT32_MAX)),
+    "trade": (
+        _CHAR,
+        _int("partner_char_id", "<u4", 1, INT32_MAX),
+        _int("item_id", "<i4", 0, INT32_MAX),  # 0: zeny only
+        _int("amount", "<i4", 0, limits.item_stack_max),
+        _ZENY,
+    ),
+    "vending_purchase": (
+        _CHAR,
+        _int("seller_char_id", "<u4", 1, INT32_MAX),
+        _ITEM,
+        _AMOUNT,
+        _int("price_zeny", "<i4", 0, limits.zeny_max),
+    ),
+    "npc_shop": (_CHAR, _MAPF, _ITEM, _AMOUNT, _int("is_sell", "u1", 0, 1)),
+    "map_snapshot": (_MAPF, _int("players", "<i4", 0, INT32_MAX)),
+}
+
+#: Columns of the ``results`` message; it becomes an engine event of kind ``action_result``.
+WIRE_RESULT_SCHEMA: tuple[WireField, ...] = (
+    _int("action_id", "<i8", 0, 2**63 - 1),
+    _int("status", "u1", 0, 1),
+    _int("reason", "<i2", 0, INT16_MAX),
+)
+RESULT_KIND = "action_result"
+
+#: (map field, x field, y field): events whose coordinates must lie inside that map.
+WIRE_EVENT_COORDS: dict[str, tuple[str, str, str]] = {
+    "login": ("map", "x", "y"),
+    "map_change": ("to_map", "x", "y"),
+    "player_move": ("map", "x", "y"),
+    "mob_kill": ("map", "x", "y"),
+    "player_death": ("map", "x", "y"),
+}
+
+
+def _action_schema(kind: str) -> tuple[WireField, ...]:
+    fields = [_int("action_id", "<i8", 0, 2**63 - 1)]
+    for name, dt in ACTION_SCHEMAS[kind]:
+        dt = np.dtype(dt)
+        if name == "map_id":
+            fields.append(WireField("map", "map_id", "map", np.dtype("<i2"), -1, INT16_MAX))
+        elif dt.kind == "S":
+            fields.append(_text(name))
+        else:
+            wire_dt = dt.newbyteorder("<")
+            if dt.kind == "f":  # hazard intensity: raw little-endian IEEE float
+                fields.append(WireField(name, name, "float", wire_dt))
+            else:
+                info = np.iinfo(dt)
+                fields.append(_int(name, wire_dt.str, int(info.min), int(info.max)))
+    return tuple(fields)
+
+
+#: Action kinds the engine sends, in wire field order (``action_id`` first).
+WIRE_ACTION_SCHEMAS: dict[str, tuple[WireField, ...]] = {
+    k: _action_schema(k) for k in ACTION_SCHEMAS
+}
+
+
+def _check_against_engine() -> None:
+    """The wire schemas must mirror the engine's; fail at import if either drifts."""
+    for kind, fields in WIRE_EVENT_SCHEMAS.items():
+        eng = EVENT_SCHEMAS[kind]
+        require(
+            [f.engine for f in fields] == [n for n, _ in eng],
+            f"wire schema {kind} fields drift from engine.events",
+        )
+        for f, (_, dt) in zip(fields, eng, strict=True):
+            dt = np.dtype(dt)
+            if f.kind == "int":
+                require(f.dtype.newbyteorder("=") == dt, f"{kind}.{f.name} dtype drift")
+            elif f.kind == "map":
+                require(dt == np.int16, f"{kind}.{f.name} map dtype drift")
+            else:
+                require(dt.kind == "S", f"{kind}.{f.name} text dtype drift")
+    eng = EVENT_SCHEMAS[RESULT_KIND]
+    require(
+        [f.engine for f in WIRE_RESULT_SCHEMA] == [n for n, _ in eng], "result schema drift"
+    )
+
+
+_check_against_engine()
+
+
+def wire_columns(fields: tuple[WireField, ...]) -> list[str]:
+    """The column keys of a columnar body, in canonical order (text adds ``<name>_len``)."""
+    out: list[str] = []
+    for f in fields:
+        if f.kind == "text":
+            out += [f"{f.name}_len", f.name]
+        else:
+            out.append(f.name)
+    return out
+
+
+# -- msgpack envelope --------------------------------------------------------------------
+def pack(msg: dict[str, Any]) -> bytes:
+    """Canonical msgpack: keys in insertion (documented) order, bin for bytes, str for str."""
+    return msgpack.packb(msg, use_bin_type=True)
+
+
+def unpack(data: bytes | memoryview, frame_bytes_max: int) -> dict[str, Any]:
+    """Decode one frame's envelope. Raises ``ProtocolError`` (never anything else).
+
+    msgpack's own bounds are set from the frame size, so a declared length larger than
+    the frame fails before any allocation.
+    """
+    n = len(data)
+    if n > frame_bytes_max:
+        raise ProtocolError(
+            ErrorCode.FRAME_TOO_LARGE, f"frame of {n} bytes > frame_bytes_max={frame_bytes_max}"
+        )
+    try:
+        msg = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=n,
+            max_bin_len=n,
+            max_array_len=n,
+            max_map_len=n,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several types; all mean "malformed"
+        raise ProtocolError(ErrorCode.MALFORMED, f"not a msgpack frame: {exc}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError(ErrorCode.MALFORMED, f"frame is a {type(msg).__name__}, not a map")
+    t = msg.get("t")
+    if not isinstance(t, str):
+        raise ProtocolError(ErrorCode.MALFORMED, "frame has no string 't' (message type)")
+    return msg
+
+
+def get_int(msg: dict[str, Any], key: str, lo: int, hi: int, *, seq: int | None = None) -> int:
+    """A required integer field within ``lo..hi`` (bools are not integers)."""
+    v = msg.get(key)
+    if type(v) is not int or not lo <= v <= hi:
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD, f"{key} must be an integer in [{lo}, {hi}], got {v!r:.60}",
+            field=key, seq=seq,
+        )
+    return v
+
+
+def get_str_list(msg: dict[str, Any], key: str, n_max: int, len_max: int) -> list[str]:
+    """An optional list of short strings (absent = empty)."""
+    v = msg.get(key, [])
+    if not isinstance(v, list) or len(v) > n_max:
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD, f"{key} must be an array of at most {n_max} strings", field=key
+        )
+    for s in v:
+        if not isinstance(s, str) or not 0 < len(s.encode()) <= len_max:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                f"{key}: every entry must be a string of 1..{len_max} bytes, got {s!r:.60}",
+                field=key,
+            )
+    return v
+
+
+# -- encoders (canonical key order = PROTOCOL.md order) ------------------------------------
+def encode_hello(server_id: str, *, caps: tuple[str, ...] = ("columns", "rows"),
+                 maps: tuple[str, ...] | list[str] = ()) -> bytes:
+    return pack({"t": HELLO, "v": PROTOCOL_VERSION, "server_id": server_id,
+                 "caps": list(caps), "maps": list(maps)})
+
+
+def encode_welcome(
+    *,
+    server_id: str,
+    acked: int,
+    next_seq: int,
+    credit: int,
+    tick: int,
+    heartbeat_ms: int,
+    peer_timeout_ms: int,
+    limits_: dict[str, int],
+    maps: list[tuple[str, int, int]],
+    reward_zeny_max: int,
+    reward_amount_max: int,
+) -> bytes:
+    return pack({
+        "t": WELCOME, "v": PROTOCOL_VERSION, "server_id": server_id, "acked": acked,
+        "next_seq": next_seq, "credit": credit, "tick": tick, "heartbeat_ms": heartbeat_ms,
+        "peer_timeout_ms": peer_timeout_ms, "caps": list(SERVER_CAPS), "limits": limits_,
+        "maps": [[n, w, h] for n, w, h in maps],
+        "reward": {"zeny_max": reward_zeny_max, "amount_max": reward_amount_max},
+    })
+
+
+def encode_ack(seq: int, credit: int) -> bytes:
+    return pack({"t": ACK, "seq": seq, "credit": credit})
+
+
+def encode_server_hb(tick: int, acked: int) -> bytes:
+    return pack({"t": HB, "tick": tick, "acked": acked})
+
+
+def encode_client_hb(tick: int) -> bytes:
+    return pack({"t": HB, "tick": tick})
+
+
+def encode_bye() -> bytes:
+    return pack({"t": BYE})
+
+
+def encode_error(
+    code: ErrorCode,
+    message: str,
+    *,
+    seq: int | None = None,
+    field: str | None = None,
+    expected_seq: int | None = None,
+    invalid: int = 0,
+    events: list[list[Any]] | None = None,
+) -> bytes:
+    return pack({
+        "t": ERROR, "code": int(code), "name": code.name.lower(), "message": message[:1024],
+        "seq": seq, "field": field, "expected_seq": expected_seq, "invalid": invalid,
+        "events": events or [],
+    })
+
+
+def error_from(exc: ProtocolError) -> bytes:
+    return encode_error(exc.code, exc.message, seq=exc.seq, field=exc.field,
+                        expected_seq=exc.expected_seq)
