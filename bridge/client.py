@@ -1,0 +1,565 @@
+"""The reference bridge client: what an rAthena map server embeds, written in Python.
+
+It is single-threaded on purpose: a map server's main loop calls ``poll`` from its timer,
+the way rAthena runs everything from ``do_timer``. ``poll`` flushes batches that are full
+or old enough, transmits within the engine's credit, reads acks, actions, heartbeats and
+errors, sends heartbeats and reconnects when the engine goes silent.
+
+Reliability on this side: every batch gets the next sequence number and is kept, encoded,
+until a cumulative ack covers it. After a reconnect the ``welcome`` says what the engine
+has (``acked``, ``next_seq``) and the client retransmits from there; a gap or window error
+rewinds to ``expected_seq``; a stall (unacked batches, no progress for ``retransmit_ms``)
+rewinds to the first unacked batch. Duplicates are harmless: the engine discards them.
+
+Actions arrive with idempotent ids: the client remembers the last ``ledger_max`` ids it
+delivered and never hands the same action to the game twice; actions that arrive after
+their ``expires_tick`` are failed with reason ``expired`` without being executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+import zmq
+
+from bridge import protocol as proto
+from bridge.codec import ActionsFrame, columns_to_rows, decode_actions, encode_columns, encode_rows
+from engine import clock
+from engine.errors import BoundError
+
+
+@dataclass
+class ClientConfig:
+    """Client-side batching, timing and buffer bounds."""
+
+    batch_events: int = 4096          # flush a kind's batch at this many events...
+    batch_ms: int = 50                # ...or when its oldest event is this old
+    columnar: bool = True             # False: send column batches as rows (tests, benchmarks)
+    heartbeat_ms: int = 1000
+    peer_timeout_ms: int = 5000       # engine silent this long: reconnect
+    retransmit_ms: int = 3000         # unacked and no progress this long: rewind
+    hello_retry_ms: int = 1000        # no welcome this long: new socket, new hello
+    frames_max: int = 4096            # encoded batches kept (unacked + unsent)
+    pending_events_max: int = 1 << 21  # events waiting in the batcher
+    ledger_max: int = 65536           # action ids remembered for idempotency
+    sndhwm: int = 1000
+    rcvhwm: int = 1000
+    recv_frame_bytes_max: int = 128 << 20
+    curve_server_key: bytes | None = None  # engine's public key (Z85): enables CURVE
+    curve_public_key: bytes | None = None
+    curve_secret_key: bytes | None = None
+
+
+@dataclass
+class _Chunked:
+    """Events of one kind waiting to be batched: column chunks or rows."""
+
+    columns: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    n: int = 0
+    since: float = 0.0
+
+
+@dataclass
+class _Frame:
+    seq: int
+    data: bytes
+    n: int
+    is_results: bool
+    sent: bool = False
+
+
+class BridgeClient:
+    """One map server's connection to the engine (DEALER, connect)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        server_id: str,
+        *,
+        maps: Sequence[str] = (),
+        hosted_maps: Sequence[str] = (),
+        config: ClientConfig | None = None,
+        on_actions: Callable[[ActionsFrame], None] | None = None,
+    ) -> None:
+        if not proto.SERVER_ID_RE.match(server_id):
+            raise ValueError(f"server_id must match {proto.SERVER_ID_RE.pattern}")
+        self.endpoint = endpoint
+        self.server_id = server_id
+        self.config = config or ClientConfig()
+        self.on_actions = on_actions
+        self.hosted_maps = list(hosted_maps)
+        #: The client's map table: integer map fields given to ``add_columns`` index it.
+        self.map_names: list[str] = list(maps)
+        self._map_index = {n: i for i, n in enumerate(self.map_names)}
+        self.welcome: dict[str, Any] | None = None
+        self.engine_tick = 0
+        self.connected = False
+        self.superseded = False
+        self._ctx = zmq.Context()
+        self._sock: zmq.Socket | None = None
+        self._hello_sent_at: float | None = None
+        self._hello_pending = False
+        self._ever_welcomed = False
+        self._batches: dict[tuple[str, str], _Chunked] = {}
+        self._pending_events = 0
+        self._frames: deque[_Frame] = deque()
+        self._next_seq = 1
+        self._send_next = 1
+        self._acked = 0
+        self._credit = 1
+        self._limits: dict[str, int] = {
+            "frame_bytes_max": 8 << 20, "events_per_batch_max": 65536,
+        }
+        now = clock.monotonic()
+        self._last_recv = now
+        self._last_send = now
+        self._last_progress = now
+        self._ledger = np.full(self.config.ledger_max, -1, dtype=np.int64)
+        self._ledger_pos = 0
+        self.stats: dict[str, int] = dict.fromkeys((
+            "events_queued", "events_sent", "events_acked", "batches_sent", "retransmits",
+            "results_sent", "results_acked", "actions_received", "actions_duplicate",
+            "actions_expired", "results_reported", "errors", "events_rejected",
+            "reconnects", "rewinds",
+        ), 0)
+        self.errors: deque[dict[str, Any]] = deque(maxlen=64)
+
+    # -- connection -------------------------------------------------------------------------
+    def _new_socket(self) -> None:
+        if self._sock is not None:
+            self._sock.close(0)
+        s = self._ctx.socket(zmq.DEALER)
+        s.linger = 0
+        s.sndhwm = self.config.sndhwm
+        s.rcvhwm = self.config.rcvhwm
+        s.immediate = True  # never queue frames into a connection that is not up
+        s.maxmsgsize = self.config.recv_frame_bytes_max
+        if self.config.curve_server_key is not None:
+            s.curve_serverkey = self.config.curve_server_key
+            s.curve_publickey = self.config.curve_public_key
+            s.curve_secretkey = self.config.curve_secret_key
+        s.connect(self.endpoint)
+        self._sock = s
+        self.connected = False
+        self._hello_pending = True
+        self._hello_sent_at = None
+
+    def connect(self, timeout_s: float = 10.0) -> bool:
+        """Open the socket and handshake; True once ``welcome`` arrived within the timeout."""
+        if self._sock is None:
+            self._new_socket()
+        deadline = clock.monotonic() + timeout_s
+        while not self.connected and not self.superseded:
+            left = deadline - clock.monotonic()
+            if left <= 0:
+                return False
+            self.poll(min(50, max(1, int(left * 1000))))
+        return self.connected
+
+    def close(self, *, bye: bool = True) -> None:
+        """Say bye (best effort) and close the socket."""
+        if self._sock is not None:
+            if bye and self.connected:
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.send(proto.encode_bye(), zmq.NOBLOCK)
+            self._sock.close(0)
+            self._sock = None
+        self.connected = False
+        self._ctx.term()
+
+    # -- events in ---------------------------------------------------------------------------
+    def add_columns(self, kind: str, columns: Mapping[str, Any]) -> None:
+        """Queue events of ``kind`` given as wire columns (by wire field name).
+
+        Map fields are integer indexes into ``map_names`` or arrays of names; text fields
+        are a fixed-width ``S`` array or a list of str.
+        """
+        fields = proto.WIRE_EVENT_SCHEMAS[kind]
+        cols: dict[str, Any] = {}
+        n = None
+        for f in fields:
+            v = columns[f.name]
+            if f.kind == "text":
+                arr = v if isinstance(v, np.ndarray) and v.dtype.kind == "S" else np.array(
+                    [s.encode() if isinstance(s, str) else bytes(s) for s in v], dtype=bytes
+                )
+            elif f.kind == "map":
+                arr = self._map_indexes(np.asarray(v))
+            else:
+                arr = np.asarray(v)
+            if n is None:
+                n = len(arr)
+            elif len(arr) != n:
+                raise ValueError(f"{kind}: column {f.name} has {len(arr)} values, others {n}")
+            cols[f.name] = arr
+        self._queue((kind, "columns"), cols, n or 0)
+
+    def add_rows(self, kind: str, rows: list[list[Any]]) -> None:
+        """Queue events of ``kind`` as rows (schema order; maps as names, text as str)."""
+        if kind not in proto.WIRE_EVENT_SCHEMAS:
+            raise ValueError(f"unknown event kind {kind!r}")
+        self._queue((kind, "rows"), rows, len(rows))
+
+    def report_results(self, action_ids: Any, status: Any, reason: Any) -> None:
+        """Queue results of executed actions (status 0 done / 1 failed, reason code)."""
+        ids = np.asarray(action_ids, dtype=np.int64)
+        n = len(ids)
+        cols = {
+            "action_id": ids,
+            "status": np.broadcast_to(np.asarray(status, dtype=np.uint8), (n,)),
+            "reason": np.broadcast_to(np.asarray(reason, dtype=np.int16), (n,)),
+        }
+        self.stats["results_reported"] += n
+        self._queue((proto.RESULT_KIND, "columns"), cols, n)
+
+    def set_map_table(self, names: Sequence[str]) -> None:
+        """Replace the client's map table (integer map fields index it)."""
+        self.map_names = list(names)
+        self._map_index = {n: i for i, n in enumerate(self.map_names)}
+
+    def _map_indexes(self, v: np.ndarray) -> np.ndarray:
+        if v.dtype.kind in "iu":
+            return v.astype(np.int64)
+        names, inv = np.unique(v.astype(str), return_inverse=True)
+        lut = np.empty(len(names), dtype=np.int64)
+        for i, name in enumerate(names.tolist()):
+            if name not in self._map_index:
+                self._map_index[name] = len(self.map_names)
+                self.map_names.append(name)
+            lut[i] = self._map_index[name]
+        return lut[inv.reshape(-1)]
+
+    def _queue(self, key: tuple[str, str], payload: Any, n: int) -> None:
+        if n == 0:
+            return
+        if self._pending_events + n > self.config.pending_events_max:
+            raise BoundError("pending_events_max", self.config.pending_events_max,
+                             self._pending_events + n, "client batcher (engine unreachable?)")
+        b = self._batches.get(key)
+        if b is None:
+            b = self._batches[key] = _Chunked(since=clock.monotonic())
+        elif b.n == 0:
+            b.since = clock.monotonic()
+        if key[1] == "rows":
+            b.rows.extend(payload)
+        else:
+            b.columns.append(payload)
+        b.n += n
+        self._pending_events += n
+        if key[0] != proto.RESULT_KIND:
+            self.stats["events_queued"] += n
+        if b.n >= self.config.batch_events:
+            self._flush_key(key)
+
+    def flush(self) -> None:
+        """Turn every queued event into numbered batches now (they go out within credit)."""
+        for key in list(self._batches):
+            self._flush_key(key)
+
+    def _flush_key(self, key: tuple[str, str]) -> None:
+        b = self._batches[key]
+        if b.n == 0:
+            return
+        if len(self._frames) >= self.config.frames_max:
+            return  # keep batching; the bound on pending events stops the producer
+        kind, form = key
+        per = min(self.config.batch_events, self._limits["events_per_batch_max"])
+        if form == "rows":
+            rows, b.rows = b.rows, []
+            for start in range(0, len(rows), per):
+                self._encode_rows(kind, rows[start : start + per])
+        else:
+            chunks, b.columns = b.columns, []
+            cols = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+            total = len(next(iter(cols.values())))
+            for start in range(0, total, per):
+                self._encode_columns(kind, {k: v[start : start + per] for k, v in cols.items()})
+        self._pending_events -= b.n
+        b.n = 0
+
+    def _encode_columns(self, kind: str, cols: dict[str, np.ndarray]) -> None:
+        is_results = kind == proto.RESULT_KIND
+        t = proto.RESULTS if is_results else proto.EVENTS
+        fields = proto.WIRE_RESULT_SCHEMA if is_results else proto.WIRE_EVENT_SCHEMAS[kind]
+        map_fields = [f.name for f in fields if f.kind == "map"]
+        n = len(next(iter(cols.values())))
+        maps: list[str] = []
+        wire = dict(cols)
+        if map_fields:
+            uniq = np.unique(np.concatenate([cols[m] for m in map_fields]))
+            maps = [self.map_names[i] for i in uniq.tolist()]
+            for m in map_fields:
+                wire[m] = np.searchsorted(uniq, cols[m]).astype("<i2")
+        if not self.config.columnar:
+            rows = columns_to_rows(t, None if is_results else kind, wire, maps)
+            self._add_frame(lambda seq: encode_rows(t, seq, None if is_results else kind, rows),
+                            n, is_results, kind, cols)
+            return
+        self._add_frame(
+            lambda seq: encode_columns(t, seq, None if is_results else kind, wire, maps),
+            n, is_results, kind, cols,
+        )
+
+    def _encode_rows(self, kind: str, rows: list[list[Any]]) -> None:
+        self._add_frame(lambda seq: encode_rows(proto.EVENTS, seq, kind, rows),
+                        len(rows), False, kind, None)
+
+    def _add_frame(self, make: Callable[[int], bytes], n: int, is_results: bool, kind: str,
+                   cols: dict[str, np.ndarray] | None) -> None:
+        seq = self._next_seq
+        data = make(seq)
+        if len(data) > self._limits["frame_bytes_max"] and n > 1 and cols is not None:
+            half = n // 2  # too many bytes (long texts): split and try again
+            self._encode_columns(kind, {k: v[:half] for k, v in cols.items()})
+            self._encode_columns(kind, {k: v[half:] for k, v in cols.items()})
+            return
+        self._frames.append(_Frame(seq, data, n, is_results))
+        self._next_seq += 1
+
+    # -- the loop ----------------------------------------------------------------------------
+    def poll(self, timeout_ms: int = 0) -> None:
+        """Do all due work, waiting up to ``timeout_ms`` for frames from the engine."""
+        now = clock.monotonic()
+        if self._sock is None:
+            self._new_socket()
+        self._flush_due(now)
+        self._handshake(now)
+        self._transmit()
+        if self._sock.poll(max(0, int(timeout_ms)), zmq.POLLIN):
+            for _ in range(10_000):
+                try:
+                    data = self._sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self._on_frame(data)
+        self._transmit()
+        self._timers(clock.monotonic())
+
+    def _flush_due(self, now: float) -> None:
+        age = self.config.batch_ms / 1000
+        for key, b in list(self._batches.items()):
+            if b.n and now - b.since >= age:
+                self._flush_key(key)
+
+    def _handshake(self, now: float) -> None:
+        if self.connected or self.superseded:
+            return
+        if self._hello_sent_at is not None and (
+            now - self._hello_sent_at > self.config.hello_retry_ms / 1000
+        ):
+            self.stats["reconnects"] += 1
+            self._new_socket()
+        if self._hello_pending:
+            try:
+                self._sock.send(
+                    proto.encode_hello(self.server_id, maps=self.hosted_maps), zmq.NOBLOCK
+                )
+            except zmq.Again:
+                return  # no connection yet (immediate): try again next poll
+            self._hello_pending = False
+            self._hello_sent_at = now
+
+    def _transmit(self) -> None:
+        if not self.connected:
+            return
+        limit = self._acked + self._credit
+        base = self._frames[0].seq if self._frames else self._next_seq
+        while self._send_next < self._next_seq and self._send_next <= limit:
+            fr = self._frames[self._send_next - base]
+            try:
+                self._sock.send(fr.data, zmq.NOBLOCK, copy=len(fr.data) < 65536)
+            except zmq.Again:
+                return
+            if fr.sent:
+                self.stats["retransmits"] += 1
+            else:
+                fr.sent = True
+                self.stats["batches_sent"] += 1
+                self.stats["results_sent" if fr.is_results else "events_sent"] += fr.n
+            self._send_next += 1
+            self._last_send = clock.monotonic()
+
+    def _timers(self, now: float) -> None:
+        if not self.connected:
+            return
+        if now - self._last_recv > self.config.peer_timeout_ms / 1000:
+            self.stats["reconnects"] += 1
+            self._new_socket()  # the engine went silent: start a new session
+            return
+        if now - self._last_send > self.config.heartbeat_ms / 1000:
+            try:
+                self._sock.send(proto.encode_client_hb(self.engine_tick), zmq.NOBLOCK)
+                self._last_send = now
+            except zmq.Again:
+                pass
+        if self._frames and self._send_next > self._frames[0].seq and (
+            now - self._last_progress > self.config.retransmit_ms / 1000
+        ):
+            self._rewind(self._frames[0].seq)
+            self._last_progress = now
+
+    def _rewind(self, seq: int) -> None:
+        seq = max(seq, self._acked + 1)
+        if seq < self._send_next:
+            self._send_next = seq
+            self.stats["rewinds"] += 1
+
+    # -- frames from the engine ---------------------------------------------------------------
+    def _on_frame(self, data: bytes) -> None:
+        self._last_recv = clock.monotonic()
+        try:
+            msg = proto.unpack(data, self.config.recv_frame_bytes_max)
+        except proto.ProtocolError as exc:
+            self.stats["errors"] += 1
+            self.errors.append({"local": True, "message": str(exc)})
+            return
+        t = msg["t"]
+        if t == proto.WELCOME:
+            self._on_welcome(msg)
+        elif t == proto.ACK:
+            self._on_ack(msg.get("seq"), msg.get("credit"))
+        elif t == proto.HB:
+            tick = msg.get("tick")
+            if type(tick) is int:
+                self.engine_tick = max(self.engine_tick, tick)
+            self._on_ack(msg.get("acked"), None)
+        elif t == proto.ACTIONS:
+            self._on_actions(msg)
+        elif t == proto.ERROR:
+            self._on_error(msg)
+
+    def _on_welcome(self, msg: dict[str, Any]) -> None:
+        acked, next_seq = msg.get("acked"), msg.get("next_seq")
+        if type(acked) is not int or type(next_seq) is not int:
+            return
+        self.welcome = msg
+        self._limits.update(msg.get("limits") or {})
+        self._credit = int(msg.get("credit") or 1)
+        tick = msg.get("tick")
+        if type(tick) is int:
+            self.engine_tick = max(self.engine_tick, tick)
+        if not self.map_names:
+            for name, *_ in msg.get("maps") or []:
+                self._map_index.setdefault(name, len(self.map_names))
+                if self._map_index[name] == len(self.map_names):
+                    self.map_names.append(name)
+        first = self._frames[0].seq if self._frames else self._next_seq
+        if not self._ever_welcomed and (first <= acked or next_seq > self._next_seq):
+            # A client without saved state adopts the engine's numbering for this server id.
+            self._rebase(next_seq)
+        elif next_seq > self._next_seq:
+            self._rebase(next_seq)
+        self._ever_welcomed = True
+        self.connected = True
+        self._acked = max(self._acked, min(acked, self._next_seq - 1))
+        self._drop_acked()
+        self._send_next = max(self._acked + 1, min(next_seq, self._next_seq))
+        self._last_progress = clock.monotonic()
+
+    def _rebase(self, start: int) -> None:
+        """Renumber every kept batch from ``start`` (re-encoding each; rare)."""
+        frames, self._frames = self._frames, deque()
+        seq = start
+        for fr in frames:
+            msg = msgpack.unpackb(fr.data, raw=False)
+            msg["seq"] = seq
+            self._frames.append(_Frame(seq, proto.pack(msg), fr.n, fr.is_results, fr.sent))
+            seq += 1
+        self._next_seq = seq
+        self._acked = start - 1
+        self._send_next = start
+
+    def _on_ack(self, seq: Any, credit: Any) -> None:
+        if type(credit) is int and credit > 0:
+            self._credit = credit
+        if type(seq) is int and seq > self._acked:
+            self._acked = min(seq, self._next_seq - 1)
+            self._drop_acked()
+            self._last_progress = clock.monotonic()
+            self._send_next = max(self._send_next, self._acked + 1)
+
+    def _drop_acked(self) -> None:
+        while self._frames and self._frames[0].seq <= self._acked:
+            fr = self._frames.popleft()
+            self.stats["results_acked" if fr.is_results else "events_acked"] += fr.n
+
+    def _on_error(self, msg: dict[str, Any]) -> None:
+        self.stats["errors"] += 1
+        self.errors.append(msg)
+        code = msg.get("code")
+        if code == proto.ErrorCode.INVALID_EVENTS:
+            self.stats["events_rejected"] += int(msg.get("invalid") or 0)
+        elif code in (proto.ErrorCode.SEQ_GAP, proto.ErrorCode.WINDOW_EXCEEDED):
+            exp = msg.get("expected_seq")
+            if type(exp) is int:
+                self._rewind(exp)
+        elif code == proto.ErrorCode.HELLO_REQUIRED:
+            if self.connected:  # the engine restarted under the same connection
+                self.connected = False
+                self.stats["reconnects"] += 1
+                self._hello_pending = True
+                self._hello_sent_at = None
+        elif code == proto.ErrorCode.SUPERSEDED:
+            self.connected = False
+            self.superseded = True
+
+    def _on_actions(self, msg: dict[str, Any]) -> None:
+        try:
+            frame = decode_actions(msg)
+        except proto.ProtocolError as exc:
+            self.stats["errors"] += 1
+            self.errors.append({"local": True, "message": str(exc)})
+            return
+        self.engine_tick = max(self.engine_tick, frame.tick)
+        n = frame.count()
+        self.stats["actions_received"] += n
+        if n == 0:
+            return
+        fresh_kinds: dict[str, dict[str, np.ndarray]] = {}
+        fresh_ids = []
+        for kind, cols in frame.kinds.items():
+            ids = cols["action_id"]
+            new = ~np.isin(ids, self._ledger)
+            self.stats["actions_duplicate"] += int(len(ids) - new.sum())
+            if new.any():
+                fresh_kinds[kind] = cols if new.all() else {k: v[new] for k, v in cols.items()}
+                fresh_ids.append(ids[new])
+        if not fresh_ids:
+            return
+        ids = np.concatenate(fresh_ids)
+        self._remember(ids)
+        if frame.expires_tick < self.engine_tick:
+            self.stats["actions_expired"] += len(ids)
+            self.report_results(ids, proto.ResultStatus.FAILED, proto.ResultReason.EXPIRED)
+            return
+        if self.on_actions is None:
+            self.report_results(ids, proto.ResultStatus.FAILED, proto.ResultReason.UNSUPPORTED)
+            return
+        self.on_actions(ActionsFrame(frame.tick, frame.expires_tick, frame.maps, fresh_kinds))
+
+    def _remember(self, ids: np.ndarray) -> None:
+        m = len(self._ledger)
+        ids = ids[-m:]
+        pos = (self._ledger_pos + np.arange(len(ids))) % m
+        self._ledger[pos] = ids
+        self._ledger_pos = int((self._ledger_pos + len(ids)) % m)
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def acked(self) -> int:
+        return self._acked
+
+    @property
+    def unacked_batches(self) -> int:
+        return len(self._frames)
+
+    def idle(self) -> bool:
+        """Nothing queued, nothing unacked: every event so far is durable in the engine."""
+        return not self._frames and self._pending_events == 0
