@@ -1,0 +1,413 @@
+"""Load generation and a minimal engine stand-in, for benchmarks and bridge tests.
+
+- ``MiniEngine``: a tick loop around a real ``BridgeServer`` and ``InputQueue``: each tick
+  drains the queue, optionally appends the batches to a small fsynced journal, marks them
+  journaled (so acks flow) and emits actions (it echoes a ``start_quest`` for every
+  ``quest_done``, which is how the round trip is timed). With a journal it restarts where
+  it stopped, passing the journal's highest seq per source as ``durable_seqs``: that is
+  what the SIGKILL test kills and restarts (``python -m bridge.loadgen mini-engine``).
+- ``measure_ingest``: events/s from a client process through a real TCP socket into the
+  server and the queue, drained by a consumer thread.
+- ``measure_round_trip``: event sent to the action it causes received, at a tick length.
+
+Wall-clock reads here measure the bridge; nothing here is world state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import crc32c
+import msgpack
+import numpy as np
+
+from bridge.client import BridgeClient, ClientConfig
+from bridge.codec import ActionsFrame
+from bridge.config import BridgeConfig
+from bridge.server import BridgeServer, WorldView
+from engine import clock
+from engine.actions import ActionBuffer
+from engine.events import EVENT_SCHEMAS
+from engine.inputs import InputBatch, InputQueue
+
+#: The test world's maps (rAthena names, sizes in cells); tests build their own views.
+TEST_MAPS: tuple[tuple[str, int, int], ...] = (
+    ("prontera", 312, 392),
+    ("izlude", 260, 260),
+    ("geffen", 240, 240),
+    ("payon", 240, 240),
+    ("morocc", 360, 360),
+)
+
+
+def demo_view(maps: tuple[tuple[str, int, int], ...] = TEST_MAPS) -> WorldView:
+    """A WorldView over ``maps`` with rAthena-like reward caps."""
+    return WorldView(
+        tuple(n for n, _, _ in maps), tuple((w, h) for _, w, h in maps), 1_000_000, 30_000
+    )
+
+
+# -- a tiny journal (length | crc32c | msgpack), fsynced per tick -------------------------------
+_HDR = struct.Struct("<II")
+
+
+def _encode_batch(b: InputBatch) -> list[Any]:
+    return [b.source, b.seq, b.kind, {k: v.tobytes() for k, v in b.columns.items()}]
+
+
+def decode_batch(rec: list[Any]) -> InputBatch:
+    """A journaled batch back to an ``InputBatch``."""
+    source, seq, kind, cols = rec
+    dts = dict(EVENT_SCHEMAS[kind])
+    return InputBatch(source, seq, kind,
+                      {k: np.frombuffer(v, dtype=dts[k]) for k, v in cols.items()})
+
+
+def read_mini_journal(path: str | Path, *, truncate: bool = False) -> list[dict[str, Any]]:
+    """Records of a MiniEngine journal; a torn tail is ignored (and cut with ``truncate``)."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    data = p.read_bytes()
+    out, pos = [], 0
+    while pos + _HDR.size <= len(data):
+        n, crc = _HDR.unpack_from(data, pos)
+        body = data[pos + _HDR.size : pos + _HDR.size + n]
+        if len(body) != n or crc32c.crc32c(body) != crc:
+            break
+        out.append(msgpack.unpackb(body, raw=False))
+        pos += _HDR.size + n
+    if truncate and pos != len(data):
+        with open(p, "r+b") as f:
+            f.truncate(pos)
+    return out
+
+
+class MiniEngine:
+    """A minimal tick loop serving the bridge: drain, journal, mark journaled, emit."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        view: WorldView | None = None,
+        config: BridgeConfig | None = None,
+        tick_ms: int = 100,
+        journal_path: str | Path | None = None,
+        fsync: bool = True,
+        echo: bool = True,
+        keep_batches: bool = False,
+        dead_letter_path: str | Path | None = None,
+    ) -> None:
+        self.view = view or demo_view()
+        self.config = config or BridgeConfig()
+        self.tick_ms = tick_ms
+        self.journal_path = Path(journal_path) if journal_path else None
+        self.fsync = fsync
+        self.echo = echo
+        self.keep_batches = keep_batches
+        self.batches: list[InputBatch] = []
+        self.applied: dict[str, int] = {}
+        self.tick = 0
+        durable: dict[str, int] = {}
+        if self.journal_path is not None:
+            for rec in read_mini_journal(self.journal_path, truncate=True):
+                self.tick = rec["tick"] + 1
+                for b in rec["batches"]:
+                    durable[b[0]] = max(durable.get(b[0], 0), b[1])
+                    self.applied[b[2]] = self.applied.get(b[2], 0) + len(
+                        decode_batch(b)
+                    )
+        self.inputs = InputQueue()
+        self.server = BridgeServer(endpoint, self.inputs, self.view, self.config,
+                                   durable_seqs=durable, dead_letter_path=dead_letter_path)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._journal = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.endpoint or ""
+
+    def start(self) -> MiniEngine:
+        if self.journal_path is not None:
+            self._journal = open(self.journal_path, "ab")  # noqa: SIM115 - kept open
+        self.server.start()
+        self._thread = threading.Thread(target=self._run, name="mini-engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.server.stop()
+        if self._journal is not None:
+            self._journal.close()
+
+    def _run(self) -> None:
+        next_t = clock.monotonic()
+        while not self._stop.is_set():
+            if self.tick_ms:
+                next_t += self.tick_ms / 1000
+                clock.sleep_until(next_t)
+            self.step()
+            if not self.tick_ms:
+                time.sleep(0.0005)
+
+    def step(self) -> None:
+        """One tick: ingest, act (echo), commit (journal + fsync), mark journaled, emit."""
+        batches = self.inputs.drain()
+        actions = ActionBuffer()
+        for b in batches:
+            self.applied[b.kind] = self.applied.get(b.kind, 0) + len(b)
+            if self.echo and b.kind == "quest_done" and len(b):
+                actions.add("start_quest", char_id=b.columns["char_id"],
+                            quest_id=b.columns["quest_id"])
+        if self.keep_batches:
+            self.batches.extend(batches)
+        if self._journal is not None and batches:
+            body = msgpack.packb({"tick": self.tick, "batches": [_encode_batch(b)
+                                                                 for b in batches]})
+            self._journal.write(_HDR.pack(len(body), crc32c.crc32c(body)) + body)
+            self._journal.flush()
+            if self.fsync:
+                os.fsync(self._journal.fileno())
+        self.inputs.mark_journaled(batches)
+        self.server.emit(actions.take(self.tick))
+        self.tick += 1
+
+
+# -- ingest throughput --------------------------------------------------------------------------
+def _mob_kill_columns(n: int, n_maps: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    m = rng.integers(0, n_maps, n)
+    return {
+        "char_id": (150000 + rng.integers(0, 50000, n)).astype(np.uint32),
+        "mob_id": rng.choice(np.array([1002, 1007, 1113], dtype=np.int32), n),
+        "instance_id": np.zeros(n, dtype=np.int32),
+        "map": m,
+        "x": rng.integers(0, 240, n).astype(np.int16),
+        "y": rng.integers(0, 240, n).astype(np.int16),
+    }
+
+
+def _ingest_client(endpoint: str, columnar: bool, events: int, batch_events: int,
+                   conn: Any) -> None:
+    """Child process: send ``events`` mob kills as fast as the credit allows."""
+    names = [n for n, _, _ in TEST_MAPS]
+    cfg = ClientConfig(batch_events=batch_events, batch_ms=1000, columnar=columnar,
+                       frames_max=1 << 16, pending_events_max=1 << 24)
+    client = BridgeClient(endpoint, "load01", maps=names, config=cfg)
+    try:
+        if not client.connect(10):
+            conn.send({"error": "no welcome"})
+            return
+        cols = _mob_kill_columns(batch_events, len(names))
+        t0 = clock.monotonic()
+        sent = 0
+        while sent < events:
+            k = min(batch_events, events - sent)
+            client.add_columns("mob_kill", cols if k == batch_events
+                               else {f: v[:k] for f, v in cols.items()})
+            sent += k
+            client.poll(0)
+            while client.unacked_batches > 2 * client._credit:
+                client.poll(1)
+        client.flush()
+        deadline = clock.monotonic() + 120
+        while not client.idle() and clock.monotonic() < deadline:
+            client.poll(2)
+        conn.send({"t0": t0, "t_acked": clock.monotonic(), "stats": dict(client.stats)})
+    finally:
+        client.close()
+
+
+def measure_ingest(
+    columnar: bool = True,
+    events: int = 2_000_000,
+    batch_events: int = 65536,
+    *,
+    timeout_s: float = 180.0,
+) -> dict[str, Any]:
+    """Events/s from a client process through TCP into BridgeServer and a drained queue.
+
+    The clock starts when the client starts sending and stops when the consumer has
+    drained the last event (both processes read the same monotonic clock).
+    """
+    cfg = BridgeConfig(events_per_s_max=10**9, unacked_batches_max=64,
+                       frame_bytes_max=32 << 20, held_bytes_max=1 << 30)
+    inputs = InputQueue()
+    server = BridgeServer("tcp://127.0.0.1:0", inputs, demo_view(), cfg)
+    server.start()
+    got = {"events": 0, "batches": 0, "t_last": 0.0}
+    stop = threading.Event()
+
+    def consume() -> None:  # the "tick": drain, count, mark journaled at once
+        while not stop.is_set():
+            batches = inputs.drain()
+            if not batches:
+                time.sleep(0.0002)
+                continue
+            got["events"] += sum(len(b) for b in batches)
+            got["batches"] += len(batches)
+            got["t_last"] = clock.monotonic()
+            inputs.mark_journaled(batches)
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_ingest_client,
+                       args=(server.endpoint, columnar, events, batch_events, child))
+    proc.start()
+    try:
+        if not parent.poll(timeout_s):
+            raise TimeoutError("ingest client did not finish")
+        res = parent.recv()
+    finally:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+        stop.set()
+        consumer.join(5)
+        stats = server.stats()
+        server.stop()
+    if "error" in res:
+        raise RuntimeError(res["error"])
+    seconds = got["t_last"] - res["t0"]
+    return {
+        "format": "columns" if columnar else "rows",
+        "kind": "mob_kill",
+        "events": got["events"],
+        "batches": got["batches"],
+        "batch_events": batch_events,
+        "seconds": round(seconds, 4),
+        "events_per_s": round(got["events"] / seconds) if seconds > 0 else None,
+        "mb_per_s": round(stats["bytes_in"] / seconds / 1e6, 1) if seconds > 0 else None,
+        "events_acked": res["stats"]["events_acked"],
+        "server": {k: stats[k] for k in ("frames_in", "events_accepted", "events_rejected",
+                                         "duplicates_discarded", "acks_sent", "queue_full")},
+    }
+
+
+# -- event -> action round trip -------------------------------------------------------------------
+def measure_round_trip(
+    ticks: int = 100,
+    tick_ms: int = 100,
+    *,
+    events_per_tick: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Milliseconds from a ``quest_done`` sent to its echoed ``start_quest`` received.
+
+    A MiniEngine ticks every ``tick_ms`` (drain, echo, journal-less commit, emit); the
+    client sends single-event batches at seeded random instants, so events land uniformly
+    within ticks: the expected p99 is about one tick plus the bridge's own latency.
+    """
+    engine = MiniEngine("tcp://127.0.0.1:0", tick_ms=tick_ms,
+                        config=BridgeConfig(heartbeat_ms=200, peer_timeout_ms=2000)).start()
+    sent_at: dict[int, float] = {}
+    rtt_ms: list[float] = []
+    n_events = ticks * events_per_tick
+    rng = np.random.default_rng(seed)
+    offsets = np.sort(rng.uniform(0, ticks * tick_ms / 1000, n_events))
+
+    def on_actions(frame: ActionsFrame) -> None:
+        now = clock.monotonic()
+        cols = frame.kinds.get("start_quest")
+        if cols is not None:
+            for q in cols["quest_id"].tolist():
+                t = sent_at.pop(q, None)
+                if t is not None:
+                    rtt_ms.append((now - t) * 1000)
+        ids = np.concatenate([c["action_id"] for c in frame.kinds.values()])
+        client.report_results(ids, 0, 0)
+
+    client = BridgeClient(engine.endpoint, "rtt01",
+                          config=ClientConfig(batch_events=1, batch_ms=0, heartbeat_ms=200),
+                          on_actions=on_actions)
+    try:
+        if not client.connect(10):
+            raise RuntimeError("no welcome")
+        t0 = clock.monotonic() + 0.05
+        for i, off in enumerate(offsets.tolist()):
+            due = t0 + off
+            while (left := due - clock.monotonic()) > 0:
+                client.poll(max(0, int(left * 1000)))
+            q = i + 1
+            sent_at[q] = clock.monotonic()
+            client.add_columns("quest_done", {"char_id": np.array([150000 + i % 1000]),
+                                              "quest_id": np.array([q])})
+            client.poll(0)
+        end = clock.monotonic() + 5 * tick_ms / 1000 + 1
+        while sent_at and clock.monotonic() < end:
+            client.poll(5)
+    finally:
+        client.close()
+        engine.stop()
+    arr = np.array(rtt_ms) if rtt_ms else np.array([np.nan])
+    p99 = float(np.percentile(arr, 99))
+    return {
+        "ticks": ticks,
+        "tick_ms": tick_ms,
+        "events": n_events,
+        "received": len(rtt_ms),
+        "lost": len(sent_at),
+        "p50_ms": round(float(np.percentile(arr, 50)), 3),
+        "p99_ms": round(p99, 3),
+        "max_ms": round(float(np.max(arr)), 3),
+        "goal_p99_ms": tick_ms + 5,
+        "goal_met": bool(p99 <= tick_ms + 5),
+    }
+
+
+# -- command line (a stand-in engine process for tests, and the measurements) ---------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bridge.loadgen")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("mini-engine", help="serve the bridge with a minimal journaled tick loop")
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--journal", required=True)
+    p.add_argument("--tick-ms", type=int, default=20)
+    p.add_argument("--no-fsync", action="store_true")
+    p = sub.add_parser("ingest")
+    p.add_argument("--rows", action="store_true")
+    p.add_argument("--events", type=int, default=2_000_000)
+    p.add_argument("--batch-events", type=int, default=65536)
+    p = sub.add_parser("rtt")
+    p.add_argument("--ticks", type=int, default=100)
+    p.add_argument("--tick-ms", type=int, default=100)
+    p.add_argument("--events-per-tick", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.cmd == "ingest":
+        print(measure_ingest(not args.rows, args.events, args.batch_events))
+        return 0
+    if args.cmd == "rtt":
+        print(measure_round_trip(args.ticks, args.tick_ms, events_per_tick=args.events_per_tick))
+        return 0
+    engine = MiniEngine(args.endpoint, tick_ms=args.tick_ms, journal_path=args.journal,
+                        fsync=not args.no_fsync,
+                        config=BridgeConfig(heartbeat_ms=100, peer_timeout_ms=1000))
+    engine.start()
+    print(f"serving {engine.endpoint} from tick {engine.tick}", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    engine.stop()
+    print(f"applied {engine.applied}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
