@@ -1,0 +1,255 @@
+"""Golden test vectors: example frames another implementation can check itself against.
+
+``bridge/vectors/NAME.msgpack`` holds the exact bytes of each example; ``index.json`` lists
+them with their direction, a JSON rendering of the decoded message (binary fields as hex)
+and, for event batches, the engine columns the edge must produce against the vectors'
+world (with the rejected events, their field and reason). ``PROTOCOL.md`` shows the same
+bytes in hex. Everything is generated here, so one switch regenerates all of it:
+
+    python -m bridge.golden --write
+
+and ``tests/test_bridge_protocol.py`` fails when the committed files differ from what
+this code produces (a change in the wire format shows up as a reviewed diff).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from bridge import protocol as proto
+from bridge.codec import EventDecoder, encode_actions, encode_columns, encode_rows
+from bridge.config import BridgeConfig
+
+VECTORS_DIR = Path(__file__).parent / "vectors"
+PROTOCOL_MD = Path(__file__).parent / "PROTOCOL.md"
+
+#: The world the vectors are decoded against (index = map_id).
+WORLD_MAPS: tuple[tuple[str, int, int], ...] = (
+    ("prontera", 312, 392),
+    ("izlude", 260, 260),
+    ("geffen", 240, 240),
+)
+
+
+def world_decoder() -> EventDecoder:
+    return EventDecoder([n for n, _, _ in WORLD_MAPS], [(w, h) for _, w, h in WORLD_MAPS])
+
+
+def _u(dt: str, values: list[Any]) -> np.ndarray:
+    return np.array(values, dtype=dt)
+
+
+def build_vectors() -> list[dict[str, Any]]:
+    """Every vector as {name, direction, type, description, bytes}."""
+    cfg = BridgeConfig()
+    v: list[dict[str, Any]] = []
+
+    def add(name: str, direction: str, description: str, data: bytes) -> None:
+        v.append({"name": name, "direction": direction,
+                  "type": msgpack.unpackb(data, raw=False)["t"],
+                  "description": description, "bytes": data})
+
+    c2e, e2c = "map_server->engine", "engine->map_server"
+    add("hello", c2e, "Handshake from map server 'map01', hosting every map.",
+        proto.encode_hello("map01"))
+    add("hello_maps", c2e, "Handshake from 'map02', hosting prontera and izlude only.",
+        proto.encode_hello("map02", maps=["prontera", "izlude"]))
+    add("welcome", e2c, "Answer to 'hello': nothing acked yet, start at seq 1, credit 64.",
+        proto.encode_welcome(
+            server_id="map01", acked=0, next_seq=1, credit=cfg.unacked_batches_max, tick=42,
+            heartbeat_ms=cfg.heartbeat_ms, peer_timeout_ms=cfg.peer_timeout_ms,
+            limits_=cfg.wire_limits(), maps=list(WORLD_MAPS),
+            reward_zeny_max=1_000_000, reward_amount_max=30_000))
+    add("events_columns_mob_kill", c2e,
+        "Three mob kills as columns (seq 1); maps dictionary ['prontera', 'geffen'].",
+        encode_columns(proto.EVENTS, 1, "mob_kill", {
+            "char_id": _u("<u4", [150000, 150001, 150002]),
+            "mob_id": _u("<i4", [1002, 1002, 1113]),
+            "instance_id": _u("<i4", [0, 0, 7]),
+            "map": _u("<i2", [0, 0, 1]),
+            "x": _u("<i2", [150, 151, 20]),
+            "y": _u("<i2", [180, 181, 33]),
+        }, ["prontera", "geffen"]))
+    add("events_rows_login", c2e, "Two logins as rows (seq 2); maps by name.",
+        encode_rows(proto.EVENTS, 2, "login", [
+            [150000, 2000000, "prontera", 156, 191, 1],
+            [150001, 2000001, "izlude", 128, 114, 12],
+        ]))
+    add("events_columns_map_change", c2e,
+        "A warp from prontera to izlude as columns (seq 3): two map fields, one dictionary.",
+        encode_columns(proto.EVENTS, 3, "map_change", {
+            "char_id": _u("<u4", [150000]),
+            "from_map": _u("<i2", [0]),
+            "to_map": _u("<i2", [1]),
+            "x": _u("<i2", [28]),
+            "y": _u("<i2", [60]),
+        }, ["prontera", "izlude"]))
+    add("events_columns_npc_talk", c2e,
+        "Two NPC talks as columns (seq 4): text as text_len (<u2) plus UTF-8 bytes.",
+        encode_columns(proto.EVENTS, 4, "npc_talk", {
+            "char_id": _u("<u4", [150000, 150001]),
+            "npc_id": _u("<i8", [110000001, 110000002]),
+            "text": ["Hello!", "Thé prices rose"],
+        }))
+    add("events_rows_invalid", c2e,
+        "Three player moves as rows (seq 5): an unknown map and an x outside izlude are "
+        "rejected (error + dead letter); the valid move is applied.",
+        encode_rows(proto.EVENTS, 5, "player_move", [
+            [150000, "prontera", 157, 190],
+            [150001, "atlantis", 1, 1],
+            [150002, "izlude", 300, 10],
+        ]))
+    add("results_columns", c2e, "Two action results as columns (seq 6): done, and failed "
+        "with reason 4 (not_here).",
+        encode_columns(proto.RESULTS, 6, None, {
+            "action_id": _u("<i8", [(42 << 24) | 0, (42 << 24) | 1]),
+            "status": _u("u1", [0, 1]),
+            "reason": _u("<i2", [0, 4]),
+        }))
+    add("results_rows", c2e, "One action result as rows (seq 7): failed, reason 5 (expired).",
+        encode_rows(proto.RESULTS, 7, None, [[(43 << 24) | 0, 1, 5]]))
+    add("ack", e2c, "Cumulative ack: every batch up to seq 7 is journaled; credit 64.",
+        proto.encode_ack(7, cfg.unacked_batches_max))
+    add("hb_engine", e2c, "Engine heartbeat at tick 1234, acked seq 7.",
+        proto.encode_server_hb(1234, 7))
+    add("hb_map_server", c2e, "Map server heartbeat; it last saw tick 1234.",
+        proto.encode_client_hb(1234))
+    tick = 43
+    base = tick << 24
+    add("actions", e2c,
+        "Tick 43's actions, expiring at tick 93: a broadcast to every map (map -1) and one to "
+        "izlude, a reward, and a hazard (float32 intensity).",
+        encode_actions(tick, tick + cfg.action_ttl_ticks, {
+            "broadcast": {"action_id": _u("<i8", [base, base + 1]),
+                          "map_id": _u("<i2", [-1, 1]),
+                          "text": np.array([b"Storm warning!", b"Izlude market open"],
+                                           dtype="S255")},
+            "set_hazard": {"action_id": _u("<i8", [base + 2]), "map_id": _u("<i2", [2]),
+                           "hazard_type": _u("<i2", [3]), "intensity": _u("<f4", [0.5]),
+                           "on": _u("u1", [1])},
+            "give_reward": {"action_id": _u("<i8", [base + 3]),
+                            "char_id": _u("<u4", [150000]), "item_id": _u("<i4", [501]),
+                            "amount": _u("<i4", [5]), "zeny": _u("<i4", [1000])},
+        }, [n for n, _, _ in WORLD_MAPS]))
+    add("error_invalid_events", e2c, "The engine's answer to 'events_rows_invalid'.",
+        proto.encode_error(
+            proto.ErrorCode.INVALID_EVENTS,
+            "2 of 3 player_move events rejected; the 1 valid ones are applied",
+            seq=5, field="map", invalid=2,
+            events=[[1, "map", "unknown map"], [2, "x", "outside the map's width"]]))
+    add("error_seq_gap", e2c, "Seq 9 arrived while 8 was expected: resend from 8.",
+        proto.encode_error(proto.ErrorCode.SEQ_GAP, "got seq 9, expected 8; resend from it",
+                           seq=9, expected_seq=8))
+    add("bye", c2e, "A map server closing its session.", proto.encode_bye())
+    return v
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, bytes):
+        return {"bin": x.hex()}
+    if isinstance(x, dict):
+        return {k: _jsonable(val) for k, val in x.items()}
+    if isinstance(x, list):
+        return [_jsonable(i) for i in x]
+    return x
+
+
+def engine_view(data: bytes) -> dict[str, Any] | None:
+    """What the edge makes of an events/results vector: engine columns and rejections."""
+    msg = msgpack.unpackb(data, raw=False)
+    if msg["t"] not in (proto.EVENTS, proto.RESULTS):
+        return None
+    dec = world_decoder().decode(msg)
+    cols = {}
+    for k, col in dec.columns.items():
+        if col.dtype.kind == "S":
+            cols[k] = [b.decode() for b in col.tolist()]
+        else:
+            cols[k] = col.tolist()
+    return {
+        "kind": dec.kind,
+        "columns": cols,
+        "rejected": [[int(i), f, r] for i, f, r in
+                     zip(dec.invalid.tolist(), dec.invalid_fields, dec.invalid_reasons,
+                         strict=True)],
+    }
+
+
+def build_index() -> dict[str, Any]:
+    vectors = build_vectors()
+    entries = []
+    for vec in vectors:
+        e = {k: vec[k] for k in ("name", "direction", "type", "description")}
+        e["file"] = f"{vec['name']}.msgpack"
+        e["bytes"] = len(vec["bytes"])
+        e["hex"] = vec["bytes"].hex()
+        e["decoded"] = _jsonable(msgpack.unpackb(vec["bytes"], raw=False))
+        ev = engine_view(vec["bytes"])
+        if ev is not None:
+            e["engine"] = ev
+        entries.append(e)
+    return {
+        "protocol_version": proto.PROTOCOL_VERSION,
+        "world": {"maps": [list(m) for m in WORLD_MAPS],
+                  "note": "map_id = index in maps; events are decoded against this world"},
+        "vectors": entries,
+    }
+
+
+def hex_block(data: bytes) -> str:
+    """16 bytes per line, space separated (as PROTOCOL.md shows them)."""
+    h = data.hex()
+    pairs = [h[i : i + 2] for i in range(0, len(h), 2)]
+    return "\n".join(" ".join(pairs[i : i + 16]) for i in range(0, len(pairs), 16))
+
+
+_DOC_BLOCK = re.compile(r"(<!-- vector: (\w+) -->\n```text\n)([^`]*?)(```)")
+
+
+def render_protocol_md(text: str, vectors: dict[str, bytes]) -> str:
+    """Fill the hex block after each ``<!-- vector: NAME -->`` marker."""
+    return _DOC_BLOCK.sub(
+        lambda m: m.group(1) + hex_block(vectors[m.group(2)]) + "\n" + m.group(4), text
+    )
+
+
+def doc_vectors(text: str) -> dict[str, str]:
+    """NAME -> hex shown in the document (whitespace removed)."""
+    return {m.group(2): re.sub(r"\s+", "", m.group(3)) for m in _DOC_BLOCK.finditer(text)}
+
+
+def write_all(out_dir: Path = VECTORS_DIR, doc: Path = PROTOCOL_MD) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vectors = build_vectors()
+    for vec in vectors:
+        (out_dir / f"{vec['name']}.msgpack").write_bytes(vec["bytes"])
+    (out_dir / "index.json").write_text(json.dumps(build_index(), indent=1) + "\n")
+    if doc.exists():
+        doc.write_text(render_protocol_md(doc.read_text(),
+                                          {v["name"]: v["bytes"] for v in vectors}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bridge.golden")
+    parser.add_argument("--write", action="store_true",
+                        help="regenerate bridge/vectors/ and PROTOCOL.md's hex blocks")
+    args = parser.parse_args(argv)
+    if args.write:
+        write_all()
+        print(f"wrote {VECTORS_DIR} and the hex blocks of {PROTOCOL_MD}")
+    else:
+        for vec in build_vectors():
+            print(f"{vec['name']}: {len(vec['bytes'])} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
