@@ -370,14 +370,17 @@ class EventDecoder:
     def _row_ints(checks: _Checks, f: WireField, col: list) -> np.ndarray:
         n = len(col)
         reason = f"must be an integer in [{f.lo}, {f.hi}]"
-        try:
-            a = np.array(col)
-        except (ValueError, OverflowError, TypeError):
-            a = None
-        if a is not None and a.ndim == 1 and a.dtype.kind in "iu" and len(a) == n:
-            bad = (a < f.lo) | (a > f.hi)
-            checks.add(bad, f.name, reason)
-            return np.where(bad, f.lo, a).astype(f.dtype.newbyteorder("="))
+        # set(map(type, ...)) runs in C: the fast path needs every value to be a plain int
+        # (bool is not an integer here, although numpy would take it as one).
+        if set(map(type, col)) <= {int}:
+            try:
+                a = np.array(col, dtype=np.int64 if f.lo < 0 else np.uint64)
+            except OverflowError:
+                a = None
+            if a is not None:
+                bad = (a < f.lo) | (a > f.hi)
+                checks.add(bad, f.name, reason)
+                return np.where(bad, f.lo, a).astype(f.dtype.newbyteorder("="))
         ok = np.fromiter(
             (type(v) is int and f.lo <= v <= f.hi for v in col), dtype=bool, count=n
         )
@@ -389,11 +392,10 @@ class EventDecoder:
 
     def _row_maps(self, checks: _Checks, f: WireField, col: list) -> np.ndarray:
         n = len(col)
-        a = np.array(col) if n else np.zeros(0, dtype="U1")
-        if a.ndim == 1 and a.dtype.kind == "U":
-            uniq, inv = np.unique(a, return_inverse=True)
+        if n and set(map(type, col)) == {str}:
+            uniq, inv = np.unique(np.array(col), return_inverse=True)
             lut = np.array([self.name_to_id.get(str(u), -1) for u in uniq], dtype=np.int16)
-            ids = lut[inv.reshape(-1)] if n else np.zeros(0, dtype=np.int16)
+            ids = lut[inv.reshape(-1)]
             checks.add(ids < 0, f.name, "unknown map")
             return ids
         is_str = np.fromiter((type(v) is str for v in col), dtype=bool, count=n)

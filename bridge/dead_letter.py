@@ -67,7 +67,7 @@ class DeadLetterStore:
                     "raw_bytes BIGINT, raw BLOB)"
                 )
                 self.written = int(
-                    self._con.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
+                    self._con.execute("SELECT count(*) FROM dead_letter").fetchall()[0][0]
                 )
             else:
                 self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for appends
@@ -106,15 +106,21 @@ class DeadLetterStore:
         }
         self._buffer.append(rec)
         self.recent.append(rec)
-        if len(self._buffer) >= 4096:
-            self.flush()
-        return True
+        return True  # written at the next flush (one per bridge wake-up; a batch at most)
 
     def flush(self) -> None:
         """Write buffered records (called by the bridge thread after each wake-up)."""
         if not self._buffer:
             return
         buf, self._buffer = self._buffer, []
+        try:
+            self._write(buf)
+        except Exception:
+            self.dropped += len(buf)  # counted, never hidden; the caller reports the error
+            raise
+        self.written += len(buf)
+
+    def _write(self, buf: list[dict[str, Any]]) -> None:
         if self._file is not None:
             parts = []
             for rec in buf:
@@ -126,9 +132,12 @@ class DeadLetterStore:
         elif self._con is not None:
             import pyarrow as pa
 
-            table = pa.table({c: [r[c] for r in buf] for c in COLUMNS})  # noqa: F841
-            self._con.execute("INSERT INTO dead_letter SELECT * FROM table")
-        self.written += len(buf)
+            self._con.register("dead_letter_batch",
+                               pa.table({c: [r[c] for r in buf] for c in COLUMNS}))
+            try:
+                self._con.execute("INSERT INTO dead_letter SELECT * FROM dead_letter_batch")
+            finally:
+                self._con.unregister("dead_letter_batch")
 
     def close(self) -> None:
         self.flush()

@@ -60,7 +60,7 @@ COUNTERS = (
     "window_exceeded", "batches_offered", "rate_limited", "queue_full", "acks_sent",
     "actions_sent", "actions_expired", "actions_dropped", "actions_unroutable",
     "action_frames_sent", "results_received", "errors_sent", "sends_dropped_hwm",
-    "peers_marked_down", "hellos", "auth_refused", "auth_accepted",
+    "peers_marked_down", "hellos", "auth_refused", "auth_accepted", "dead_letter_errors",
 )
 
 
@@ -343,6 +343,8 @@ class BridgeServer:
                 self._zap(zap)
             if reading and sock in ready:
                 for _ in range(self.config.recv_per_wake_max):
+                    if self._held_bytes > self.config.held_bytes_max:
+                        break  # back-pressure: leave the rest in the socket
                     try:
                         parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
@@ -352,7 +354,17 @@ class BridgeServer:
             self._drain_actions()
             self._offer_all()
             self._timers()
+            self._flush_dead_letters()
+
+    def _flush_dead_letters(self) -> None:
+        """A failing store (disk full) must not stop the bridge: count it, say it once."""
+        try:
             self._dead.flush()
+        except Exception:
+            self._counters["dead_letter_errors"] += 1
+            if self._counters["dead_letter_errors"] == 1:
+                print("norn bridge: dead-letter store failed:\n" + traceback.format_exc(),
+                      file=sys.stderr)
 
     def _timeout_ms(self) -> int:
         if self._held_batches:
