@@ -29,12 +29,12 @@ DECODER = EventDecoder(VIEW.map_names, VIEW.map_sizes, events_per_batch_max=1000
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=True),
     st.text(max_size=20), st.binary(max_size=40),
-    st.sampled_from(list(proto.WIRE_EVENT_SCHEMAS) + ["events", "results", "cols", "rows"]),
+    st.sampled_from([*list(proto.WIRE_EVENT_SCHEMAS), "events", "results", "cols", "rows"]),
 )
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=6), st.dictionaries(st.text(max_size=10), inner, max_size=6)),
     max_leaves=30)
-kinds = st.sampled_from(list(proto.WIRE_EVENT_SCHEMAS) + ["nope", 3, None])
+kinds = st.sampled_from([*list(proto.WIRE_EVENT_SCHEMAS), "nope", 3, None])
 
 
 def _decode(msg) -> None:

@@ -33,7 +33,7 @@ def decoder(**kw) -> EventDecoder:
     return EventDecoder(MAPS, [(w, h) for _, w, h in golden.WORLD_MAPS], **kw)
 
 
-# -- golden vectors ------------------------------------------------------------------------
+# -- golden vectors --------------------------------------------------------------------------------
 def test_committed_vectors_match_the_code():
     """Regenerate with `python -m bridge.golden --write` and review the diff."""
     for vec in golden.build_vectors():
@@ -80,14 +80,14 @@ def test_protocol_md_documents_every_kind_code_and_limit():
         assert f"`{key}`" in doc
 
 
-# -- schemas -----------------------------------------------------------------------------------
+# -- schemas ---------------------------------------------------------------------------------------
 def test_wire_schemas_mirror_engine_schemas():
     accepted = set(proto.WIRE_EVENT_SCHEMAS)
     assert accepted == set(EVENT_SCHEMAS) - {"action_result", "admin_hazard"}
     assert set(proto.WIRE_ACTION_SCHEMAS) == set(ACTION_SCHEMAS)
 
 
-# -- columns and rows give the same engine columns -----------------------------------------
+# -- columns and rows give the same engine columns -------------------------------------------------
 def random_events(kind: str, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Valid wire columns of ``kind`` (map fields index MAPS, inside the map for coords)."""
     cols = {}
@@ -155,7 +155,7 @@ def test_columnar_decoding_does_not_loop_per_event():
     assert calls(10) == calls(50_000)
 
 
-# -- per-event validation ------------------------------------------------------------------------
+# -- per-event validation --------------------------------------------------------------------------
 def one(kind: str, **overrides) -> dict[str, np.ndarray]:
     cols = random_events(kind, 1, np.random.default_rng(0))
     for k, v in overrides.items():
@@ -296,7 +296,7 @@ def test_raw_event_bytes_are_the_event_as_a_row():
     assert row[1] == "geffen" and row[2] == 300
 
 
-# -- batch-level errors ------------------------------------------------------------------------------
+# -- batch-level errors ----------------------------------------------------------------------------
 def batch_error(msg) -> proto.ProtocolError:
     with pytest.raises(proto.ProtocolError) as ei:
         decoder(events_per_batch_max=100).decode(msg)
@@ -361,7 +361,7 @@ def test_unpack_frame_bytes_at_the_bound_and_one_past():
     assert ei.value.code == proto.ErrorCode.FRAME_TOO_LARGE
 
 
-# -- text and actions codecs ----------------------------------------------------------------------
+# -- text and actions codecs -----------------------------------------------------------------------
 def test_pack_and_unpack_text_round_trip():
     vals = np.array([b"", b"abc", "héllo".encode(), b"x" * 255], dtype="S255")
     lens, data = pack_text(vals)
@@ -389,7 +389,7 @@ def test_actions_round_trip_with_broadcast_and_float():
     assert frame.map_names("set_hazard").tolist() == ["izlude"]
 
 
-# -- config -------------------------------------------------------------------------------------------
+# -- config ----------------------------------------------------------------------------------------
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="frame_bytes_max"):
         BridgeConfig(frame_bytes_max=10)

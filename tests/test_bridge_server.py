@@ -255,7 +255,7 @@ def test_invalid_events_error_names_field_and_valid_ones_are_applied(tmp_path):
             assert err["code"] == proto.ErrorCode.INVALID_EVENTS and err["invalid"] == 2
             assert err["events"] == [[1, "map", "unknown map"],
                                      [2, "char_id", "must be an integer in [1, 2147483647]"]]
-            h.wait_for(lambda: len(h.inputs) == 1)
+            h.wait_for(lambda h=h: len(h.inputs) == 1)
             (batch,) = h.commit()
             np.testing.assert_array_equal(batch.columns["char_id"], [150000, 150003])
             assert p.recv_type("ack")["seq"] == 1
