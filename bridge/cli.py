@@ -53,9 +53,10 @@ def cmd_sim_server(args: argparse.Namespace) -> int:
               f"acked {summary.events_acked}, rejected {summary.events_rejected}; "
               f"batches {summary.batches_sent}, retransmits {summary.retransmits}, "
               f"reconnects {summary.reconnects}")
+        reasons = f" {summary.failed_by_reason}" if summary.failed_by_reason else ""
         print(f"actions: received {summary.actions_received}, executed "
-              f"{summary.actions_executed}, failed {summary.actions_failed} "
-              f"{summary.failed_by_reason or ''}, duplicates {summary.actions_duplicate}")
+              f"{summary.actions_executed}, failed {summary.actions_failed}{reasons}, "
+              f"duplicates {summary.actions_duplicate}")
         print(f"stream digest {summary.stream_digest}; all acked: {summary.all_acked}")
     return EXIT_OK if summary.all_acked else EXIT_ENVIRONMENT
 

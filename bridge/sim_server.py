@@ -316,16 +316,14 @@ class SimWorld:
 
     def _npcs(self, kind: str, cols: dict[str, np.ndarray], m: np.ndarray | None,
               reason: np.ndarray) -> None:
-        """NPC registry updates: few per tick, so a loop over the accepted ones is fine."""
+        """NPC registry updates, in action order (few per tick, so a loop is fine)."""
         npc = cols["npc_id"].tolist()
-        if kind == "spawn_npc":
-            for j in np.flatnonzero(reason == 0).tolist():
-                self.npcs[npc[j]] = (int(m[j]), int(cols["x"][j]), int(cols["y"][j]))
-            return
-        known = np.array([v in self.npcs for v in npc], dtype=bool)
-        reason[(reason == 0) & ~known] = proto.ResultReason.NOT_HERE
         for j in np.flatnonzero(reason == 0).tolist():
-            if kind == "despawn_npc":
+            if kind == "spawn_npc":
+                self.npcs[npc[j]] = (int(m[j]), int(cols["x"][j]), int(cols["y"][j]))
+            elif npc[j] not in self.npcs:
+                reason[j] = proto.ResultReason.NOT_HERE
+            elif kind == "despawn_npc":
                 del self.npcs[npc[j]]
             elif kind == "move_npc":
                 self.npcs[npc[j]] = (int(m[j]), int(cols["x"][j]), int(cols["y"][j]))

@@ -1,0 +1,207 @@
+"""The simulated map server, the CLI, loadgen smoke tests and a SIGKILL of the engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridge import protocol as proto
+from bridge.cli import main as bridge_main
+from bridge.client import BridgeClient, ClientConfig
+from bridge.codec import ActionsFrame, EventDecoder, encode_columns
+from bridge.loadgen import (
+    MiniEngine,
+    decode_batch,
+    measure_ingest,
+    measure_round_trip,
+    read_mini_journal,
+)
+from bridge.sim_server import ACCOUNT_ID_BASE, CHAR_ID_BASE, SIM_MAPS, SimWorld
+from engine import clock
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_steps(world: SimWorld, steps: int) -> list[tuple[str, dict]]:
+    out = []
+    for s in range(steps):
+        out += world.step(s)
+    return out + world.logout_all()
+
+
+# -- the simulated world ---------------------------------------------------------------------------
+def test_sim_stream_is_deterministic_from_its_seed():
+    a, b, c = SimWorld(300, 7), SimWorld(300, 7), SimWorld(300, 8)
+    run_steps(a, 40), run_steps(b, 40), run_steps(c, 40)
+    assert a.digest.hexdigest() == b.digest.hexdigest()
+    assert a.generated == b.generated
+    assert a.digest.hexdigest() != c.digest.hexdigest()
+    kinds = set(a.generated)
+    assert {"login", "logout", "player_move", "mob_kill", "map_change", "npc_talk", "trade",
+            "vending_purchase", "npc_shop", "quest_done", "level_up",
+            "map_snapshot"} <= kinds
+
+
+def test_sim_events_are_all_valid_and_use_rathena_ids():
+    world = SimWorld(400, 3)
+    dec = EventDecoder([n for n, _, _ in SIM_MAPS], [(w, h) for _, w, h in SIM_MAPS])
+    names = [n for n, _, _ in SIM_MAPS]
+    for kind, cols in run_steps(world, 30):
+        msg = proto.unpack(encode_columns(proto.EVENTS, 1, kind, cols, names), 1 << 24)
+        out = dec.decode(msg)
+        assert len(out.invalid) == 0, (kind, out.invalid_reasons[:3])
+        if "char_id" in out.columns:
+            c = out.columns["char_id"]
+            assert ((c >= CHAR_ID_BASE) & (c < CHAR_ID_BASE + 400)).all()
+        if "account_id" in out.columns:
+            a = out.columns["account_id"]
+            assert ((a >= ACCOUNT_ID_BASE) & (a < ACCOUNT_ID_BASE + 400)).all()
+
+
+def frame(kind: str, maps: list[str], **cols) -> ActionsFrame:
+    n = len(next(iter(cols.values())))
+    cols = {"action_id": np.arange(n, dtype=np.int64), **{k: np.asarray(v) for k, v in
+                                                          cols.items()}}
+    return ActionsFrame(1, 50, maps, {kind: cols})
+
+
+def test_sim_executes_actions_with_rathena_validation():
+    w = SimWorld(3, 1)
+    w.step(0)
+    w.online[:] = [True, True, False]
+    w.zeny[1] = 2**31 - 10
+    R = proto.ResultReason
+    _, status, reason = w.execute(frame(
+        "give_reward", [], char_id=np.array([150000, 150000, 150001, 150002, 150000, 999]),
+        item_id=np.array([501, 501, 0, 501, 501, 501]),
+        amount=np.array([30000, 30001, 0, 1, 1, 1]),
+        zeny=np.array([10, 0, 100, 0, 2_000_000, 0])))
+    assert reason.tolist() == [R.OK, R.REWARD_CAP, R.ZENY_OVERFLOW, R.NOT_HERE, R.REWARD_CAP,
+                               R.NOT_HERE]
+    assert status.tolist() == [0, 1, 1, 1, 1, 1]
+    assert w.zeny[0] == 10 and w.items_received[0] == 30000
+    _, _, reason = w.execute(frame(
+        "spawn_npc", ["prontera", "atlantis"], npc_id=np.array([1, 2, 3]),
+        map=np.array([0, 1, 0], "i2"), x=np.array([311, 1, 312], "i2"),
+        y=np.array([391, 1, 0], "i2"), sprite=np.array([1, 1, 1], "i2")))
+    assert reason.tolist() == [R.OK, R.UNKNOWN_MAP, R.OUT_OF_BOUNDS]
+    _, _, reason = w.execute(frame("despawn_npc", [], npc_id=np.array([1, 1, 2])))
+    assert reason.tolist() == [R.OK, R.NOT_HERE, R.NOT_HERE]
+    _, _, reason = w.execute(frame("broadcast", ["izlude", "atlantis"],
+                                   map=np.array([-1, 0, 1], "i2"),
+                                   text=np.array([b"a", b"b", b"c"], "S255")))
+    assert reason.tolist() == [R.OK, R.OK, R.UNKNOWN_MAP]
+
+
+# -- CLI and the reference client against a stand-in engine ----------------------------------------
+def test_sim_server_cli_against_a_serving_engine(capsys):
+    engine = MiniEngine("tcp://127.0.0.1:0", tick_ms=20, keep_batches=True).start()
+    try:
+        rc = bridge_main(["sim-server", "--connect", engine.endpoint, "--players", "300",
+                          "--seed", "5", "--steps", "30", "--step-ms", "10",
+                          "--server-id", "map07", "--json"])
+        out = json.loads(capsys.readouterr().out)
+    finally:
+        engine.stop()
+    assert rc == 0
+    assert out["all_acked"] and out["events_acked"] == out["events_generated"] > 0
+    assert out["events_rejected"] == 0 and out["reconnects"] == 0
+    assert out["actions_received"] > 0
+    assert out["actions_executed"] + out["actions_failed"] == out["actions_received"]
+    assert out["results_acked"] == out["actions_received"]
+    # exactly once: what the engine applied equals what the simulator generated
+    applied = {k: v for k, v in engine.applied.items() if k != "action_result"}
+    assert applied == out["generated_by_kind"]
+    assert engine.applied["action_result"] == out["actions_received"]
+    again = SimWorld(300, 5, SIM_MAPS)
+    run_steps(again, 30)
+    assert again.digest.hexdigest() == out["stream_digest"]
+
+
+def test_sim_server_without_an_engine_fails_cleanly(capsys):
+    rc = bridge_main(["sim-server", "--connect", "tcp://127.0.0.1:9", "--steps", "1",
+                      "--connect-timeout-s", "0.3"])
+    assert rc == 3
+    assert "no welcome" in capsys.readouterr().err
+
+
+def test_keygen_cli_writes_a_keypair(tmp_path, capsys):
+    assert bridge_main(["bridge", "keygen", "--out", str(tmp_path), "--name", "map01"]) == 0
+    pub, sec = tmp_path / "map01.public", tmp_path / "map01.secret"
+    assert len(pub.read_text().strip()) == 40 and len(sec.read_text().strip()) == 40
+    assert oct(sec.stat().st_mode & 0o777) == "0o600"
+    assert bridge_main(["bridge", "keygen", "--out", str(tmp_path), "--name", "map01"]) == 2
+
+
+# -- loadgen smoke (tiny sizes; benchmarks run the real ones) --------------------------------------
+@pytest.mark.parametrize("columnar", [True, False])
+def test_measure_ingest_smoke(columnar):
+    r = measure_ingest(columnar, events=20_000, batch_events=4096)
+    assert r["events"] == 20_000 == r["events_acked"]
+    assert r["server"]["events_rejected"] == 0 and r["events_per_s"] > 0
+
+
+def test_measure_round_trip_smoke():
+    r = measure_round_trip(ticks=6, tick_ms=50, events_per_tick=2)
+    assert r["received"] == r["events"] == 12 and r["lost"] == 0
+    assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
+
+
+# -- SIGKILL the engine in the middle of a stream --------------------------------------------------
+def _start_engine(endpoint: str, journal: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge.loadgen", "mini-engine", "--endpoint", endpoint,
+         "--journal", str(journal), "--tick-ms", "20"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    m = re.match(r"serving (\S+)", line)
+    assert m, f"engine did not start: {line!r}"
+    return proc, m.group(1)
+
+
+def test_sigkill_engine_mid_stream_every_acked_event_applied_exactly_once(tmp_path):
+    journal = tmp_path / "mini.journal"
+    proc, endpoint = _start_engine("tcp://127.0.0.1:0", journal)
+    cfg = ClientConfig(batch_events=50, batch_ms=5, peer_timeout_ms=600, hello_retry_ms=400,
+                       retransmit_ms=800, heartbeat_ms=100)
+    client = BridgeClient(endpoint, "map01", config=cfg)
+    sent = 0
+    killed = False
+    try:
+        assert client.connect(10)
+        deadline = clock.monotonic() + 60
+        while sent < 20_000 and clock.monotonic() < deadline:
+            client.add_columns("quest_done", {"char_id": np.full(100, 150000),
+                                              "quest_id": np.arange(sent + 1, sent + 101)})
+            sent += 100
+            client.poll(2)
+            if not killed and client.stats["events_acked"] >= 6000:
+                os.kill(proc.pid, signal.SIGKILL)  # mid-stream: batches in flight and queued
+                proc.wait(10)
+                killed = True
+                acked_at_kill = client.stats["events_acked"]
+                proc, _ = _start_engine(endpoint, journal)  # same port, from its journal
+        assert killed
+        end = clock.monotonic() + 30
+        while not client.idle() and clock.monotonic() < end:
+            client.poll(10)
+        assert client.idle(), client.stats
+    finally:
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    ids = np.concatenate([
+        decode_batch(b).columns["quest_id"] for rec in read_mini_journal(journal)
+        for b in rec["batches"] if b[2] == "quest_done"])
+    assert len(ids) == sent, f"{len(ids)} applied, {sent} sent"
+    assert np.array_equal(np.sort(ids), np.arange(1, sent + 1))  # each exactly once
+    assert acked_at_kill <= client.stats["events_acked"] == sent
+    assert client.stats["reconnects"] >= 1
