@@ -561,5 +561,21 @@ class BridgeClient:
         return len(self._frames)
 
     def idle(self) -> bool:
-        """Nothing queued, nothing unacked: every event so far is durable in the engine."""
+        """Nothing queued, nothing unacked: every event and result is durable in the engine."""
         return not self._frames and self._pending_events == 0
+
+    def events_durable(self) -> bool:
+        """Every game event queued so far is acked (results may still be in flight).
+
+        While the engine keeps emitting actions, results keep coming, so a map server that
+        stops waits for this rather than ``idle``.
+        """
+        if any(b.n for (kind, _), b in self._batches.items() if kind != proto.RESULT_KIND):
+            return False
+        return not any(not fr.is_results for fr in self._frames)
+
+    def rehello(self, hosted_maps: Sequence[str]) -> None:
+        """Declare the hosted maps again (once the welcome told which maps the world has)."""
+        self.hosted_maps = list(hosted_maps)
+        if self._sock is not None:
+            self._sock.send(proto.encode_hello(self.server_id, maps=self.hosted_maps))

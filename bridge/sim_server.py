@@ -353,7 +353,7 @@ class SimSummary:
     failed_by_reason: dict[str, int] = field(default_factory=dict)
     generated_by_kind: dict[str, int] = field(default_factory=dict)
     stream_digest: str = ""
-    all_acked: bool = False
+    all_acked: bool = False  # every generated event acked (durable in the engine)
     wall_s: float = 0.0
 
 
@@ -395,9 +395,14 @@ def run_sim_server(
                             f"(is the engine serving? is this server's key allowed?)")
         welcome = client.welcome or {}
         engine_maps = {m[0]: (m[1], m[2]) for m in welcome.get("maps", [])}
-        maps = [m for m in SIM_MAPS if m[0] in engine_maps]
-        if not maps:  # the engine's world shares none of our maps: adopt its first few
+        # Our map cache, cut to what the world also has (and to the smaller size, so every
+        # position we send is valid for both); no shared map: adopt the world's first few.
+        maps = [(n, min(w, engine_maps[n][0]), min(h, engine_maps[n][1]))
+                for n, w, h in SIM_MAPS if n in engine_maps]
+        if not maps:
             maps = [(n, w, h) for n, (w, h) in list(engine_maps.items())[:8]]
+        # Host exactly these maps: actions for other maps go to other servers.
+        client.rehello([n for n, _, _ in maps])
         world = SimWorld(players, seed, maps, reward_zeny_max=reward_zeny_max)
         holder["world"] = world
         # our map indexes must match the client's table
@@ -419,8 +424,12 @@ def run_sim_server(
             client.add_columns(kind, cols)
         client.flush()
         end = clock.monotonic() + drain_timeout_s
-        while not client.idle() and clock.monotonic() < end:
+        while not client.events_durable() and clock.monotonic() < end:
             client.poll(20)
+        # answer the actions already under way, then stop (the engine keeps emitting)
+        grace = clock.monotonic() + 2 * cfg.batch_ms / 1000 + 0.3
+        while clock.monotonic() < min(grace, end):
+            client.poll(10)
         summary = SimSummary(
             server_id=server_id, seed=seed, players=players, steps=n_steps,
             maps=[n for n, _, _ in maps],
@@ -428,7 +437,7 @@ def run_sim_server(
         summary.generated_by_kind = dict(sorted(world.generated.items()))
         summary.events_generated = sum(world.generated.values())
         summary.stream_digest = world.digest.hexdigest()
-        summary.all_acked = client.idle()
+        summary.all_acked = client.events_durable()
     finally:
         client.close()
     st = client.stats
