@@ -427,8 +427,8 @@ def run_sim_server(
         while not client.events_durable() and clock.monotonic() < end:
             client.poll(20)
         # answer the actions already under way, then stop (the engine keeps emitting)
-        grace = clock.monotonic() + 2 * cfg.batch_ms / 1000 + 0.3
-        while clock.monotonic() < min(grace, end):
+        grace = clock.monotonic() + 2 * cfg.batch_ms / 1000 + 1.0
+        while not client.idle() and clock.monotonic() < min(grace, end):
             client.poll(10)
         summary = SimSummary(
             server_id=server_id, seed=seed, players=players, steps=n_steps,
