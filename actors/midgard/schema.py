@@ -1,0 +1,571 @@
+"""The Midgard scenario format, validated by pydantic, and its cross-reference checks.
+
+A scenario is data about a slice of rAthena's world (maps with cell grids and warps, towns
+with markets, items with rAthena ids, factions, NPC populations, hazard types) plus every
+tunable rule number under ``[rules]``. Rule numbers have no defaults here on purpose: the
+scenario file is the one place a designer reads and changes them, so no tunable hides in
+code. Bounds (``ge``/``le``) are validation, not tuning.
+
+Errors name the path the way a designer reads it, ``maps[3].warps[1].to: unknown map
+'prontra'``, and become one ``ConfigError`` (exit code 2).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from actors.midgard import limits as lim
+from engine.errors import ConfigError
+
+Frac = Annotated[float, Field(ge=0.0, le=1.0)]
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+Weight = Annotated[float, Field(ge=-100.0, le=100.0)]
+Ticks = Annotated[int, Field(ge=1, le=1_000_000)]
+Zeny = Annotated[int, Field(ge=0, le=lim.zeny_max)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TickRange(Strict):
+    min: Ticks
+    max: Ticks
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TickRange:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
+
+# -- rules ------------------------------------------------------------------------------
+class UtilityWeights(Strict):
+    """Weights of the behaviour utilities (rules/utility.py says what each multiplies)."""
+
+    idle: Weight
+    wander: Weight
+    wander_social: Weight
+    travel_home: Weight
+    travel_goods: Weight
+    travel_explore: Weight
+    work: Weight
+    work_greed: Weight
+    trade_need: Weight
+    trade_fatigue: Weight
+    trade_goods: Weight
+    rest: Weight
+    flee_danger: Weight
+    flee_conflict: Weight
+    talk: Weight
+    inertia: Weight
+    noise: Annotated[float, Field(ge=0.0, le=10.0)]
+
+
+class TalkWeights(Strict):
+    """Utilities of the answers to a player who talks to an NPC (a decision request)."""
+
+    greet: Weight
+    greet_mood: Weight
+    trade: Weight
+    trade_goods: Weight
+    refuse: Weight
+    refuse_mood: Weight
+    refuse_danger: Weight
+    quest: Weight
+    quest_reputation: Weight
+
+
+class Durations(Strict):
+    idle: TickRange
+    wander: TickRange
+    work: TickRange
+    rest: TickRange
+    trade: TickRange
+    talk: TickRange
+    travel: TickRange
+    flee: TickRange
+
+
+class NpcRules(Strict):
+    think_margin: Frac
+    decision_requests_per_tick_max: Annotated[int, Field(ge=0, le=65536)]
+    decision_deadline_ticks: Annotated[int, Field(ge=1, le=600)]
+    hunger_per_tick: Rate
+    fatigue_per_tick: Rate
+    work_fatigue_per_tick: Rate
+    rest_recovery_per_tick: Rate
+    social_per_tick: Rate
+    talk_relief_per_tick: Rate
+    comfort_per_tick: Rate
+    hp_max: Annotated[int, Field(ge=1, le=255)]
+    hurt_hp_per_tick: Annotated[float, Field(ge=0.0, le=255.0)]
+    regen_every_ticks: Ticks
+    mood_rate: Rate
+    mood_base: Annotated[float, Field(ge=-1.0, le=1.0)]
+    mood_need_weight: Annotated[float, Field(ge=0.0, le=10.0)]
+    mood_danger_weight: Annotated[float, Field(ge=0.0, le=10.0)]
+    mood_conflict_weight: Annotated[float, Field(ge=0.0, le=10.0)]
+    alarm_danger: Annotated[float, Field(ge=0.0, le=100.0)]
+    wander_move_every_ticks: Ticks
+    travel_move_every_ticks: Ticks
+    flee_cells_per_tick: Annotated[int, Field(ge=1, le=8)]
+    react_radius_cells: Annotated[int, Field(ge=0, le=64)]
+    react_scan_max: Annotated[int, Field(ge=0, le=1024)]
+    wage_zeny: Zeny
+    produce_value_zeny: Annotated[int, Field(ge=0, le=lim.zeny_max)]
+    buy_qty_max: Annotated[int, Field(ge=1, le=lim.item_stack_max)]
+    buy_need_min: Frac
+    bid_slack: Frac
+    wallet_max: Zeny
+    respawn_delay_ticks: Ticks
+    respawn_per_tick_max: Annotated[int, Field(ge=0, le=1 << 16)]
+    wallet_birth_zeny: tuple[Zeny, Zeny]
+    capacity_headroom: Annotated[int, Field(ge=0, le=1 << 20)]
+    utility: UtilityWeights
+    talk: TalkWeights
+    durations: Durations
+
+
+class EconomyRules(Strict):
+    item_stack_max: Annotated[int, Field(ge=1, le=lim.item_stack_max)]
+    stock_max: Annotated[int, Field(ge=1, le=lim.item_stack_max)]
+    price_ema_rate: Rate
+    price_elasticity: Annotated[float, Field(ge=0.0, le=10.0)]
+    price_step_max: Annotated[float, Field(ge=0.0, le=0.5)]
+    price_band_min: Annotated[float, Field(gt=0.0, le=1.0)]
+    price_band_max: Annotated[float, Field(ge=1.0, le=100.0)]
+    pressure_floor: Annotated[float, Field(gt=0.0, le=1e6)]
+    stock_weight: Annotated[float, Field(ge=0.0, le=10.0)]
+    sell_ratio: Frac
+    restock_every_ticks: Ticks
+    restock_qty: Annotated[int, Field(ge=0, le=lim.item_stack_max)]
+    market_cash_max: Zeny
+    treasury_max: Zeny
+    orders_per_tick_max: Annotated[int, Field(ge=1, le=1 << 22)]
+
+
+class FactionRules(Strict):
+    every_ticks: Ticks
+    influence_max: Annotated[float, Field(gt=0.0, le=1e6)]
+    growth_per_tick: Rate
+    decay_per_tick: Rate
+    spread_per_tick: Rate
+    deed_influence: Annotated[float, Field(ge=0.0, le=1e6)]
+    own_min: Annotated[float, Field(ge=0.0, le=1e6)]
+    contest_min: Annotated[float, Field(ge=0.0, le=1e6)]
+    contest_margin: Frac
+    hostile_below: Annotated[float, Field(ge=-1.0, le=1.0)]
+    conflict_start: Annotated[float, Field(ge=0.0, le=1.0)]
+    conflict_decay_per_tick: Rate
+    diplomacy_drop: Frac
+    diplomacy_recovery_per_tick: Rate
+    reputation_max: Annotated[int, Field(ge=1, le=1 << 30)]
+    reputation_per_kill: Annotated[int, Field(ge=0, le=1 << 20)]
+    reputation_per_quest: Annotated[int, Field(ge=0, le=1 << 20)]
+    reputation_per_talk: Annotated[int, Field(ge=0, le=1 << 20)]
+    reputation_entries_max: Annotated[int, Field(ge=1, le=lim.reputation_entries_max)]
+    reward_reputation_bonus: Annotated[float, Field(ge=0.0, le=10.0)]
+
+
+class HazardRules(Strict):
+    intensity_max: Annotated[float, Field(gt=0.0, le=100.0)]
+    hazards_max: Annotated[int, Field(ge=1, le=lim.hazards_max)]
+    spread_per_tick_max: Annotated[int, Field(ge=0, le=lim.hazards_max)]
+    starts_per_tick_max: Annotated[int, Field(ge=0, le=lim.hazards_max)]
+
+
+class ActionRules(Strict):
+    reward_zeny_max: Zeny
+    reward_amount_max: Annotated[int, Field(ge=0, le=lim.item_stack_max)]
+    move_actions_per_tick_max: Annotated[int, Field(ge=0, le=1 << 17)]
+    say_actions_per_tick_max: Annotated[int, Field(ge=0, le=1 << 16)]
+    broadcasts_per_tick_max: Annotated[int, Field(ge=0, le=1 << 12)]
+    price_actions_per_tick_max: Annotated[int, Field(ge=0, le=1 << 17)]
+
+
+class PlayerRules(Strict):
+    """The player table's bound and the deterministic event generator's rates."""
+
+    players_max: Annotated[int, Field(ge=1, le=lim.players_max)]
+    simulated: Annotated[int, Field(ge=0, le=lim.players_max)]
+    session_ticks: TickRange
+    offline_ticks: TickRange
+    move_chance: Frac
+    kill_chance: Frac
+    talk_chance: Frac
+    shop_chance: Frac
+    quest_chance: Frac
+    level_chance: Frac
+    shop_qty_max: Annotated[int, Field(ge=1, le=lim.item_stack_max)]
+    shop_sell_share: Frac
+    town_bias: Frac
+    waypoint_ticks: Ticks
+    char_id_base: Annotated[int, Field(ge=1, le=2**31)]
+    account_id_base: Annotated[int, Field(ge=1, le=2**31)]
+    mob_ids: Annotated[list[Annotated[int, Field(ge=1, le=2**31 - 1)]], Field(min_length=1)]
+
+
+class Rules(Strict):
+    audit_every_ticks: Annotated[int, Field(ge=0, le=1_000_000)]
+    npc: NpcRules
+    economy: EconomyRules
+    faction: FactionRules
+    hazard: HazardRules
+    actions: ActionRules
+    players: PlayerRules
+
+
+# -- world data -------------------------------------------------------------------------
+class Warp(Strict):
+    x: Annotated[int, Field(ge=0, lt=lim.map_side_max)]
+    y: Annotated[int, Field(ge=0, lt=lim.map_side_max)]
+    to: str
+    to_x: Annotated[int, Field(ge=0, lt=lim.map_side_max)]
+    to_y: Annotated[int, Field(ge=0, lt=lim.map_side_max)]
+
+
+class Walk(Strict):
+    """Walkability as rules (border, blocked rectangles, noise) or an explicit mask.
+
+    ``mask`` rows are strings, ``.`` walkable and ``#`` blocked, row 0 at y = 0; when
+    given it replaces the rules. rAthena's real grids live in .gat files the engine does
+    not read; these rules give cell grids of the same shape and role.
+    """
+
+    border: Annotated[int, Field(ge=0, le=256)] = 0
+    blocks: list[tuple[int, int, int, int]] = []
+    noise: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    mask: list[str] | None = None
+
+
+class MapSpec(Strict):
+    name: Annotated[str, Field(min_length=1)]
+    width: Annotated[int, Field(ge=1, le=lim.map_side_max)]
+    height: Annotated[int, Field(ge=1, le=lim.map_side_max)]
+    walk: Walk = Walk()
+    warps: Annotated[list[Warp], Field(max_length=lim.warps_per_map_max)] = []
+
+
+class ItemSpec(Strict):
+    id: Annotated[int, Field(ge=1, le=lim.item_id_max)]
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    price_zeny: Annotated[int, Field(ge=1, le=lim.zeny_max)]
+    use: Literal["food", "potion", "luxury"]
+    relief: Frac
+
+
+class MarketItem(Strict):
+    item: Annotated[int, Field(ge=1, le=lim.item_id_max)]
+    stock: Annotated[int, Field(ge=0, le=lim.item_stack_max)]
+
+
+class TownSpec(Strict):
+    map: str
+    cash_zeny: Zeny
+    market: Annotated[list[MarketItem], Field(min_length=1, max_length=lim.markets_per_town_max)]
+
+
+class FactionSpec(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=48)]
+    home: str
+    sprite: Annotated[int, Field(ge=0, le=32767)]
+    influence: Annotated[float, Field(ge=0.0, le=1e6)]
+    treasury_zeny: Zeny
+
+
+class Relation(Strict):
+    a: str
+    b: str
+    value: Annotated[float, Field(ge=-1.0, le=1.0)]
+
+
+class PopulationSpec(Strict):
+    map: str
+    count: Annotated[int, Field(ge=0, le=lim.npcs_max)]
+    faction: str
+    home: str | None = None
+    wallet_zeny: tuple[Zeny, Zeny]
+    area: tuple[int, int, int, int] | None = None
+
+
+class HazardType(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=24)]
+    kind: Literal["hazard", "weather"]
+    weather: str | None = None
+    fear: Annotated[float, Field(ge=0.0, le=100.0)]
+    hurt: Annotated[float, Field(ge=0.0, le=100.0)]
+    mood: Annotated[float, Field(ge=-1.0, le=1.0)]
+    supply_loss: Rate
+    influence_shift: Rate
+    start_chance: Rate
+    starts_on: Literal["any", "town", "field"]
+    start_intensity: tuple[Frac, Frac]
+    grow_ticks: Annotated[int, Field(ge=0, le=100_000)]
+    grow_per_tick: Rate
+    decay_per_tick: Rate
+    end_below: Frac
+    spread_chance: Rate
+    spread_factor: Frac
+    spread_min: Frac
+    conflict_boost: Annotated[float, Field(ge=0.0, le=100.0)]
+    kill_relief: Rate
+
+
+class QuestSpec(Strict):
+    id: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    faction: str
+    reward_zeny: Zeny
+    reward_item: Annotated[int, Field(ge=0, le=lim.item_id_max)]
+    reward_amount: Annotated[int, Field(ge=0, le=lim.item_stack_max)]
+
+
+class InitialHazard(Strict):
+    map: str
+    type: str
+    intensity: Frac
+
+
+class Dialogue(Strict):
+    greet: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
+    trade: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
+    quest: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
+    refuse: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
+    hazard: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
+    conflict: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
+    takeover: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
+
+
+class WorldSpec(Strict):
+    terrain_seed: Annotated[int, Field(ge=0, lt=2**32)]
+
+
+class Scenario(Strict):
+    name: str
+    model: Literal["midgard"]
+    description: str = ""
+    world: WorldSpec
+    rules: Rules
+    items: Annotated[list[ItemSpec], Field(min_length=1, max_length=lim.items_max)]
+    maps: Annotated[list[MapSpec], Field(min_length=1, max_length=lim.maps_max)]
+    towns: Annotated[list[TownSpec], Field(min_length=1, max_length=lim.towns_max)]
+    factions: Annotated[list[FactionSpec], Field(min_length=1, max_length=lim.factions_max)]
+    relations: list[Relation] = []
+    populations: Annotated[list[PopulationSpec], Field(max_length=lim.populations_max)] = []
+    hazard_types: Annotated[
+        list[HazardType], Field(min_length=1, max_length=lim.hazard_types_max)
+    ]
+    quests: Annotated[list[QuestSpec], Field(max_length=lim.quests_max)] = []
+    initial_hazards: Annotated[list[InitialHazard], Field(max_length=lim.hazards_max)] = []
+    dialogue: Dialogue
+
+
+#: rAthena weather mapflags that ``set_weather`` can show, and their wire codes.
+WEATHER_CODES: dict[str, int] = {
+    "clouds": 1,
+    "clouds2": 2,
+    "fog": 3,
+    "snow": 4,
+    "sakura": 5,
+    "leaves": 6,
+    "fireworks": 7,
+    "rain": 8,
+}
+
+
+# -- errors -----------------------------------------------------------------------------
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """('maps', 3, 'warps', 1, 'to') -> 'maps[3].warps[1].to'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    err = errors[0]
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif err["type"] == "literal_error":
+        msg = f"must be one of {err['ctx']['expected']}"
+    got = "" if err["type"] == "missing" else f" (got {err.get('input')!r:.60})"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{format_loc(tuple(err['loc']))}: {msg}{got}{more}"
+
+
+class ScenarioError(ConfigError):
+    """A scenario value is wrong; the message names its path."""
+
+
+def fail(source: str, path: str, message: str) -> ScenarioError:
+    return ScenarioError(f"{source}: {path}: {message}")
+
+
+def validate(data: dict[str, Any], source: str) -> Scenario:
+    """Parse ``data`` (a TOML document) and check every cross reference."""
+    try:
+        sc = Scenario(**data)
+    except ValidationError as exc:
+        raise ScenarioError(f"{source}: {_first_error(exc)}") from None
+    check_references(sc, source)
+    return sc
+
+
+def check_references(sc: Scenario, source: str) -> None:
+    """Names that must refer to something, sizes that must fit, duplicates."""
+    map_ix: dict[str, int] = {}
+    for i, m in enumerate(sc.maps):
+        if len(m.name.encode()) > lim.map_name_bytes_max:
+            raise fail(source, f"maps[{i}].name", f"{m.name!r} is longer than 11 characters")
+        if m.name in map_ix:
+            raise fail(source, f"maps[{i}].name", f"duplicate map {m.name!r}")
+        map_ix[m.name] = i
+    cells = sum(m.width * m.height for m in sc.maps)
+    if cells > lim.map_cells_max:
+        raise fail(source, "maps", f"{cells} cells in all exceed map_cells_max={lim.map_cells_max}")
+    for i, m in enumerate(sc.maps):
+        for j, w in enumerate(m.warps):
+            p = f"maps[{i}].warps[{j}]"
+            if w.to not in map_ix:
+                raise fail(source, f"{p}.to", f"unknown map {w.to!r}")
+            if w.x >= m.width or w.y >= m.height:
+                raise fail(source, p, f"cell ({w.x}, {w.y}) outside {m.name} {m.width}x{m.height}")
+            dst = sc.maps[map_ix[w.to]]
+            if w.to_x >= dst.width or w.to_y >= dst.height:
+                raise fail(
+                    source,
+                    p,
+                    f"arrival ({w.to_x}, {w.to_y}) outside {dst.name} {dst.width}x{dst.height}",
+                )
+        if m.walk.mask is not None:
+            if len(m.walk.mask) != m.height:
+                raise fail(
+                    source, f"maps[{i}].walk.mask", f"{len(m.walk.mask)} rows, map has {m.height}"
+                )
+            for r, row in enumerate(m.walk.mask):
+                if len(row) != m.width or set(row) - {".", "#"}:
+                    raise fail(
+                        source,
+                        f"maps[{i}].walk.mask[{r}]",
+                        f"must be {m.width} characters of '.' and '#'",
+                    )
+        for b, (x0, y0, x1, y1) in enumerate(m.walk.blocks):
+            if not (0 <= x0 <= x1 < m.width and 0 <= y0 <= y1 < m.height):
+                raise fail(source, f"maps[{i}].walk.blocks[{b}]", "rectangle outside the map")
+    item_ids: dict[int, int] = {}
+    for i, it in enumerate(sc.items):
+        if it.id in item_ids:
+            raise fail(source, f"items[{i}].id", f"duplicate item id {it.id}")
+        item_ids[it.id] = i
+    seen_towns: set[str] = set()
+    for i, t in enumerate(sc.towns):
+        if t.map not in map_ix:
+            raise fail(source, f"towns[{i}].map", f"unknown map {t.map!r}")
+        if t.map in seen_towns:
+            raise fail(source, f"towns[{i}].map", f"map {t.map!r} already has a town")
+        seen_towns.add(t.map)
+        ids: set[int] = set()
+        for j, mi in enumerate(t.market):
+            if mi.item not in item_ids:
+                raise fail(source, f"towns[{i}].market[{j}].item", f"unknown item id {mi.item}")
+            if mi.item in ids:
+                raise fail(source, f"towns[{i}].market[{j}].item", f"duplicate item {mi.item}")
+            if mi.stock > sc.rules.economy.stock_max:
+                raise fail(
+                    source,
+                    f"towns[{i}].market[{j}].stock",
+                    f"{mi.stock} exceeds rules.economy.stock_max={sc.rules.economy.stock_max}",
+                )
+            ids.add(mi.item)
+    fac_ix: dict[str, int] = {}
+    for i, f in enumerate(sc.factions):
+        if f.name in fac_ix:
+            raise fail(source, f"factions[{i}].name", f"duplicate faction {f.name!r}")
+        fac_ix[f.name] = i
+        if f.home not in map_ix:
+            raise fail(source, f"factions[{i}].home", f"unknown map {f.home!r}")
+        if f.influence > sc.rules.faction.influence_max:
+            raise fail(source, f"factions[{i}].influence", "exceeds rules.faction.influence_max")
+        if f.treasury_zeny > sc.rules.economy.treasury_max:
+            raise fail(source, f"factions[{i}].treasury_zeny", "exceeds rules.economy.treasury_max")
+    for i, r in enumerate(sc.relations):
+        for key in ("a", "b"):
+            if getattr(r, key) not in fac_ix:
+                raise fail(source, f"relations[{i}].{key}", f"unknown faction {getattr(r, key)!r}")
+    total = 0
+    for i, p in enumerate(sc.populations):
+        if p.map not in map_ix:
+            raise fail(source, f"populations[{i}].map", f"unknown map {p.map!r}")
+        if p.faction not in fac_ix:
+            raise fail(source, f"populations[{i}].faction", f"unknown faction {p.faction!r}")
+        if p.home is not None and p.home not in seen_towns:
+            raise fail(source, f"populations[{i}].home", f"{p.home!r} is not a town")
+        if p.wallet_zeny[1] < p.wallet_zeny[0]:
+            raise fail(source, f"populations[{i}].wallet_zeny", "max must be >= min")
+        if p.area is not None:
+            m = sc.maps[map_ix[p.map]]
+            x0, y0, x1, y1 = p.area
+            if not (0 <= x0 <= x1 < m.width and 0 <= y0 <= y1 < m.height):
+                raise fail(source, f"populations[{i}].area", f"rectangle outside {m.name}")
+        total += p.count
+    if total > lim.npcs_max:
+        raise fail(source, "populations", f"{total} NPCs exceed npcs_max={lim.npcs_max}")
+    type_ix: dict[str, int] = {}
+    for i, h in enumerate(sc.hazard_types):
+        if h.name in type_ix:
+            raise fail(source, f"hazard_types[{i}].name", f"duplicate hazard type {h.name!r}")
+        type_ix[h.name] = i
+        if h.weather is not None and h.weather not in WEATHER_CODES:
+            raise fail(
+                source,
+                f"hazard_types[{i}].weather",
+                f"unknown weather {h.weather!r}; one of {sorted(WEATHER_CODES)}",
+            )
+        if h.kind == "weather" and h.weather is None:
+            raise fail(source, f"hazard_types[{i}].weather", "a weather type needs a weather")
+        if h.start_intensity[1] < h.start_intensity[0]:
+            raise fail(source, f"hazard_types[{i}].start_intensity", "max must be >= min")
+        if h.start_intensity[1] > sc.rules.hazard.intensity_max:
+            raise fail(
+                source, f"hazard_types[{i}].start_intensity", "exceeds rules.hazard.intensity_max"
+            )
+    for i, q in enumerate(sc.quests):
+        if q.faction not in fac_ix:
+            raise fail(source, f"quests[{i}].faction", f"unknown faction {q.faction!r}")
+        if q.reward_item and q.reward_item not in item_ids:
+            raise fail(source, f"quests[{i}].reward_item", f"unknown item id {q.reward_item}")
+        if q.reward_zeny > sc.rules.actions.reward_zeny_max:
+            raise fail(source, f"quests[{i}].reward_zeny", "exceeds rules.actions.reward_zeny_max")
+        if q.reward_amount > sc.rules.actions.reward_amount_max:
+            raise fail(
+                source, f"quests[{i}].reward_amount", "exceeds rules.actions.reward_amount_max"
+            )
+    if len(sc.initial_hazards) > sc.rules.hazard.hazards_max:
+        raise fail(source, "initial_hazards", "more entries than rules.hazard.hazards_max")
+    for i, h in enumerate(sc.initial_hazards):
+        if h.map not in map_ix:
+            raise fail(source, f"initial_hazards[{i}].map", f"unknown map {h.map!r}")
+        if h.type not in type_ix:
+            raise fail(source, f"initial_hazards[{i}].type", f"unknown hazard type {h.type!r}")
+        if h.intensity > sc.rules.hazard.intensity_max:
+            raise fail(source, f"initial_hazards[{i}].intensity", "exceeds intensity_max")
+    for k in ("greet", "trade", "quest", "refuse", "hazard", "conflict", "takeover"):
+        for j, line in enumerate(getattr(sc.dialogue, k)):
+            if len(line.encode()) > 200:
+                raise fail(source, f"dialogue.{k}[{j}]", "longer than 200 bytes")
+    r = sc.rules
+    if r.economy.stock_max > r.economy.item_stack_max:
+        raise fail(source, "rules.economy.stock_max", "exceeds rules.economy.item_stack_max")
+    if r.players.simulated > r.players.players_max:
+        raise fail(source, "rules.players.simulated", "exceeds rules.players.players_max")
+    if r.npc.wallet_birth_zeny[1] < r.npc.wallet_birth_zeny[0]:
+        raise fail(source, "rules.npc.wallet_birth_zeny", "max must be >= min")

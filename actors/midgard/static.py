@@ -1,0 +1,325 @@
+"""The world's fixed geography and catalogue, as flat arrays for kernels.
+
+Built once from a validated scenario and kept in ``world.resources["midgard"]``. Nothing
+here changes during a run, so it is configuration, not state: a snapshot need not carry
+it because the scenario text (in the journal header) rebuilds it exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from actors.midgard.schema import WEATHER_CODES, Scenario, ScenarioError, fail
+from engine.events import TEXT_DTYPE
+from rules import grid
+from rules.routing import nearest_source, next_hops, reverse_csr
+
+USE_CODES = {"food": 0, "potion": 1, "luxury": 2}
+CARVE_RADIUS = 2  # cells kept walkable around warp cells and arrivals
+
+# Hazard type parameter columns (rows of ``Static.htype``), in this order.
+HAZARD_PARAMS = (
+    "fear",
+    "hurt",
+    "mood",
+    "supply_loss",
+    "influence_shift",
+    "start_chance",
+    "start_min",
+    "start_max",
+    "grow_ticks",
+    "grow_per_tick",
+    "decay_per_tick",
+    "end_below",
+    "spread_chance",
+    "spread_factor",
+    "spread_min",
+    "conflict_boost",
+    "kill_relief",
+    "starts_on",  # 0 any, 1 town, 2 field
+    "is_weather",
+)
+H = {name: i for i, name in enumerate(HAZARD_PARAMS)}
+STARTS_ON = {"any": 0, "town": 1, "field": 2}
+
+
+@dataclass(frozen=True)
+class Static:
+    spec: Scenario
+    source: str
+    map_names: tuple[str, ...]
+    width: np.ndarray
+    height: np.ndarray
+    walk_off: np.ndarray
+    walk: np.ndarray
+    warp_off: np.ndarray
+    warp_x: np.ndarray
+    warp_y: np.ndarray
+    warp_to: np.ndarray
+    warp_tx: np.ndarray
+    warp_ty: np.ndarray
+    adj_off: np.ndarray
+    adj: np.ndarray
+    next_local: np.ndarray
+    town_maps: np.ndarray
+    is_town: np.ndarray
+    nearest_town: np.ndarray
+    item_ids: np.ndarray
+    item_names: tuple[str, ...]
+    item_price: np.ndarray
+    item_use: np.ndarray
+    item_relief: np.ndarray
+    market_map: np.ndarray
+    market_item: np.ndarray
+    market_stock0: np.ndarray
+    market_off: np.ndarray  # CSR by map id: markets of map m are market_off[m]..[m+1]
+    market_key: np.ndarray  # sorted map_id * n_items + item index, for event lookups
+    market_key_slot: np.ndarray
+    town_cash0: np.ndarray  # per market: its share of the town's starting cash
+    market_lo: np.ndarray  # price band, zeny (inclusive)
+    market_hi: np.ndarray
+    faction_names: tuple[str, ...]
+    faction_home: np.ndarray
+    faction_sprite: np.ndarray
+    faction_influence0: np.ndarray
+    diplomacy0: np.ndarray
+    htype_names: tuple[str, ...]
+    htype: np.ndarray  # (types, len(HAZARD_PARAMS)) float64
+    htype_weather: np.ndarray  # int16 weather code, 0 none
+    quest_ids: np.ndarray  # sorted
+    quest_faction: np.ndarray
+    quest_zeny: np.ndarray
+    quest_item: np.ndarray
+    quest_amount: np.ndarray
+    faction_quests_off: np.ndarray
+    faction_quests: np.ndarray  # quest ids grouped by faction
+    dialogue: dict[str, np.ndarray]
+
+    @property
+    def n_maps(self) -> int:
+        return len(self.map_names)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_factions(self) -> int:
+        return len(self.faction_names)
+
+    @property
+    def n_htypes(self) -> int:
+        return len(self.htype_names)
+
+    def map_id(self, name: str) -> int:
+        return self.map_names.index(name)
+
+    def item_index(self, item_ids: np.ndarray) -> np.ndarray:
+        """Item index of each rAthena item id, -1 where unknown (vectorized)."""
+        ids = np.asarray(item_ids, dtype=np.int64)
+        order = np.argsort(self.item_ids, kind="stable")
+        sorted_ids = self.item_ids[order].astype(np.int64)
+        pos = np.searchsorted(sorted_ids, ids)
+        pos_c = np.minimum(pos, len(sorted_ids) - 1)
+        ok = sorted_ids[pos_c] == ids
+        return np.where(ok, order[pos_c], -1).astype(np.int64)
+
+    def market_slot(self, map_ids: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """Market slot selling item index ``item_idx`` on map ``map_ids``, -1 if none."""
+        key = np.asarray(map_ids, np.int64) * self.n_items + np.asarray(item_idx, np.int64)
+        if not len(self.market_key):
+            return np.full(len(key), -1, np.int64)
+        pos = np.searchsorted(self.market_key, key)
+        pos_c = np.minimum(pos, len(self.market_key) - 1)
+        ok = (self.market_key[pos_c] == key) & (np.asarray(item_idx) >= 0)
+        return np.where(ok, self.market_key_slot[pos_c], -1).astype(np.int64)
+
+
+def _text_array(lines: list[str]) -> np.ndarray:
+    return np.array([s.encode() for s in lines], dtype=TEXT_DTYPE)
+
+
+def build_static(sc: Scenario, source: str) -> Static:
+    names = tuple(m.name for m in sc.maps)
+    ix = {n: i for i, n in enumerate(names)}
+    n = len(names)
+    width = np.array([m.width for m in sc.maps], dtype=np.int64)
+    height = np.array([m.height for m in sc.maps], dtype=np.int64)
+    walk_off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(width * height, out=walk_off[1:])
+    walk = np.zeros(int(walk_off[-1]), dtype=np.uint8)
+
+    warp_rows = [
+        (i, w.x, w.y, ix[w.to], w.to_x, w.to_y) for i, m in enumerate(sc.maps) for w in m.warps
+    ]
+    wa = np.array(warp_rows, dtype=np.int64).reshape(-1, 6)
+    warp_off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(wa[:, 0], minlength=n), out=warp_off[1:])
+
+    seed = np.uint64(sc.world.terrain_seed)
+    for i, m in enumerate(sc.maps):  # a loop over maps at build time, not in a tick
+        off = int(walk_off[i])
+        if m.walk.mask is not None:
+            rows = np.frombuffer("".join(m.walk.mask).encode(), dtype=np.uint8)
+            walk[off : off + m.width * m.height] = rows == ord(".")
+        else:
+            noise = np.uint64(int(m.walk.noise * 2**32))
+            grid.fill_rules(walk, off, m.width, m.height, m.walk.border, noise, seed, i)
+            for x0, y0, x1, y1 in m.walk.blocks:
+                grid.block_rect(walk, off, m.width, x0, y0, x1, y1)
+    for src, x, y, dst, tx, ty in wa.tolist():  # warps, at build time
+        if sc.maps[src].walk.mask is None:
+            grid.carve(walk, walk_off[src], width[src], height[src], x, y, CARVE_RADIUS)
+        if sc.maps[dst].walk.mask is None:
+            grid.carve(walk, walk_off[dst], width[dst], height[dst], tx, ty, CARVE_RADIUS)
+    _check_reachable(sc, source, walk, walk_off, width, height, wa, warp_off)
+
+    rev_off, rev_src = reverse_csr(n, wa[:, 0], wa[:, 3])
+    next_local = np.empty((n, n), dtype=np.int8)
+    next_hops(n, warp_off, wa[:, 3].copy(), rev_off, rev_src, next_local)
+    edges = np.unique(wa[:, 0] * n + wa[:, 3]) if len(wa) else np.empty(0, np.int64)
+    adj_off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(edges // n, minlength=n), out=adj_off[1:])
+    adj = (edges % n).astype(np.int64)
+
+    town_maps = np.array([ix[t.map] for t in sc.towns], dtype=np.int64)
+    is_town = np.zeros(n, dtype=np.bool_)
+    is_town[town_maps] = True
+    nearest_town = nearest_source(n, rev_off, rev_src, np.sort(town_maps))
+
+    item_ids = np.array([it.id for it in sc.items], dtype=np.int32)
+    item_row = {it.id: k for k, it in enumerate(sc.items)}
+    n_items = len(item_ids)
+    mk = sorted(
+        (ix[t.map], item_row[mi.item], mi.stock, t.cash_zeny, len(t.market))
+        for t in sc.towns
+        for mi in t.market
+    )
+    ma = np.array(mk, dtype=np.int64).reshape(-1, 5)
+    market_off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(ma[:, 0], minlength=n), out=market_off[1:])
+    # a town's cash is split evenly over its markets, the remainder to its first ones
+    per, rem = ma[:, 3] // ma[:, 4], ma[:, 3] % ma[:, 4]
+    rank = np.arange(len(ma)) - market_off[ma[:, 0]]
+    town_cash0 = per + (rank < rem)
+
+    base = np.array([it.price_zeny for it in sc.items], dtype=np.int64)[ma[:, 1]]
+    eco = sc.rules.economy
+    market_lo = np.maximum(1, np.ceil(base * eco.price_band_min)).astype(np.int64)
+    market_hi = np.minimum(np.floor(base * eco.price_band_max), 2**31 - 1).astype(np.int64)
+    market_hi = np.maximum(market_hi, base)
+
+    fac = {f.name: k for k, f in enumerate(sc.factions)}
+    nf = len(sc.factions)
+    diplomacy0 = np.zeros((nf, nf), dtype=np.float32)
+    np.fill_diagonal(diplomacy0, 1.0)
+    for r in sc.relations:
+        diplomacy0[fac[r.a], fac[r.b]] = r.value
+        diplomacy0[fac[r.b], fac[r.a]] = r.value
+
+    ht = np.zeros((len(sc.hazard_types), len(HAZARD_PARAMS)), dtype=np.float64)
+    for k, h in enumerate(sc.hazard_types):
+        vals = h.model_dump()
+        for p in HAZARD_PARAMS:
+            if p in vals and not isinstance(vals[p], str | tuple | list | type(None)):
+                ht[k, H[p]] = float(vals[p])
+        ht[k, H["start_min"]], ht[k, H["start_max"]] = h.start_intensity
+        ht[k, H["starts_on"]] = STARTS_ON[h.starts_on]
+        ht[k, H["is_weather"]] = 1.0 if h.kind == "weather" else 0.0
+    weather = np.array(
+        [WEATHER_CODES[h.weather] if h.weather else 0 for h in sc.hazard_types], dtype=np.int16
+    )
+
+    qs = sorted(sc.quests, key=lambda q: q.id)
+    quest_ids = np.array([q.id for q in qs], dtype=np.int64)
+    quest_faction = np.array([fac[q.faction] for q in qs], dtype=np.int64)
+    by_fac = sorted((fac[q.faction], q.id) for q in qs)
+    fq = np.array(by_fac, dtype=np.int64).reshape(-1, 2)
+    faction_quests_off = np.zeros(nf + 1, dtype=np.int64)
+    np.cumsum(np.bincount(fq[:, 0], minlength=nf), out=faction_quests_off[1:])
+
+    return Static(
+        spec=sc,
+        source=source,
+        map_names=names,
+        width=width,
+        height=height,
+        walk_off=walk_off,
+        walk=walk,
+        warp_off=warp_off,
+        warp_x=wa[:, 1].copy(),
+        warp_y=wa[:, 2].copy(),
+        warp_to=wa[:, 3].copy(),
+        warp_tx=wa[:, 4].copy(),
+        warp_ty=wa[:, 5].copy(),
+        adj_off=adj_off,
+        adj=adj,
+        next_local=next_local,
+        town_maps=town_maps,
+        is_town=is_town,
+        nearest_town=nearest_town,
+        item_ids=item_ids,
+        item_names=tuple(it.name for it in sc.items),
+        item_price=np.array([it.price_zeny for it in sc.items], dtype=np.int64),
+        item_use=np.array([USE_CODES[it.use] for it in sc.items], dtype=np.int64),
+        item_relief=np.array([it.relief for it in sc.items], dtype=np.float32),
+        market_map=ma[:, 0].copy(),
+        market_item=ma[:, 1].copy(),
+        market_stock0=ma[:, 2].copy(),
+        market_off=market_off,
+        market_key=ma[:, 0] * n_items + ma[:, 1],
+        market_key_slot=np.arange(len(ma), dtype=np.int64),
+        town_cash0=town_cash0.astype(np.int64),
+        market_lo=market_lo,
+        market_hi=market_hi,
+        faction_names=tuple(fac),
+        faction_home=np.array([ix[f.home] for f in sc.factions], dtype=np.int64),
+        faction_sprite=np.array([f.sprite for f in sc.factions], dtype=np.int16),
+        faction_influence0=np.array([f.influence for f in sc.factions], dtype=np.float32),
+        diplomacy0=diplomacy0,
+        htype_names=tuple(h.name for h in sc.hazard_types),
+        htype=ht,
+        htype_weather=weather,
+        quest_ids=quest_ids,
+        quest_faction=quest_faction,
+        quest_zeny=np.array([q.reward_zeny for q in qs], dtype=np.int64),
+        quest_item=np.array([q.reward_item for q in qs], dtype=np.int64),
+        quest_amount=np.array([q.reward_amount for q in qs], dtype=np.int64),
+        faction_quests_off=faction_quests_off,
+        faction_quests=fq[:, 1].copy(),
+        dialogue={
+            k: _text_array(getattr(sc.dialogue, k))
+            for k in ("greet", "trade", "quest", "refuse", "hazard", "conflict", "takeover")
+        },
+    )
+
+
+def _check_reachable(sc, source, walk, walk_off, width, height, wa, warp_off) -> None:
+    """Every warp cell and arrival of a map must be walkable and reachable from the others."""
+    arrivals: dict[int, list[tuple[int, int, str]]] = {}
+    for k, (src, _x, _y, dst, tx, ty) in enumerate(wa):
+        j = k - int(warp_off[src])
+        arrivals.setdefault(int(dst), []).append(
+            (int(tx), int(ty), f"maps[{int(src)}].warps[{j}].to_x/to_y")
+        )
+    for i, m in enumerate(sc.maps):  # build time, a loop over maps
+        cells = [(w.x, w.y, f"maps[{i}].warps[{j}]") for j, w in enumerate(m.warps)]
+        cells += arrivals.get(i, [])
+        off = int(walk_off[i])
+        if not walk[off : off + m.width * m.height].any():
+            raise fail(source, f"maps[{i}].walk", f"{m.name} has no walkable cell")
+        if not cells:
+            continue
+        seen = np.zeros(m.width * m.height, dtype=np.uint8)
+        x0, y0, p0 = cells[0]
+        if not walk[off + y0 * m.width + x0]:
+            raise fail(source, p0, f"cell ({x0}, {y0}) on {m.name} is not walkable")
+        grid.flood(walk, off, m.width, m.height, x0, y0, seen)
+        for x, y, p in cells[1:]:
+            if not seen[y * m.width + x]:
+                raise ScenarioError(
+                    f"{source}: {p}: cell ({x}, {y}) on {m.name} is not walkable or not "
+                    f"reachable from ({x0}, {y0})"
+                )

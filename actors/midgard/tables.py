@@ -1,0 +1,35 @@
+"""Small helpers over engine tables that several Midgard plugins share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.table import Table
+
+
+def reserved_slots(table: Table) -> np.ndarray:
+    """Slots reserved by ``spawn`` this tick that become alive at the sync point.
+
+    Reads the table's spawn queue; the engine has no public accessor for it yet.
+    """
+    parts = table._spawning
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def room(table: Table) -> int:
+    """Rows that can still be spawned this tick without passing the table's capacity."""
+    return max(table.declared_capacity - table.count - len(reserved_slots(table)), 0)
+
+
+def lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Index into ``keys`` of each query, -1 where absent (``keys`` need not be sorted)."""
+    keys = np.asarray(keys)
+    queries = np.asarray(queries)
+    if not len(keys) or not len(queries):
+        return np.full(len(queries), -1, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    pos = np.searchsorted(sk, queries)
+    pos_c = np.minimum(pos, len(sk) - 1)
+    found = sk[pos_c] == queries
+    return np.where(found, order[pos_c], -1).astype(np.int64)
