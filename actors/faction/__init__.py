@@ -1,0 +1,323 @@
+"""Faction actors: influence per (faction, map), sparse reputation per (faction, player),
+diplomacy, and treasuries.
+
+Influence grows with a faction's share of the NPCs on a map and with deeds (players' kills
+on maps it holds), decays everywhere, spreads along warps and is eroded by hazards
+(``rules/spread.py``). A map is held by the faction with the most influence above
+``own_min``; two hostile factions close to each other make it contested, which raises a
+conflict there that NPCs flee and that makes some hazards likelier. Reputation rows exist
+only for (faction, player) pairs that did something, bounded by
+``reputation_entries_max``. Quest rewards are paid from the quest-giver's treasury, which
+the markets of its towns fill with taxes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from actors.economy import book
+from actors.midgard.actions import emit
+from actors.midgard.static import Static
+from actors.midgard.tables import lookup, room
+from engine.table import Column
+from engine.world import World
+from rules import spread as sp
+
+STAT_COLUMNS = (
+    "conflicts",
+    "takeovers",
+    "kills",
+    "quests",
+    "rewards",
+    "reward_zeny",
+    "reputation_dropped",
+    "talks",
+    "updates",
+)
+
+
+@numba.njit(cache=True, nogil=True)
+def pay_rewards(quest_faction, base_zeny, rep, rep_max, bonus, zeny_max, treasury, out):
+    """Rewards in event order, each capped by ``zeny_max`` and by what the treasury holds."""
+    total = 0
+    for e in range(len(quest_faction)):
+        f = quest_faction[e]
+        r = max(np.float64(rep[e]), 0.0) / rep_max
+        z = np.int64(base_zeny[e] * (1.0 + bonus * r))
+        z = min(min(z, zeny_max), treasury[f])
+        z = max(z, 0)
+        treasury[f] -= z
+        out[e] = z
+        total += z
+    return total
+
+
+def reputation_of(world: World, factions: np.ndarray, chars: np.ndarray) -> np.ndarray:
+    """Reputation of each (faction, char_id) pair; 0 where the pair has none yet."""
+    t = world.tables["reputation"]
+    live = t.live_slots()
+    keys = (t["faction"][live].astype(np.int64) << 32) | t["char_id"][live].astype(np.int64)
+    q = (np.asarray(factions, np.int64) << 32) | np.asarray(chars, np.int64)
+    at = lookup(keys, q)
+    out = np.zeros(len(q), dtype=np.int64)
+    out[at >= 0] = t["value"][live[at[at >= 0]]]
+    return out
+
+
+class FactionPlugin:
+    name = "faction"
+
+    def __init__(self, st: Static) -> None:
+        self.st = st
+
+    def build(self, world: World) -> None:
+        st = self.st
+        fr = st.spec.rules.faction
+        F = st.n_factions
+        terr = world.add_table(
+            "territory",
+            [
+                Column("influence", np.float32, (F,)),
+                Column("deeds", np.float32, (F,)),
+                Column("owner", np.int16, (), -1),
+                Column("contested", np.uint8),
+                Column("conflict", np.float32),
+            ],
+            st.n_maps,
+        )
+        infl = np.zeros((st.n_maps, F), dtype=np.float32)
+        infl[st.faction_home, np.arange(F)] = st.faction_influence0
+        owner = np.full(st.n_maps, -1, np.int16)
+        contested = np.zeros(st.n_maps, np.uint8)
+        scratch = np.zeros(st.n_maps, np.float32)
+        e = np.empty(st.n_maps, np.int64)
+        sp.contest(
+            infl, st.diplomacy0, fr.own_min, fr.contest_min, fr.contest_margin, fr.hostile_below,
+            owner, contested, scratch, 0.0, e, e.copy(), e.copy(), e.copy(),
+        )
+        terr.spawn(st.n_maps, influence=infl, owner=owner, contested=contested)
+        fac = world.add_table(
+            "faction",
+            [
+                Column("treasury", np.int64),
+                Column("diplomacy", np.float32, (F,)),
+                Column("owned0", np.int32),
+            ],
+            F,
+        )
+        fac.spawn(
+            F,
+            treasury=np.array([f.treasury_zeny for f in st.spec.factions], np.int64),
+            diplomacy=st.diplomacy0,
+            owned0=np.bincount(owner[owner >= 0], minlength=F).astype(np.int32),
+        )
+        world.add_table(
+            "reputation",
+            [Column("faction", np.int16), Column("char_id", np.uint32), Column("value", np.int32)],
+            fr.reputation_entries_max,
+        )
+        stats = world.add_table("faction_stats", [Column(c, np.int64) for c in STAT_COLUMNS], 1)
+        stats.spawn(1)
+        world.add_system(
+            "faction.deeds",
+            "ingest",
+            self.deeds,
+            reads=("events", "npc.faction", "territory.owner"),
+            writes=(
+                "territory.deeds",
+                "reputation.value",
+                "faction.treasury",
+                "ledger.sinks",
+                "faction_stats.*",
+                "actions",
+            ),
+            after=("hazard.ingest",),
+        )
+        world.add_system(
+            "faction.update",
+            "act",
+            self.update,
+            reads=("npc.map", "npc.faction", "hazard_map.shift"),
+            writes=(
+                "territory.*",
+                "faction.diplomacy",
+                "faction_stats.*",
+                "actions",
+            ),
+            after=("hazard.update",),
+        )
+
+    # -- ingest: deeds, reputation, rewards -------------------------------------------------
+    def deeds(self, world: World) -> None:
+        st = self.st
+        fr = st.spec.rules.faction
+        stats = world.tables["faction_stats"]
+        terr = world.tables["territory"]
+        facs: list[np.ndarray] = []
+        chars: list[np.ndarray] = []
+        deltas: list[np.ndarray] = []
+        kills = world.events["mob_kill"]
+        if len(kills["char_id"]):
+            m = kills["map_id"].astype(np.int64)
+            ok = (m >= 0) & (m < st.n_maps)
+            owner = np.full(len(m), -1, np.int64)
+            owner[ok] = terr["owner"][m[ok]]
+            held = owner >= 0
+            np.add.at(terr["deeds"], (m[held], owner[held]), np.float32(1.0))
+            stats["kills"][0] += len(m)
+            facs.append(owner[held])
+            chars.append(kills["char_id"][held].astype(np.int64))
+            deltas.append(np.full(int(held.sum()), fr.reputation_per_kill, np.int64))
+        talk = world.events["npc_talk"]
+        if len(talk["char_id"]):
+            npc = world.tables["npc"]
+            cur = npc.is_current(talk["npc_id"])
+            slots = (talk["npc_id"][cur] & 0xFFFFFFFF).astype(np.int64)
+            facs.append(npc["faction"][slots].astype(np.int64))
+            chars.append(talk["char_id"][cur].astype(np.int64))
+            deltas.append(np.full(len(slots), fr.reputation_per_talk, np.int64))
+            stats["talks"][0] += len(slots)
+        done = world.events["quest_done"]
+        if len(done["char_id"]):
+            q = lookup(st.quest_ids, done["quest_id"].astype(np.int64))
+            ok = q >= 0
+            q = q[ok]
+            ch = done["char_id"][ok].astype(np.int64)
+            qf = st.quest_faction[q]
+            rep = reputation_of(world, qf, ch)
+            out = np.zeros(len(q), dtype=np.int64)
+            ar = st.spec.rules.actions
+            total = pay_rewards(
+                qf, st.quest_zeny[q], rep, float(fr.reputation_max), fr.reward_reputation_bonus,
+                ar.reward_zeny_max, world.tables["faction"]["treasury"], out,
+            )
+            book(world, sink="quest_reward", zeny=int(total))
+            amount = np.minimum(st.quest_amount[q], ar.reward_amount_max)
+            item = np.where(amount > 0, st.quest_item[q], 0)
+            amount = np.where(item > 0, amount, 0)
+            give = (out > 0) | (amount > 0)
+            if give.any():
+                emit(
+                    world,
+                    "give_reward",
+                    char_id=ch[give],
+                    item_id=item[give],
+                    amount=amount[give],
+                    zeny=out[give],
+                )
+            stats["quests"][0] += len(q)
+            stats["rewards"][0] += int(give.sum())
+            stats["reward_zeny"][0] += int(total)
+            facs.append(qf)
+            chars.append(ch)
+            deltas.append(np.full(len(q), fr.reputation_per_quest, np.int64))
+        if facs:
+            cat = np.concatenate
+            self._reputation(world, cat(facs), cat(chars), cat(deltas))
+
+    def _reputation(self, world: World, facs, chars, deltas) -> None:
+        """Add deltas to (faction, char) rows, creating rows while there is room."""
+        fr = self.st.spec.rules.faction
+        keys = (facs.astype(np.int64) << 32) | chars.astype(np.int64)
+        uk, inv = np.unique(keys, return_inverse=True)
+        total = np.zeros(len(uk), dtype=np.int64)
+        np.add.at(total, inv, deltas)
+        t = world.tables["reputation"]
+        live = t.live_slots()
+        live_keys = (t["faction"][live].astype(np.int64) << 32) | t["char_id"][live].astype(
+            np.int64
+        )
+        at = lookup(live_keys, uk)
+        have = at >= 0
+        s = live[at[have]]
+        t["value"][s] = np.clip(
+            t["value"][s].astype(np.int64) + total[have], -fr.reputation_max, fr.reputation_max
+        )
+        new = np.flatnonzero(~have)
+        k = min(len(new), room(t))
+        if k:
+            nk = uk[new[:k]]
+            t.spawn(
+                k,
+                faction=(nk >> 32).astype(np.int16),
+                char_id=(nk & 0xFFFFFFFF).astype(np.uint32),
+                value=np.clip(total[new[:k]], -fr.reputation_max, fr.reputation_max),
+            )
+        world.tables["faction_stats"]["reputation_dropped"][0] += len(new) - k
+
+    # -- act: influence, owners, contests, diplomacy -----------------------------------------
+    def update(self, world: World) -> None:
+        st = self.st
+        fr = st.spec.rules.faction
+        if world.tick % fr.every_ticks:
+            return
+        dt = float(fr.every_ticks)
+        F = st.n_factions
+        n = st.n_maps
+        npc = world.tables["npc"]
+        heads = np.empty((n, F), dtype=np.int64)
+        sp.presence(npc.hwm, npc.alive, npc["map"], npc["faction"], F, heads)
+        terr = {c: a[:n] for c, a in world.tables["territory"].columns.items()}
+        scratch = np.empty((n, F), dtype=np.float64)
+        sp.influence_step(
+            terr["influence"], terr["deeds"], heads, st.adj_off, st.adj,
+            world.tables["hazard_map"]["shift"], dt, fr.growth_per_tick, fr.decay_per_tick,
+            fr.spread_per_tick, fr.deed_influence, fr.influence_max, scratch,
+        )
+        conflict = terr["conflict"]
+        conflict *= np.float32(max(1.0 - dt * fr.conflict_decay_per_tick, 0.0))
+        fac = world.tables["faction"]
+        dip = fac["diplomacy"][:F]
+        out_new = np.empty(n, np.int64)
+        out_a = np.empty(n, np.int64)
+        out_b = np.empty(n, np.int64)
+        out_take = np.empty(n, np.int64)
+        before = terr["owner"].copy()
+        n_new, n_take = sp.contest(
+            terr["influence"], dip, fr.own_min, fr.contest_min, fr.contest_margin,
+            fr.hostile_below, terr["owner"], terr["contested"], conflict, fr.conflict_start,
+            out_new, out_a, out_b, out_take,
+        )
+        rec = np.float32(min(dt * fr.diplomacy_recovery_per_tick, 1.0))
+        dip += rec * (st.diplomacy0 - dip)
+        stats = world.tables["faction_stats"]
+        stats["updates"][0] += 1
+        cap = st.spec.rules.actions.broadcasts_per_tick_max
+        fnames = np.array([s.encode() for s in st.faction_names], dtype="S48")
+        mnames = np.array([s.encode() for s in st.map_names], dtype="S16")
+        if n_new:
+            a, b = out_a[:n_new], out_b[:n_new]
+            np.subtract.at(dip, (a, b), np.float32(fr.diplomacy_drop))
+            np.subtract.at(dip, (b, a), np.float32(fr.diplomacy_drop))
+            np.clip(dip, -1.0, 1.0, out=dip)
+            stats["conflicts"][0] += n_new
+            k = min(n_new, cap)
+            if k:
+                maps = out_new[:k]
+                lines = st.dialogue["conflict"]
+                text = np.char.add(
+                    np.char.add(np.char.add(fnames[a[:k]], b" and "), fnames[b[:k]]),
+                    np.char.add(
+                        np.char.add(b" clash over ", mnames[maps]),
+                        np.char.add(b": ", lines[(maps + world.tick) % len(lines)]),
+                    ),
+                )
+                emit(world, "broadcast", map_id=maps, text=text)
+        if n_take:
+            stats["takeovers"][0] += n_take
+            maps = out_take[:n_take]
+            loud = maps[st.is_town[maps]][:cap]  # towns changing hands are news everywhere
+            if len(loud):
+                lines = st.dialogue["takeover"]
+                text = np.char.add(
+                    np.char.add(fnames[terr["owner"][loud]], b" takes "),
+                    np.char.add(
+                        np.char.add(mnames[loud], b" from "),
+                        np.char.add(
+                            np.char.add(fnames[before[loud]], b": "),
+                            lines[(loud + world.tick) % len(lines)],
+                        ),
+                    ),
+                )
+                emit(world, "broadcast", map_id=np.full(len(loud), -1), text=text)

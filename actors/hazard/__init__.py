@@ -1,0 +1,250 @@
+"""Hazard actors: typed hazards and weather on maps, with intensity, spread and decay.
+
+A hazard row is one (map, type) occurrence. It grows to its peak, decays, spreads along
+warps while strong, and ends below its type's threshold; its start and end are world
+actions (``set_hazard``, plus ``set_weather`` for types that show as rAthena weather).
+Each tick the live hazards are summed per map into ``hazard_map`` (danger, harm, mood,
+supply loss, influence erosion): that table is how NPCs, markets and
+factions feel them. Admin commands (``admin_hazard`` events) start, raise or end hazards,
+and players' mob kills push monster surges back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from actors.midgard.actions import emit
+from actors.midgard.static import Static
+from actors.midgard.tables import lookup, reserved_slots, room
+from engine.rng import register_stream
+from engine.table import Column
+from engine.world import World
+from rules import spread as sp
+
+S_SPREAD = register_stream("hazard.spread")
+S_START = register_stream("hazard.start")
+
+MAP_COLUMNS = ("danger", "prev_danger", "hurt", "mood", "supply", "shift")
+
+
+class HazardPlugin:
+    name = "hazard"
+
+    def __init__(self, st: Static) -> None:
+        self.st = st
+        self.HT = np.ascontiguousarray(st.htype)
+        self.n_types = st.n_htypes
+
+    def build(self, world: World) -> None:
+        st = self.st
+        hr = st.spec.rules.hazard
+        T = self.n_types
+        world.add_table(
+            "hazard",
+            [
+                Column("type", np.int16),
+                Column("map", np.int16),
+                Column("intensity", np.float32),
+                Column("peak", np.float32),
+                Column("age", np.int32),
+            ],
+            hr.hazards_max,
+        )
+        hm = world.add_table(
+            "hazard_map",
+            [Column(c, np.float32) for c in MAP_COLUMNS],
+            st.n_maps,
+        )
+        hm.spawn(st.n_maps)
+        stats = world.add_table(
+            "hazard_stats",
+            [
+                Column("started", np.int64, (T,)),
+                Column("ended", np.int64, (T,)),
+                Column("spread", np.int64),
+                Column("admin", np.int64),
+                Column("admin_rejected", np.int64),
+                Column("kills", np.int64),
+                Column("peak", np.float32, (T,)),
+            ],
+            1,
+        )
+        stats.spawn(1)
+        init = st.spec.initial_hazards
+        if init:
+            maps = np.array([st.map_id(h.map) for h in init], np.int64)
+            types = np.array([st.htype_names.index(h.type) for h in init], np.int64)
+            key = maps * T + types
+            _, first = np.unique(key, return_index=True)  # one per (map, type)
+            first = np.sort(first)
+            inten = np.array([h.intensity for h in init], np.float32)[first]
+            world.tables["hazard"].spawn(
+                len(first), type=types[first], map=maps[first], intensity=inten, peak=inten
+            )
+        world.add_system(
+            "hazard.ingest",
+            "ingest",
+            self.ingest,
+            reads=("events",),
+            writes=("hazard.intensity", "hazard.peak", "hazard_stats.*", "actions"),
+        )
+        world.add_system(
+            "hazard.update",
+            "act",
+            self.update,
+            reads=("territory.conflict",),
+            writes=("hazard.intensity", "hazard.age", "hazard_map.*", "hazard_stats.*", "actions"),
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+    def _start(self, world: World, maps: np.ndarray, types: np.ndarray, inten: np.ndarray) -> int:
+        """Spawn new hazards (as many as the table has room for) and announce them."""
+        t = world.tables["hazard"]
+        k = min(len(maps), room(t))
+        if k == 0:
+            return 0
+        maps, types = maps[:k].astype(np.int64), types[:k].astype(np.int64)
+        inten = np.minimum(inten[:k], self.st.spec.rules.hazard.intensity_max).astype(np.float32)
+        t.spawn(k, type=types, map=maps, intensity=inten, peak=inten)
+        self._announce(world, maps, types, inten, on=1)
+        stats = world.tables["hazard_stats"]
+        np.add.at(stats["started"][0], types, 1)
+        np.maximum.at(stats["peak"][0], types, inten)
+        return k
+
+    def _announce(self, world, maps, types, inten, on: int) -> None:
+        st = self.st
+        n = len(maps)
+        emit(
+            world,
+            "set_hazard",
+            map_id=maps,
+            hazard_type=types,
+            intensity=inten if on else np.zeros(n, np.float32),
+            on=np.full(n, on, np.uint8),
+        )
+        code = st.htype_weather[types]
+        w = code > 0
+        if w.any():
+            emit(
+                world,
+                "set_weather",
+                map_id=maps[w],
+                weather=code[w],
+                on=np.full(int(w.sum()), on, np.uint8),
+            )
+        if on:
+            # real hazards (not plain weather) are announced on their map, up to the cap
+            loud = np.flatnonzero(self.HT[types, sp.HT_WEATHER] == 0.0)
+            loud = loud[: st.spec.rules.actions.broadcasts_per_tick_max]
+            if len(loud):
+                lines = st.dialogue["hazard"]
+                names = np.array([s.encode() for s in st.htype_names], dtype="S32")
+                mnames = np.array([s.encode() for s in st.map_names], dtype="S16")
+                pick = lines[(maps[loud] + world.tick) % len(lines)]
+                text = np.char.add(
+                    np.char.add(np.char.add(names[types[loud]], b" on "), mnames[maps[loud]]),
+                    np.char.add(b": ", pick),
+                )
+                emit(world, "broadcast", map_id=maps[loud], text=text)
+
+    # -- ingest: admin commands and players' kills -----------------------------------------
+    def ingest(self, world: World) -> None:
+        st = self.st
+        T = self.n_types
+        t = world.tables["hazard"]
+        stats = world.tables["hazard_stats"]
+        kills = world.events["mob_kill"]
+        if len(kills["char_id"]):
+            per_map = np.bincount(
+                np.clip(kills["map_id"].astype(np.int64), 0, st.n_maps - 1), minlength=st.n_maps
+            )
+            stats["kills"][0] += len(kills["char_id"])
+            live = t.live_slots()
+            relief = self.HT[t["type"][live], sp.HT_KILL_RELIEF]
+            hit = relief > 0
+            s = live[hit]
+            if len(s):
+                drop = relief[hit] * per_map[t["map"][s]]
+                t["intensity"][s] = np.maximum(t["intensity"][s] - drop, 0).astype(np.float32)
+        adm = world.events["admin_hazard"]
+        n = len(adm["map_id"])
+        if not n:
+            return
+        m = adm["map_id"].astype(np.int64)
+        ty = adm["hazard_type"].astype(np.int64)
+        v = adm["intensity"].astype(np.float64)
+        ok = (m >= 0) & (m < st.n_maps) & (ty >= 0) & (ty < T) & np.isfinite(v)
+        stats["admin_rejected"][0] += int(n - ok.sum())
+        m, ty = m[ok], ty[ok]
+        v = np.clip(v[ok], 0.0, st.spec.rules.hazard.intensity_max).astype(np.float32)
+        if not len(m):
+            return
+        # the last command per (map, type) wins
+        key = m * T + ty
+        _, last_rev = np.unique(key[::-1], return_index=True)
+        last = np.sort(len(key) - 1 - last_rev)
+        m, ty, v, key = m[last], ty[last], v[last], key[last]
+        stats["admin"][0] += len(m)
+        live = t.live_slots()
+        at = lookup(t["map"][live].astype(np.int64) * T + t["type"][live], key)
+        found = at >= 0
+        slots = live[at[found]]
+        t["intensity"][slots] = v[found]
+        t["peak"][slots] = v[found]
+        new = ~found & (v > 0)
+        if new.any():
+            self._start(world, m[new], ty[new], v[new])
+
+    # -- act: evolve, end, spread, start, feel ---------------------------------------------
+    def update(self, world: World) -> None:
+        st = self.st
+        hr = st.spec.rules.hazard
+        T = self.n_types
+        t = world.tables["hazard"]
+        hw = t.hwm
+        alive = t.alive[:hw]
+        ending = np.zeros(hw, dtype=np.bool_)
+        col = {c: t[c][:hw] for c in ("type", "map", "intensity", "peak", "age")}
+        n_end = sp.evolve_hazards(
+            alive, col["type"], col["intensity"], col["peak"], col["age"], self.HT,
+            hr.intensity_max, ending,
+        )
+        stats = world.tables["hazard_stats"]
+        if n_end:
+            done = np.flatnonzero(ending)
+            types = col["type"][done].astype(np.int64)
+            self._announce(world, col["map"][done].astype(np.int64), types, None, on=0)
+            np.add.at(stats["ended"][0], types, 1)
+            t.despawn(t.handles(done))
+        occ = np.empty(st.n_maps * T, dtype=np.int64)
+        sp.occupancy(alive, ending, col["map"], col["type"], T, occ)
+        fresh = reserved_slots(t)  # started this tick by an admin command
+        if len(fresh):
+            occ[t["map"][fresh].astype(np.int64) * T + t["type"][fresh]] = -2
+        cap = hr.spread_per_tick_max
+        out_m = np.empty(cap, np.int64)
+        out_t = np.empty(cap, np.int64)
+        out_v = np.empty(cap, np.float64)
+        k = sp.spread_hazards(
+            world.stream_seed(), world.tick, S_SPREAD, alive, ending, col["map"], col["type"],
+            col["intensity"], self.HT, st.adj_off, st.adj, occ, T, cap, out_m, out_t, out_v,
+        )
+        if k:
+            stats["spread"][0] += self._start(world, out_m[:k], out_t[:k], out_v[:k])
+        cap = hr.starts_per_tick_max
+        out_m = np.empty(cap, np.int64)
+        out_t = np.empty(cap, np.int64)
+        out_v = np.empty(cap, np.float64)
+        k = sp.start_hazards(
+            world.stream_seed(), world.tick, S_START, st.n_maps, T, self.HT, st.is_town,
+            world.tables["territory"]["conflict"], occ, cap, out_m, out_t, out_v,
+        )
+        if k:
+            self._start(world, out_m[:k], out_t[:k], out_v[:k])
+        hm = {c: a[: st.n_maps] for c, a in world.tables["hazard_map"].columns.items()}
+        hm["prev_danger"][:] = hm["danger"]
+        sp.aggregate(
+            alive, ending, col["map"], col["type"], col["intensity"], self.HT,
+            hm["danger"], hm["hurt"], hm["mood"], hm["supply"], hm["shift"],
+        )

@@ -1,0 +1,561 @@
+"""NPC actors: position, behaviour, needs, traits, faction, wallet and mood of every NPC.
+
+One parallel kernel (``kernels.npc_step``) runs the tier-1 rules over the whole population
+each tick; a sequential pass turns its flags into orders, deaths, decision requests and
+actions. Near-ties between the two best behaviours, and players talking to an NPC, are
+escalated as decision requests (DESIGN §5); their results come back in the apply phase.
+Dead NPCs (harmed by hazards) are replaced after ``respawn_delay_ticks`` by newcomers of
+the same faction, so the population lives on and slots are reused under new generations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from actors.economy import book
+from actors.faction import reputation_of
+from actors.midgard.actions import emit
+from actors.midgard.static import Static
+from actors.midgard.tables import lookup, room
+from actors.npc import kernels as kern
+from engine.rng import register_stream, uniform_array, uniform_int_array
+from engine.table import Column
+from engine.world import World
+from rules.utility import (
+    FLEE,
+    IDLE,
+    SETUP,
+    STATE_MASK,
+    TALK,
+    utility_vector,
+)
+
+DECISION_BEHAVIOUR = 10
+DECISION_TALK = 11
+TALK_GREET, TALK_TRADE, TALK_REFUSE, TALK_QUEST = range(4)
+TALK_LINES = ("greet", "trade", "refuse", "quest")
+
+S_POP = register_stream("npc.population")
+S_BIRTH = register_stream("npc.birth")
+
+STAT_COLUMNS = (
+    "fled",
+    "died",
+    "born",
+    "warps",
+    "wages",
+    "orders",
+    "greets",
+    "pondered",
+    "ponder_over",
+    "behaviour_applied",
+    "talks",
+    "talks_stale",
+    "talks_applied",
+    "quests_started",
+    "unclaimed_fills",
+)
+
+
+def _traits(seed: int, tick: int, stream: int, ids: np.ndarray) -> np.ndarray:
+    out = np.empty((len(ids), 4), dtype=np.uint8)
+    for k in range(4):  # four trait columns
+        out[:, k] = uniform_int_array(seed, tick, stream, ids, 256, index=10 + k)
+    return out
+
+
+class NpcPlugin:
+    name = "npc"
+
+    def __init__(self, st: Static) -> None:
+        self.st = st
+        nr = st.spec.rules.npc
+        self.NP, self.DUR = kern.params(nr)
+        self.UW = utility_vector(nr.utility)
+        # a walkable fallback cell per map: its first warp's cell, else its first open cell
+        fx = np.zeros(st.n_maps, np.int64)
+        fy = np.zeros(st.n_maps, np.int64)
+        for m in range(st.n_maps):  # build time, once per map
+            if st.warp_off[m + 1] > st.warp_off[m]:
+                fx[m] = st.warp_x[st.warp_off[m]]
+                fy[m] = st.warp_y[st.warp_off[m]]
+            else:
+                c = int(np.argmax(st.walk[st.walk_off[m] : st.walk_off[m + 1]]))
+                fx[m], fy[m] = c % st.width[m], c // st.width[m]
+        self.fx, self.fy = fx, fy
+
+    # -- build --------------------------------------------------------------------------
+    def build(self, world: World) -> None:
+        st = self.st
+        nr = st.spec.rules.npc
+        pops = st.spec.populations
+        counts = np.array([p.count for p in pops], dtype=np.int64)
+        n = int(counts.sum())
+        capacity = max(n + nr.capacity_headroom, 1)
+        t = world.add_table(
+            "npc",
+            [
+                Column("map", np.int16),
+                Column("x", np.int16),
+                Column("y", np.int16),
+                Column("state", np.uint8),
+                Column("mind", np.uint8),
+                Column("timer", np.uint16),
+                Column("via", np.int8, (), -1),
+                Column("goal", np.int16),
+                Column("home", np.int16),
+                Column("faction", np.int16),
+                Column("needs", np.float32, (4,)),
+                Column("traits", np.uint8, (4,)),
+                Column("mood", np.float32),
+                Column("hp", np.uint8),
+                Column("wallet", np.int64),
+                Column("carry_item", np.int16, (), -1),
+                Column("carry_qty", np.int16),
+            ],
+            capacity,
+        )
+        site = world.add_table(
+            "npc_site",
+            [Column("missing", np.int32), Column("due", np.int32), Column("faction", np.int16)],
+            st.n_maps,
+        )
+        site.spawn(st.n_maps)
+        talks_max = nr.decision_requests_per_tick_max * (nr.decision_deadline_ticks + 2) + 1
+        world.add_table(
+            "conversation",
+            [Column("request_id", np.int64), Column("char_id", np.uint32), Column("npc", np.int64)],
+            talks_max,
+        )
+        stats = world.add_table("npc_stats", [Column(c, np.int64) for c in STAT_COLUMNS], 1)
+        stats.spawn(1)
+        if n:
+            self._populate(world, t, pops, counts, n)
+        # scratch, rewritten whole every tick before it is read (never state)
+        self.flags = np.zeros(t.capacity, dtype=np.uint16)
+        self.pond_o = np.zeros((t.capacity, 2), dtype=np.int8)
+        self.pond_u = np.zeros((t.capacity, 2), dtype=np.float32)
+        fixed = ("alive", "generation", "traits", "home", "faction")  # written at spawn only
+        npc_cols = tuple(f"npc.{c}" for c in t.specs if c not in fixed)
+        world.add_system(
+            "npc.talk",
+            "ingest",
+            self.talk,
+            reads=("events", "npc.*", "reputation.*", "hazard_map.danger"),
+            writes=("decisions", "conversation.request_id", "npc_stats.*"),
+        )
+        world.add_system(
+            "npc.receive",
+            "deliver",
+            self.receive,
+            reads=("in:fill",),
+            writes=(
+                "npc.wallet",
+                "npc.needs",
+                "npc.carry_item",
+                "npc.carry_qty",
+                "npc.mind",
+                "npc.state",
+                "ledger.sinks",
+                "npc_stats.*",
+            ),
+            after=("economy.clear",),
+        )
+        world.add_system(
+            "npc.act",
+            "act",
+            self.act,
+            reads=("hazard_map.*", "territory.conflict", "market.*", "player.*"),
+            writes=(
+                *npc_cols,
+                "out:order",
+                "decisions",
+                "actions",
+                "ledger.sources",
+                "ledger.sinks",
+                "npc_site.*",
+                "npc_stats.*",
+            ),
+            after=("faction.update",),
+        )
+        world.add_system(
+            "npc.decide",
+            "apply",
+            self.decide,
+            reads=("decisions", "conversation.*"),
+            writes=("npc.state", "npc.mind", "npc_stats.*", "actions"),
+        )
+        world.add_system(
+            "npc.respawn",
+            "apply",
+            self.respawn,
+            reads=("territory.owner",),
+            writes=("npc_site.*", "ledger.sources", "npc_stats.*", "actions"),
+            after=("npc.decide",),
+        )
+
+    def _populate(self, world: World, t, pops, counts: np.ndarray, n: int) -> None:
+        """The scenario's populations, expanded with draws keyed by the run seed."""
+        st = self.st
+        nr = st.spec.rules.npc
+        maps = np.array([st.map_id(p.map) for p in pops], np.int64)
+        facs = np.array([st.faction_names.index(p.faction) for p in pops], np.int64)
+        near = st.nearest_town[maps]
+        homes = np.array(
+            [st.map_id(p.home) if p.home else -1 for p in pops], np.int64
+        )
+        homes = np.where(homes >= 0, homes, np.where(near >= 0, near, maps))
+        area = np.array(
+            [p.area if p.area else (0, 0, -1, -1) for p in pops], np.int64
+        ).reshape(-1, 4)
+        whole = area[:, 2] < 0
+        area[whole, 2] = st.width[maps[whole]] - 1
+        area[whole, 3] = st.height[maps[whole]] - 1
+        w_lo = np.array([p.wallet_zeny[0] for p in pops], np.int64)
+        w_hi = np.array([p.wallet_zeny[1] for p in pops], np.int64)
+        rep = lambda a: np.repeat(a, counts)  # noqa: E731
+        ids = np.arange(n, dtype=np.int64)
+        seed = world.seed
+        mp = rep(maps)
+        xs = np.empty(n, np.int64)
+        ys = np.empty(n, np.int64)
+        ar = area[np.repeat(np.arange(len(pops)), counts)]
+        kern.place_population(
+            np.uint64(seed), 0, st.walk, st.walk_off, st.width, st.height, mp,
+            ar[:, 0].copy(), ar[:, 1].copy(), ar[:, 2].copy(), ar[:, 3].copy(),
+            self.fx[mp], self.fy[mp], 0, xs, ys,
+        )
+        span = rep(w_hi - w_lo + 1).astype(np.float64)
+        wallet = rep(w_lo) + np.floor(uniform_array(seed, 0, S_POP, ids, 1) * span).astype(np.int64)
+        needs = (uniform_array(seed, 0, S_POP, ids, 2)[:, None] * 0.5).astype(np.float32) * (
+            np.array([1.0, 0.6, 0.8, 0.4], np.float32)
+        )
+        timer = uniform_int_array(seed, 0, S_POP, ids, int(self.DUR[IDLE, 1]) + 1, index=3)
+        t.spawn(
+            n,
+            map=mp,
+            x=xs,
+            y=ys,
+            state=np.full(n, IDLE, np.uint8),
+            timer=timer,
+            home=rep(homes),
+            goal=rep(homes),
+            faction=rep(facs),
+            needs=needs,
+            traits=_traits(seed, 0, S_POP, ids),
+            mood=np.zeros(n, np.float32),
+            hp=np.full(n, nr.hp_max, np.uint8),
+            wallet=wallet,
+        )
+
+    # -- ingest: players talking to NPCs ----------------------------------------------------
+    def talk(self, world: World) -> None:
+        ev = world.events["npc_talk"]
+        if not len(ev["char_id"]):
+            return
+        st = self.st
+        nr = st.spec.rules.npc
+        t = world.tables["npc"]
+        stats = world.tables["npc_stats"]
+        cur = t.is_current(ev["npc_id"])
+        stats["talks_stale"][0] += int((~cur).sum())
+        conv = world.tables["conversation"]
+        k = min(int(cur.sum()), nr.decision_requests_per_tick_max, room(conv))
+        handles = ev["npc_id"][cur][:k]
+        chars = ev["char_id"][cur][:k]
+        if not k:
+            return
+        s = (handles & 0xFFFFFFFF).astype(np.int64)
+        W = nr.talk
+        mood = t["mood"][s].astype(np.float64)
+        fac = t["faction"][s].astype(np.int64)
+        rep = reputation_of(world, fac, chars) / float(st.spec.rules.faction.reputation_max)
+        danger = world.tables["hazard_map"]["danger"][t["map"][s]].astype(np.float64)
+        on_town = st.is_town[t["map"][s]].astype(np.float64)
+        carrying = (t["carry_qty"][s] > 0).astype(np.float64)
+        util = np.stack(
+            [
+                W.greet + W.greet_mood * mood,
+                W.trade * on_town + W.trade_goods * carrying,
+                W.refuse - W.refuse_mood * mood + W.refuse_danger * danger,
+                W.quest + W.quest_reputation * rep,
+            ],
+            axis=1,
+        )
+        has_quests = np.diff(st.faction_quests_off)[fac] > 0
+        ctx = np.zeros((k, 8), np.float32)
+        ctx[:, :4] = util
+        ctx[:, 4] = mood
+        ctx[:, 5] = rep
+        ctx[:, 6] = danger
+        ctx[:, 7] = on_town
+        options = np.tile(np.arange(4, dtype=np.int16), (k, 1))
+        ids = world.decisions.request(
+            world.tick,
+            DECISION_TALK,
+            handles,
+            options,
+            np.where(has_quests, 4, 3),
+            TALK_GREET,
+            ctx,
+            nr.decision_deadline_ticks,
+        )
+        conv.spawn(k, request_id=ids, char_id=chars, npc=handles)
+        stats["talks"][0] += k
+
+    # -- deliver: fills from the markets -------------------------------------------------------
+    def receive(self, world: World) -> None:
+        inbox = world.channels["fill"].inbox
+        st = self.st
+        t = world.tables["npc"]
+        if len(inbox):
+            kern.receive_fills(
+                inbox["dst"], inbox["zeny"], inbox["qty"], inbox["item"], inbox["side"],
+                t["wallet"], t["needs"], t["carry_item"], t["carry_qty"], t["mind"], t["state"],
+                st.item_use, st.item_relief, st.spec.rules.economy.item_stack_max,
+            )
+        lost = inbox.stale["zeny"]
+        if len(lost):  # the NPC died while its order was in flight
+            book(world, sink="unclaimed", zeny=int(lost.sum()))
+            world.tables["npc_stats"]["unclaimed_fills"][0] += len(lost)
+
+    # -- act: the population kernel ------------------------------------------------------------
+    def act(self, world: World) -> None:
+        st = self.st
+        nr = st.spec.rules.npc
+        t = world.tables["npc"]
+        c = t.columns
+        pl = world.tables["player"]
+        online = np.flatnonzero(pl.alive[: pl.hwm] & (pl["online"][: pl.hwm] == 1))
+        pm = pl["map"][online].astype(np.int64)
+        order = np.argsort(pm, kind="stable")
+        p_off = np.zeros(st.n_maps + 1, np.int64)
+        np.cumsum(np.bincount(pm, minlength=st.n_maps)[: st.n_maps], out=p_off[1:])
+        p_x = pl["x"][online][order].astype(np.int64)
+        p_y = pl["y"][online][order].astype(np.int64)
+        map_active = (np.diff(p_off) > 0).astype(np.uint8)
+        hm = world.tables["hazard_map"]
+        seed = world.stream_seed()
+        harm = np.empty(st.n_maps, np.int64)
+        alarm = np.empty(st.n_maps, np.uint8)
+        kern.map_signals(
+            seed, world.tick, hm["danger"], hm["prev_danger"], hm["hurt"], nr.alarm_danger,
+            nr.hurt_hp_per_tick, harm, alarm,
+        )
+        kern.npc_step(
+            seed, world.tick, t.hwm, self.NP, self.UW, self.DUR,
+            c["alive"], c["map"], c["x"], c["y"], c["state"], c["mind"], c["timer"], c["via"],
+            c["goal"], c["home"], c["needs"], c["traits"], c["mood"], c["hp"], c["wallet"],
+            c["carry_item"], c["carry_qty"],
+            st.width, st.height, st.walk_off, st.walk, st.warp_off, st.warp_x, st.warp_y,
+            st.warp_to, st.warp_tx, st.warp_ty, st.next_local, st.is_town, st.town_maps,
+            st.market_off, st.market_item, st.item_price, world.tables["market"]["price"],
+            st.spec.rules.economy.item_stack_max,
+            hm["danger"], harm, alarm, hm["mood"],
+            world.tables["territory"]["conflict"],
+            p_off, p_x, p_y,
+            self.flags, self.pond_o, self.pond_u,
+        )
+        ch = world.channels["order"]
+        cap = min(st.spec.rules.economy.orders_per_tick_max, ch.capacity - ch.count)
+        rows = ch.reserve(cap)
+        ar = st.spec.rules.actions
+        ponder_max = nr.decision_requests_per_tick_max
+        ponder_slots = np.empty(ponder_max, np.int64)
+        died = np.empty(t.hwm, np.int64)
+        moved = np.empty(ar.move_actions_per_tick_max, np.int64)
+        greet = np.empty(ar.say_actions_per_tick_max, np.int64)
+        counts = np.zeros(9, np.int64)
+        m = world.tables["market"]
+        cheapest = np.empty(st.n_maps * 3, np.int64)
+        kern.cheapest_markets(
+            st.market_map, st.market_item, st.item_use, m["stock"], m["price"], cheapest
+        )
+        kern.npc_collect(
+            t.hwm, self.NP, self.UW, self.flags, c["map"], c["home"], c["state"], c["needs"],
+            c["wallet"], c["carry_item"], c["carry_qty"], c["mind"], c["timer"], c["generation"],
+            map_active, st.market_key, st.n_items, cheapest, st.market_item, st.item_relief,
+            m["price"],
+            cap, rows["dst"], rows["src"], rows["src_gen"], rows["side"], rows["item"],
+            rows["qty"], rows["limit_zeny"], rows["escrow_zeny"],
+            ponder_max, ponder_slots, died, moved, len(moved), greet, len(greet), counts,
+        )
+        n_o, n_p, n_d, n_m, n_g = (int(v) for v in counts[:5])
+        rows["dst_gen"][:n_o] = 0  # markets are never despawned
+        rows["seq"][:n_o] = 0  # one order per NPC per tick
+        ch.count -= cap - n_o
+        stats = world.tables["npc_stats"]
+        stats["orders"][0] += n_o
+        stats["fled"][0] += int(counts[5])
+        stats["warps"][0] += int(counts[7])
+        stats["ponder_over"][0] += int(counts[8])
+        wages = int(counts[6]) * nr.wage_zeny
+        if wages:
+            book(world, source="wages", zeny=wages)
+            stats["wages"][0] += wages
+        if n_d:
+            self._bury(world, died[:n_d])
+        if n_p:
+            self._ponder(world, ponder_slots[:n_p])
+        if n_m:
+            s = moved[:n_m]
+            handles = t.handles(s)
+            emit(world, "move_npc", npc_id=handles, map_id=c["map"][s], x=c["x"][s], y=c["y"][s])
+        if n_g:
+            s = greet[:n_g]
+            lines = st.dialogue["greet"]
+            emit(world, "npc_say", npc_id=t.handles(s), text=lines[(s + world.tick) % len(lines)])
+            stats["greets"][0] += n_g
+
+    def _bury(self, world: World, slots: np.ndarray) -> None:
+        """NPCs whose hp reached 0: their zeny leaves the world; a newcomer will follow."""
+        t = world.tables["npc"]
+        nr = self.st.spec.rules.npc
+        book(world, sink="death", zeny=int(t["wallet"][slots].sum()))
+        t["wallet"][slots] = 0
+        t["carry_qty"][slots] = 0
+        t["carry_item"][slots] = -1
+        site = world.tables["npc_site"]
+        home = t["home"][slots].astype(np.int64)
+        np.add.at(site["missing"], home, 1)
+        site["due"][home] = world.tick + nr.respawn_delay_ticks
+        site["faction"][home] = t["faction"][slots]
+        handles = t.handles(slots)
+        t.despawn(handles)
+        emit(world, "despawn_npc", npc_id=handles)
+        world.tables["npc_stats"]["died"][0] += len(slots)
+
+    def _ponder(self, world: World, slots: np.ndarray) -> None:
+        """Near-ties go to the decision tiers: options are the two best behaviours."""
+        t = world.tables["npc"]
+        nr = self.st.spec.rules.npc
+        n = len(slots)
+        ctx = np.zeros((n, 12), np.float32)
+        ctx[:, :2] = self.pond_u[slots]
+        ctx[:, 2:6] = t["needs"][slots]
+        ctx[:, 6] = world.tables["hazard_map"]["danger"][t["map"][slots]]
+        ctx[:, 7] = world.tables["territory"]["conflict"][t["map"][slots]]
+        ctx[:, 8] = t["mood"][slots]
+        ctx[:, 9] = t["hp"][slots] / float(nr.hp_max)
+        ctx[:, 10] = np.minimum(t["wallet"][slots] / max(nr.wallet_max, 1), 1.0)
+        ctx[:, 11] = t["state"][slots] & STATE_MASK
+        world.decisions.request(
+            world.tick,
+            DECISION_BEHAVIOUR,
+            t.handles(slots),
+            self.pond_o[slots].astype(np.int16),
+            2,
+            0,
+            ctx,
+            nr.decision_deadline_ticks,
+        )
+        world.tables["npc_stats"]["pondered"][0] += n
+
+    # -- apply: decision results -------------------------------------------------------------
+    def decide(self, world: World) -> None:
+        applied = world.decisions.applied
+        if not len(applied):
+            return
+        st = self.st
+        t = world.tables["npc"]
+        stats = world.tables["npc_stats"]
+        beh = applied[applied["kind"] == DECISION_BEHAVIOUR]
+        if len(beh):
+            cur = t.is_current(beh["actor"])
+            s = (beh["actor"][cur] & 0xFFFFFFFF).astype(np.int64)
+            opt = beh["option"][cur]
+            waiting = (t["mind"][s] & kern.PONDER) != 0  # an alarm may have overtaken it
+            s, opt = s[waiting], opt[waiting]
+            t["state"][s] = (opt.astype(np.uint8) & STATE_MASK) | SETUP
+            t["mind"][s] &= ~np.uint8(kern.PONDER)
+            stats["behaviour_applied"][0] += len(s)
+        talk = applied[applied["kind"] == DECISION_TALK]
+        if not len(talk):
+            return
+        conv = world.tables["conversation"]
+        live = conv.live_slots()
+        at = lookup(conv["request_id"][live], talk["request_id"])
+        rows = live[at[at >= 0]]
+        talk = talk[at >= 0]
+        chars = conv["char_id"][rows]
+        conv.despawn(conv.handles(rows))
+        cur = t.is_current(talk["actor"])
+        talk, chars = talk[cur], chars[cur]
+        s = (talk["actor"] & 0xFFFFFFFF).astype(np.int64)
+        fleeing = (t["state"][s] & STATE_MASK) == FLEE
+        t["state"][s[~fleeing]] = TALK | SETUP
+        t["mind"][s] &= ~np.uint8(kern.PONDER)
+        opt = talk["option"].astype(np.int64)
+        text = np.empty(len(s), dtype=st.dialogue["greet"].dtype)
+        for k, name in enumerate(TALK_LINES):  # four answer kinds
+            sel = opt == k
+            lines = st.dialogue[name]
+            text[sel] = lines[talk["request_id"][sel] % len(lines)]
+        emit(world, "npc_say", npc_id=talk["actor"], text=text)
+        stats["talks_applied"][0] += len(s)
+        q = opt == TALK_QUEST
+        if q.any():
+            fac = t["faction"][s[q]].astype(np.int64)
+            lo = st.faction_quests_off[fac]
+            cnt = st.faction_quests_off[fac + 1] - lo
+            ok = cnt > 0
+            pick = lo[ok] + talk["request_id"][q][ok] % cnt[ok]
+            emit(world, "start_quest", char_id=chars[q][ok], quest_id=st.faction_quests[pick])
+            stats["quests_started"][0] += int(ok.sum())
+
+    def respawn(self, world: World) -> None:
+        """Newcomers replace the dead on their home map once the delay has passed."""
+        site = world.tables["npc_site"]
+        st = self.st
+        nr = st.spec.rules.npc
+        missing = site["missing"][: st.n_maps]
+        ready = np.flatnonzero((missing > 0) & (site["due"][: st.n_maps] <= world.tick))
+        if not len(ready):
+            return
+        t = world.tables["npc"]
+        per = missing[ready].astype(np.int64)
+        total = min(int(per.sum()), nr.respawn_per_tick_max, room(t))
+        if total <= 0:
+            return
+        take = np.minimum(per, np.maximum(total - (np.cumsum(per) - per), 0))
+        maps = np.repeat(ready, take)
+        missing[ready] -= take.astype(np.int32)
+        n = len(maps)
+        ids = np.arange(n, dtype=np.int64)
+        seed = world.seed
+        xs = np.empty(n, np.int64)
+        ys = np.empty(n, np.int64)
+        zero = np.zeros(n, np.int64)
+        kern.place_population(
+            np.uint64(seed), world.tick, st.walk, st.walk_off, st.width, st.height,
+            maps, zero, zero, st.width[maps] - 1, st.height[maps] - 1, self.fx[maps],
+            self.fy[maps], 0, xs, ys,
+        )
+        lo, hi = nr.wallet_birth_zeny
+        wallet = lo + np.floor(uniform_array(seed, world.tick, S_BIRTH, ids, 1) * (hi - lo + 1))
+        wallet = wallet.astype(np.int64)
+        fac = site["faction"][maps].astype(np.int64)
+        handles = t.spawn(
+            n,
+            map=maps,
+            x=xs,
+            y=ys,
+            state=np.full(n, IDLE, np.uint8),
+            home=maps,
+            goal=maps,
+            faction=fac,
+            traits=_traits(seed, world.tick, S_BIRTH, ids),
+            hp=np.full(n, nr.hp_max, np.uint8),
+            wallet=wallet,
+        )
+        book(world, source="birth", zeny=int(wallet.sum()))
+        emit(
+            world,
+            "spawn_npc",
+            npc_id=handles,
+            map_id=maps,
+            x=xs,
+            y=ys,
+            sprite=st.faction_sprite[fac],
+        )
+        world.tables["npc_stats"]["born"][0] += n

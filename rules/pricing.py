@@ -1,0 +1,153 @@
+"""Market rules: deterministic clearing of orders, and bounded price adjustment.
+
+Clearing walks each market's orders in the canonical inbox order (players' shop events
+first, in event order, then NPC orders by source slot): integer stock and zeny only, so
+the outcome is exact. Prices follow excess demand, smoothed by an exponential moving
+average, plus a pull toward the market's stock target; one tick's move is capped at
+``price_step_max`` and the price never leaves its band around the base price.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from engine.rng import uniform
+
+# counters written by the kernels (indices into a stats vector)
+C_NPC_BOUGHT, C_NPC_SOLD, C_REFUSED, C_PLAYER_BOUGHT, C_PLAYER_SOLD, C_UNKNOWN = range(6)
+
+
+@numba.njit(cache=True, nogil=True)
+def sell_unit(price, sell_ratio):
+    """What a market pays per unit it buys: its price times ``sell_ratio``, at least 1."""
+    return max(np.int64(price * sell_ratio), 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def clear_players(market, is_sell, amount, stock, price, cash, demand, supply, stock_max,
+                  sell_ratio, stats):
+    """Players' shop events, in event order. Returns (zeny paid in, zeny paid out)."""
+    paid_in = 0
+    paid_out = 0
+    for e in range(len(market)):
+        m = market[e]
+        a = np.int64(amount[e])
+        if m < 0 or a <= 0:
+            stats[C_UNKNOWN] += 1
+            continue
+        if is_sell[e] == 0:
+            demand[m] += a
+            take = min(a, np.int64(stock[m]))
+            cost = take * np.int64(price[m])
+            stock[m] -= take
+            cash[m] += cost
+            paid_in += cost
+            stats[C_PLAYER_BOUGHT] += take
+        else:
+            supply[m] += a
+            unit = sell_unit(price[m], sell_ratio)
+            take = min(min(a, stock_max - np.int64(stock[m])), cash[m] // unit)
+            take = max(take, 0)
+            cost = take * unit
+            stock[m] += take
+            cash[m] -= cost
+            paid_out += cost
+            stats[C_PLAYER_SOLD] += take
+    return paid_in, paid_out
+
+
+@numba.njit(cache=True, nogil=True)
+def clear_orders(offsets, o_src, o_src_gen, o_side, o_item, o_qty, o_limit, o_escrow,
+                 stock, price, cash, demand, supply, stock_max, sell_ratio,
+                 f_dst, f_dst_gen, f_src, f_seq, f_zeny, f_qty, f_item, f_side, stats):
+    """NPC orders by market, in canonical order; one fill back per order. Returns fills."""
+    n = 0
+    for m in range(len(offsets) - 1):
+        for seq, k in enumerate(range(offsets[m], offsets[m + 1])):
+            q = np.int64(o_qty[k])
+            if o_side[k] == 0:  # buy at the market price if within the order's limit
+                demand[m] += q
+                p = np.int64(price[m])
+                take = min(q, np.int64(stock[m])) if p <= o_limit[k] else 0
+                cost = take * p
+                stock[m] -= take
+                cash[m] += cost
+                f_zeny[n] = o_escrow[k] - cost
+                f_qty[n] = take
+                stats[C_NPC_BOUGHT] += take
+            else:  # sell: the market pays its buying price for what it has room and cash for
+                supply[m] += q
+                unit = sell_unit(price[m], sell_ratio)
+                take = max(min(min(q, stock_max - np.int64(stock[m])), cash[m] // unit), 0)
+                cost = take * unit
+                stock[m] += take
+                cash[m] -= cost
+                f_zeny[n] = cost
+                f_qty[n] = q - take  # unsold goods go back
+                stats[C_NPC_SOLD] += take
+            if take == 0:
+                stats[C_REFUSED] += 1
+            f_dst[n] = o_src[k]
+            f_dst_gen[n] = o_src_gen[k]
+            f_src[n] = m
+            f_seq[n] = seq
+            f_item[n] = o_item[k]
+            f_side[n] = o_side[k]
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def adjust_prices(stock, target, price, price_x, lo, hi, demand, supply, d_ema, s_ema,
+                  ema_rate, elasticity, step_max, pressure_floor, stock_weight):
+    """Move each price by its bounded excess-demand step; returns (rises, falls)."""
+    rises = 0
+    falls = 0
+    a = np.float32(ema_rate)
+    for m in range(len(price)):
+        de = d_ema[m] + a * (np.float32(demand[m]) - d_ema[m])
+        se = s_ema[m] + a * (np.float32(supply[m]) - s_ema[m])
+        d_ema[m] = de
+        s_ema[m] = se
+        pressure = (np.float64(de) - np.float64(se)) / max(np.float64(de) + se, pressure_floor)
+        tgt = max(np.float64(target[m]), 1.0)
+        st = stock_weight * (tgt - np.float64(stock[m])) / tgt
+        st = min(max(st, -1.0), 1.0)
+        x = elasticity * (pressure + st)
+        x = min(max(x, -step_max), step_max)
+        px = price_x[m] * (1.0 + x)
+        px = min(max(px, np.float64(lo[m])), np.float64(hi[m]))
+        price_x[m] = px
+        p = np.int64(px + 0.5)
+        p = min(max(p, np.int64(lo[m])), np.int64(hi[m]))
+        if p > price[m]:
+            rises += 1
+        elif p < price[m]:
+            falls += 1
+        price[m] = p
+        demand[m] = 0
+        supply[m] = 0
+    return rises, falls
+
+
+@numba.njit(cache=True, nogil=True)
+def shocks_and_restock(seed, tick, stream, market_map, stock, target, supply_loss, restock,
+                       stock_max, stats_lost):
+    """Hazards on a town destroy a share of its stock (rounded by a draw); then restock."""
+    lost = 0
+    for m in range(len(stock)):
+        loss_rate = supply_loss[market_map[m]]
+        s = np.int64(stock[m])
+        if loss_rate > 0 and s > 0:
+            v = s * np.float64(loss_rate)
+            k = np.int64(v)
+            if uniform(seed, tick, stream, m, 0) < v - k:
+                k += 1
+            k = min(k, s)
+            s -= k
+            lost += k
+        if restock > 0 and s < target[m]:
+            s = min(min(s + restock, np.int64(target[m])), stock_max)
+        stock[m] = s
+    stats_lost[0] += lost
