@@ -1,0 +1,201 @@
+"""The Midgard model: a living slice of Rune-Midgarts built from a scenario.
+
+``build_world`` validates the scenario (``schema``), expands a ``[generate]`` table into a
+synthetic world when there is one (``generate``), derives the fixed geography
+(``static``) and adds the plugins: hazards, factions, NPCs, economy, players and a
+commit-phase audit. The model's other hooks are what ``norn run`` and the bridge call:
+``make_event_source`` (simulated players while no bridge serves), ``summary`` (what
+happened, for the run report) and ``bridge_view`` (map names and bounds for the edge).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from actors.economy import SINKS, SOURCES, EconomyPlugin, audit, set_initial
+from actors.faction import FactionPlugin
+from actors.hazard import HazardPlugin
+from actors.midgard.events import make_event_source
+from actors.midgard.players import PlayersPlugin
+from actors.midgard.schema import Scenario as ScenarioSpec
+from actors.midgard.schema import validate
+from actors.midgard.static import Static, build_static
+from actors.npc import NpcPlugin
+from engine.errors import require
+from engine.scenario import Scenario
+from engine.world import World
+from rules.utility import STATE_MASK, STATE_NAMES
+
+__all__ = ["audit", "bridge_view", "build_world", "load", "make_event_source", "summary"]
+
+
+def load(data: dict[str, Any], source: str) -> ScenarioSpec:
+    """The validated scenario; a ``[generate]`` table is expanded first."""
+    if "generate" in data:
+        from actors.midgard.generate import expand
+
+        data = expand(data, source)
+    return validate(data, source)
+
+
+class AuditPlugin:
+    """Checks the world's conservation law in the commit phase (cannot be stripped by -O)."""
+
+    name = "midgard"
+
+    def __init__(self, st: Static) -> None:
+        self.every = st.spec.rules.audit_every_ticks
+
+    def build(self, world: World) -> None:
+        world.add_system(
+            "midgard.audit",
+            "commit",
+            self.audit,
+            reads=(
+                "ledger.*",
+                "npc.wallet",
+                "market.cash",
+                "market.stock",
+                "faction.treasury",
+                "out:order",
+                "out:fill",
+            ),
+        )
+
+    def audit(self, world: World) -> None:
+        if not self.every or world.tick % self.every:
+            return
+        a = audit(world)
+        require(
+            a["difference"] == 0,
+            f"zeny not conserved: held {a['held']} != expected {a['expected']}",
+        )
+        m = world.tables["market"]
+        require(bool((m["stock"][: m.hwm] >= 0).all()), "negative market stock")
+
+
+def build_world(world: World, scenario: Scenario) -> None:
+    sc = load(scenario.data, scenario.source)
+    st = build_static(sc, scenario.source)
+    world.resources["midgard"] = st
+    world.add_plugin(HazardPlugin(st))
+    world.add_plugin(FactionPlugin(st))
+    world.add_plugin(NpcPlugin(st))
+    world.add_plugin(EconomyPlugin(st))
+    world.add_plugin(PlayersPlugin(st))
+    world.add_plugin(AuditPlugin(st))
+    set_initial(world)
+
+
+def bridge_view(world: World) -> dict[str, Any]:
+    """What the bridge edge needs to validate events and actions."""
+    st: Static = world.resources["midgard"]
+    ar = st.spec.rules.actions
+    return {
+        "map_names": st.map_names,
+        "map_sizes": tuple((int(w), int(h)) for w, h in zip(st.width, st.height, strict=True)),
+        "reward_zeny_max": ar.reward_zeny_max,
+        "reward_amount_max": ar.reward_amount_max,
+    }
+
+
+def _row(world: World, table: str) -> dict[str, Any]:
+    t = world.tables[table]
+    return {c: t[c][0] for c in t.specs if c not in ("alive", "generation")}
+
+
+def summary(world: World) -> dict[str, Any]:
+    """What happened in the run, in words and numbers, for the run report."""
+    st: Static = world.resources["midgard"]
+    out: dict[str, Any] = {}
+    npc = world.tables["npc"]
+    live = npc.live_slots()
+    ns = _row(world, "npc_stats")
+    states = np.bincount(npc["state"][live] & STATE_MASK, minlength=len(STATE_NAMES))
+    out["npcs"] = (
+        f"{len(live)} alive; {int(ns['fled'])} fled hazards or conflict, {int(ns['died'])} died, "
+        f"{int(ns['born'])} born, {int(ns['warps'])} warps taken; now "
+        + ", ".join(f"{n} {c}" for n, c in zip(STATE_NAMES, states.tolist(), strict=True) if c)
+    )
+    ms = _row(world, "market_stats")
+    m = world.tables["market"]
+    n = len(st.market_map)
+    price = m["price"][:n].astype(np.int64)
+    base = st.item_price[st.market_item]
+    change = price / base - 1.0
+    movers = np.argsort(-np.abs(change), kind="stable")[:5]
+    out["prices"] = (
+        f"{int(ms['price_rises'])} rises, {int(ms['price_falls'])} falls; biggest moves: "
+        + "; ".join(
+            f"{st.item_names[st.market_item[k]]} in {st.map_names[st.market_map[k]]} "
+            f"{int(base[k])}->{int(price[k])}z ({change[k]:+.0%})"
+            for k in movers
+            if change[k] != 0
+        )
+    )
+    out["trade"] = (
+        f"NPCs bought {int(ms['npc_bought'])} and sold {int(ms['npc_sold'])} units "
+        f"({int(ns['orders'])} orders, {int(ms['refused'])} refused); players bought "
+        f"{int(ms['player_bought'])} and sold {int(ms['player_sold'])}; "
+        f"hazards destroyed {int(ms['stock_lost'])} units of stock"
+    )
+    hs = _row(world, "hazard_stats")
+    started, ended = hs["started"], hs["ended"]
+    hz = world.tables["hazard"]
+    hl = hz.live_slots()
+    strongest = hl[np.argsort(-hz["intensity"][hl], kind="stable")[:5]]
+    out["hazards"] = (
+        f"{int(started.sum())} started ("
+        + ", ".join(f"{st.htype_names[k]} {int(v)}" for k, v in enumerate(started) if v)
+        + f"), {int(ended.sum())} ended, {int(hs['spread'])} by spreading, "
+        f"{len(hl)} active"
+        + (
+            ": "
+            + ", ".join(
+                f"{st.htype_names[hz['type'][h]]} on {st.map_names[hz['map'][h]]} "
+                f"{float(hz['intensity'][h]):.2f}"
+                for h in strongest
+            )
+            if len(hl)
+            else ""
+        )
+    )
+    terr = world.tables["territory"]
+    owner = terr["owner"][: st.n_maps]
+    owned = np.bincount(owner[owner >= 0], minlength=st.n_factions)
+    owned0 = world.tables["faction"]["owned0"][: st.n_factions]
+    delta = owned.astype(np.int64) - owned0
+    order = np.argsort(-np.abs(delta), kind="stable")[:6]
+    fs = _row(world, "faction_stats")
+    out["factions"] = (
+        f"{int(fs['conflicts'])} conflicts, {int(fs['takeovers'])} takeovers, "
+        f"{int((terr['contested'][: st.n_maps] == 1).sum())} maps contested now; "
+        + "; ".join(
+            f"{st.faction_names[f]} holds {int(owned[f])} maps ({int(delta[f]):+d})"
+            for f in order
+        )
+    )
+    d = world.decisions.counters
+    out["decisions"] = (
+        f"{int(ns['pondered'])} behaviour near-ties and {int(ns['talks'])} player talks "
+        f"escalated; resolver {d['resolved']}, deadline fallback {d['deadline']}, "
+        f"invalid {d['invalid']}; {int(ns['quests_started'])} quests offered, "
+        f"{int(fs['rewards'])} rewards paid ({int(fs['reward_zeny'])} zeny)"
+    )
+    a = audit(world)
+    led = _row(world, "ledger")
+    out["zeny"] = (
+        f"held {a['held']} = initial {int(led['initial'])} + sources "
+        + str({k: int(v) for k, v in zip(SOURCES, led["sources"], strict=True)})
+        + " - sinks "
+        + str({k: int(v) for k, v in zip(SINKS, led["sinks"], strict=True)})
+        + (" (conserved)" if a["difference"] == 0 else f" (OFF BY {a['difference']})")
+    )
+    ps = _row(world, "player_stats")
+    pl = world.tables["player"]
+    online = int((pl["online"][: pl.hwm][pl.alive[: pl.hwm]] == 1).sum())
+    out["players"] = f"{pl.count} known, {online} online, {int(ps['logins'])} logins"
+    return out
+

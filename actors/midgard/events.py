@@ -1,0 +1,219 @@
+"""A deterministic stand-in for rAthena: simulated players' events, tick by tick.
+
+Until a bridge serves real map servers, ``norn run`` offers these batches to the input
+queue before each tick, so they are journaled like real events and replays never call
+the generator. Every event is a pure function of (seed, tick, player): sessions are
+periodic windows with a per-player phase, the map of a session half and the waypoints a
+player walks between are draws keyed by their index, never by what happened before. So
+``source(t)`` can be asked for any tick in any order and always answers the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+
+from actors.midgard.schema import Scenario
+from engine.events import EVENT_SCHEMAS, TEXT_DTYPE
+from engine.inputs import InputBatch
+from engine.rng import register_stream, uniform, uniform_array, uniform_int_array
+
+SOURCE = "gen"
+S_SESSION = register_stream("players.session")
+S_MAP = register_stream("players.map")
+S_WAYPOINT = register_stream("players.waypoint")
+S_ACT = register_stream("players.act")
+
+KIND_ORDER = (
+    "login",
+    "map_change",
+    "player_move",
+    "mob_kill",
+    "npc_talk",
+    "npc_shop",
+    "quest_done",
+    "level_up",
+    "logout",
+)
+
+
+@numba.njit(cache=True, nogil=True)
+def _keyed_uniform(seed, stream, entities, index, out):
+    """uniform(seed, 0, stream, entity, index) with a per-entity index."""
+    for i in range(len(entities)):
+        out[i] = uniform(seed, 0, stream, entities[i], index[i])
+
+
+class PlayerEvents:
+    """Callable: ``events(tick) -> list[InputBatch]`` for the scenario's simulated players."""
+
+    def __init__(self, sc: Scenario, seed: int) -> None:
+        pr = sc.rules.players
+        self.pr = pr
+        self.seed = int(seed)
+        self.n = pr.simulated
+        names = [m.name for m in sc.maps]
+        self.width = np.array([m.width for m in sc.maps], np.int64)
+        self.height = np.array([m.height for m in sc.maps], np.int64)
+        self.n_maps = len(names)
+        self.towns = np.array(sorted(names.index(t.map) for t in sc.towns), np.int64)
+        self.is_town = np.zeros(self.n_maps, bool)
+        self.is_town[self.towns] = True
+        by_map = {names.index(t.map): [mi.item for mi in t.market] for t in sc.towns}
+        self.shop_off = np.zeros(self.n_maps + 1, np.int64)
+        self.shop_off[1:] = np.cumsum([len(by_map.get(m, [])) for m in range(self.n_maps)])
+        self.shop_items = np.array(
+            [i for m in range(self.n_maps) for i in by_map.get(m, [])], np.int64
+        )
+        self.quests = np.array(sorted(q.id for q in sc.quests), np.int64)
+        self.n_npcs = sum(p.count for p in sc.populations)
+        self.mobs = np.array(pr.mob_ids, np.int64)
+        p = np.arange(self.n, dtype=np.int64)
+        self.p = p
+        s_lo, s_hi = pr.session_ticks.min, pr.session_ticks.max
+        o_lo, o_hi = pr.offline_ticks.min, pr.offline_ticks.max
+        if self.n:
+            self.session = s_lo + uniform_int_array(seed, 0, S_SESSION, p, s_hi - s_lo + 1, 0)
+            self.cycle = self.session + o_lo + uniform_int_array(
+                seed, 0, S_SESSION, p, o_hi - o_lo + 1, 1
+            )
+            self.phase = np.floor(
+                uniform_array(seed, 0, S_SESSION, p, 2) * self.cycle
+            ).astype(np.int64)
+        self._seq = {k: i for i, k in enumerate(KIND_ORDER)}
+
+    # -- pure functions of (player, tick) -----------------------------------------------
+    def _online(self, tick: int) -> np.ndarray:
+        return ((tick + self.phase) % self.cycle) < self.session
+
+    def _map(self, tick: int) -> np.ndarray:
+        """The map of each player's current session half."""
+        pos = tick + self.phase
+        half = ((pos % self.cycle) >= self.session // 2).astype(np.int64)
+        key = ((pos // self.cycle) * 2 + half) * 3
+        u = np.empty((3, self.n), np.float64)
+        for j in range(3):  # three draws per session half
+            _keyed_uniform(np.uint64(self.seed), S_MAP, self.p, (key + j) & 0xFFFFFFFF, u[j])
+        town = self.towns[np.floor(u[1] * len(self.towns)).astype(np.int64)]
+        any_map = np.floor(u[2] * self.n_maps).astype(np.int64)
+        return np.where(u[0] < self.pr.town_bias, town, any_map)
+
+    def _cell(self, tick: int, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Position between the current and the next waypoint (a straight walk)."""
+        wp = self.pr.waypoint_ticks
+        k = tick // wp
+        r = tick % wp
+        w, h = self.width[maps], self.height[maps]
+
+        def point(j: int) -> tuple[np.ndarray, np.ndarray]:
+            u = uniform_array(self.seed, j & 0xFFFFFFFF, S_WAYPOINT, self.p, 0)
+            v = uniform_array(self.seed, j & 0xFFFFFFFF, S_WAYPOINT, self.p, 1)
+            return np.floor(u * w).astype(np.int64), np.floor(v * h).astype(np.int64)
+
+        ax, ay = point(k)
+        bx, by = point(k + 1)
+        return ax + (bx - ax) * r // wp, ay + (by - ay) * r // wp
+
+    def _draw(self, tick: int, index: int) -> np.ndarray:
+        return uniform_array(self.seed, tick, S_ACT, self.p, index)
+
+    # -- the batches of one tick ----------------------------------------------------------
+    def __call__(self, tick: int) -> list[InputBatch]:
+        if self.n == 0 or tick < 1:
+            return []
+        pr = self.pr
+        on = self._online(tick)
+        was = self._online(tick - 1)
+        maps = self._map(tick)
+        prev_maps = self._map(tick - 1)
+        x, y = self._cell(tick, maps)
+        char = (pr.char_id_base + self.p).astype(np.uint32)
+        acct = (pr.account_id_base + self.p).astype(np.uint32)
+        level = (1 + (self.p * 13 + tick // 500) % 99).astype(np.int16)
+        m16, x16, y16 = maps.astype(np.int16), x.astype(np.int16), y.astype(np.int16)
+        cols: dict[str, dict[str, np.ndarray]] = {}
+        li = on & ~was
+        if li.any():
+            cols["login"] = dict(
+                char_id=char[li], account_id=acct[li], map_id=m16[li], x=x16[li], y=y16[li],
+                base_level=level[li],
+            )
+        lo = was & ~on
+        if lo.any():
+            cols["logout"] = dict(char_id=char[lo], account_id=acct[lo])
+        stay = on & was
+        mc = stay & (maps != prev_maps)
+        if mc.any():
+            cols["map_change"] = dict(
+                char_id=char[mc], from_map_id=prev_maps[mc].astype(np.int16),
+                to_map_id=m16[mc], x=x16[mc], y=y16[mc],
+            )
+        mv = stay & ~mc & (self._draw(tick, 0) < pr.move_chance)
+        if mv.any():
+            cols["player_move"] = dict(char_id=char[mv], map_id=m16[mv], x=x16[mv], y=y16[mv])
+        kill = stay & ~self.is_town[maps] & (self._draw(tick, 1) < pr.kill_chance)
+        if kill.any():
+            n = int(kill.sum())
+            pick = uniform_int_array(self.seed, tick, S_ACT, self.p[kill], len(self.mobs), 10)
+            mob = self.mobs[pick]
+            cols["mob_kill"] = dict(
+                char_id=char[kill], mob_id=mob.astype(np.int32),
+                instance_id=np.full(n, tick, np.int32), map_id=m16[kill], x=x16[kill],
+                y=y16[kill],
+            )
+        if self.n_npcs:
+            talk = stay & (self._draw(tick, 2) < pr.talk_chance)
+            if talk.any():
+                n = int(talk.sum())
+                slot = uniform_int_array(self.seed, tick, S_ACT, self.p[talk], self.n_npcs, 11)
+                cols["npc_talk"] = dict(
+                    char_id=char[talk], npc_id=slot.astype(np.int64),
+                    text=np.full(n, b"Hello!", dtype=TEXT_DTYPE),
+                )
+        n_items = self.shop_off[maps + 1] - self.shop_off[maps]
+        shop = stay & (n_items > 0) & (self._draw(tick, 3) < pr.shop_chance)
+        if shop.any():
+            ids = self.p[shop]
+            pick = self.shop_off[maps[shop]] + np.floor(
+                uniform_array(self.seed, tick, S_ACT, ids, 12) * n_items[shop]
+            ).astype(np.int64)
+            amount = 1 + uniform_int_array(self.seed, tick, S_ACT, ids, pr.shop_qty_max, 13)
+            sell = uniform_array(self.seed, tick, S_ACT, ids, 14) < pr.shop_sell_share
+            cols["npc_shop"] = dict(
+                char_id=char[shop], map_id=m16[shop],
+                item_id=self.shop_items[pick].astype(np.int32), amount=amount.astype(np.int32),
+                is_sell=sell.astype(np.uint8),
+            )
+        if len(self.quests):
+            qd = stay & (self._draw(tick, 4) < pr.quest_chance)
+            if qd.any():
+                q = uniform_int_array(self.seed, tick, S_ACT, self.p[qd], len(self.quests), 15)
+                quest = self.quests[q].astype(np.int32)
+                cols["quest_done"] = dict(char_id=char[qd], quest_id=quest)
+        lv = stay & (self._draw(tick, 5) < pr.level_chance)
+        if lv.any():
+            cols["level_up"] = dict(
+                char_id=char[lv], base_level=level[lv],
+                job_level=np.minimum(level[lv], 50).astype(np.int16),
+            )
+        batches = []
+        for kind in KIND_ORDER:
+            if kind in cols:
+                typed = {
+                    name: np.ascontiguousarray(cols[kind][name], dtype=dt)
+                    for name, dt in EVENT_SCHEMAS[kind]
+                }
+                batches.append(
+                    InputBatch(SOURCE, tick * len(KIND_ORDER) + self._seq[kind], kind, typed)
+                )
+        return batches
+
+
+def make_event_source(data: dict[str, Any], seed: int) -> Callable[[int], list[InputBatch]]:
+    """The batches for a tick, deterministic from the scenario, the seed and the tick."""
+    from actors.midgard import load
+
+    return PlayerEvents(load(data, "scenario"), seed)
