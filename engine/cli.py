@@ -65,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = dict(
         seed=args.seed,
         ticks=args.ticks,
-        clock=args.clock,
+        clock=args.clock or ("realtime" if args.sim_players else None),
         snapshot_every=args.snapshot_every,
         synctest=args.synctest or None,
         tick_ms=args.tick_ms,
@@ -116,10 +116,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir = recorder.out_dir
 
     server = None
+    sim = None
+    if args.sim_players and not args.serve:
+        args.serve = "tcp://127.0.0.1:0"
     if args.serve:
         server = _start_bridge(
             args, world, scenario_model, durable, out_dir, bridge_table(args.config)
         )
+        if args.sim_players:
+            sim = _start_sim(server.endpoint, args.sim_players, config)
     before_tick = None
     if server is None and scenario_data is not None:
         make_source = _model_hook(scenario_model, "make_event_source")
@@ -148,6 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar[0].stop()
+        sim_report = _finish_sim(sim)
         if server is not None:
             server.stop()
     recorder.close(world, summary.stopped)
@@ -163,6 +169,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         report["world"] = world_summary(world)
     if server is not None:
         report["bridge"] = server.stats()
+    if sim_report is not None:
+        report["sim_server"] = sim_report
     if args.json:
         _print_json(report)
     else:
@@ -191,6 +199,43 @@ def _start_bridge(
     world.sinks.append(server)
     server.start()
     return server
+
+
+def _start_sim(endpoint: str, players: int, config):
+    """Launch ``norn sim-server`` as a separate process playing rAthena over the socket."""
+    import subprocess
+
+    duration = max(1.0, config.ticks * config.tick_ms / 1000.0)
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "sim-server",
+        "--connect",
+        endpoint,
+        "--players",
+        str(players),
+        "--seed",
+        str(config.seed),
+        "--duration-s",
+        f"{duration:.1f}",
+        "--json",
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish_sim(sim) -> dict[str, Any] | None:
+    if sim is None:
+        return None
+    try:
+        out, err = sim.communicate(timeout=60)
+    except Exception:
+        sim.kill()
+        out, err = sim.communicate()
+    try:
+        return orjson.loads(out)
+    except orjson.JSONDecodeError:
+        return {"exit_code": sim.returncode, "stderr": err.strip()[-500:]}
 
 
 def _print_run_report(r: dict[str, Any]) -> None:
@@ -226,6 +271,8 @@ def _print_run_report(r: dict[str, Any]) -> None:
             con.print(f"  {k}: {v}")
     if "bridge" in r:
         con.print(f"bridge: {r['bridge']}")
+    if "sim_server" in r:
+        con.print(f"sim-server (rAthena stand-in): {r['sim_server']}")
     con.print(f"verify with: norn replay verify {r['run_dir']}")
 
 
@@ -319,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--serve", metavar="ENDPOINT", help="serve the bridge, e.g. tcp://127.0.0.1:7600"
+    )
+    p.add_argument(
+        "--sim-players",
+        type=int,
+        default=0,
+        dest="sim_players",
+        help="also launch `norn sim-server` with N players against the bridge (the demo)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
