@@ -41,7 +41,7 @@ def scenario_with(base, **rules) -> object:
 
 
 # -- NPCs flee a strong hazard -------------------------------------------------------------
-def _left_prontera(with_fire: bool, ticks: int = 220) -> float:
+def _left_prontera(with_fire: bool, ticks: int = 100) -> float:
     world, _ = build(load_scenario("midgard"), seed=5)
     st = world.resources["midgard"]
     p = st.map_id("prontera")
@@ -84,7 +84,7 @@ def test_a_hazard_starts_and_ends_as_world_actions():
 
 
 # -- prices follow excess demand --------------------------------------------------------------
-def _apple_price(side: int | None, ticks: int = 150) -> tuple[int, int]:
+def _apple_price(side: int | None, ticks: int = 100) -> tuple[int, int]:
     world, _ = build(load_scenario("midgard"), seed=8)
     st = world.resources["midgard"]
     p = st.map_id("prontera")

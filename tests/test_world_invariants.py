@@ -107,11 +107,28 @@ def run_checked(world, source, ticks: int) -> dict[str, int]:
 
 
 def test_default_world_keeps_every_invariant_every_tick():
+    from engine.inputs import InputBatch
+
     world, source = build(load_scenario("midgard"), seed=11)
     assert not violations(world)
-    seen = run_checked(world, source, 160)
+    st = world.resources["midgard"]
+
+    def admin(seq: int, map_name: str, kind: str, intensity: float) -> InputBatch:
+        cols = {
+            "map_id": np.array([st.map_id(map_name)], np.int16),
+            "hazard_type": np.array([st.htype_names.index(kind)], np.int16),
+            "intensity": np.array([intensity], np.float32),
+        }
+        return InputBatch("admin", seq, "admin_hazard", cols)
+
+    seen = run_checked(world, source, 10)
+    world.inputs.offer(admin(0, "izlude", "storm", 0.9))  # a storm shows as weather too
+    world.inputs.offer(admin(1, "prt_fild08", "fire", 1.0))
+    seen2 = run_checked(world, source, 110)
+    for k, v in seen2.items():
+        seen[k] = seen.get(k, 0) + v
     # the world is alive: the rules produced most kinds of actions within the run
-    assert {"move_npc", "set_price", "set_hazard", "npc_say"} <= set(seen), seen
+    assert {"move_npc", "set_price", "set_hazard", "set_weather", "npc_say"} <= set(seen), seen
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ TALK_GREET, TALK_TRADE, TALK_REFUSE, TALK_QUEST = range(4)
 TALK_LINES = ("greet", "trade", "refuse", "quest")
 
 S_POP = register_stream("npc.population")
+POPULATE_CHUNK = 1 << 16
 S_BIRTH = register_stream("npc.birth")
 
 STAT_COLUMNS = (
@@ -213,40 +214,44 @@ class NpcPlugin:
         area[whole, 3] = st.height[maps[whole]] - 1
         w_lo = np.array([p.wallet_zeny[0] for p in pops], np.int64)
         w_hi = np.array([p.wallet_zeny[1] for p in pops], np.int64)
-        rep = lambda a: np.repeat(a, counts)  # noqa: E731
-        ids = np.arange(n, dtype=np.int64)
+        entry = np.repeat(np.arange(len(pops), dtype=np.int32), counts)
         seed = world.seed
-        mp = rep(maps)
-        xs = np.empty(n, np.int64)
-        ys = np.empty(n, np.int64)
-        ar = area[np.repeat(np.arange(len(pops)), counts)]
-        kern.place_population(
-            np.uint64(seed), 0, st.walk, st.walk_off, st.width, st.height, mp,
-            ar[:, 0].copy(), ar[:, 1].copy(), ar[:, 2].copy(), ar[:, 3].copy(),
-            self.fx[mp], self.fy[mp], 0, xs, ys,
-        )
-        span = rep(w_hi - w_lo + 1).astype(np.float64)
-        wallet = rep(w_lo) + np.floor(uniform_array(seed, 0, S_POP, ids, 1) * span).astype(np.int64)
-        needs = (uniform_array(seed, 0, S_POP, ids, 2)[:, None] * 0.5).astype(np.float32) * (
-            np.array([1.0, 0.6, 0.8, 0.4], np.float32)
-        )
-        timer = uniform_int_array(seed, 0, S_POP, ids, int(self.DUR[IDLE, 1]) + 1, index=3)
-        t.spawn(
-            n,
-            map=mp,
-            x=xs,
-            y=ys,
-            state=np.full(n, IDLE, np.uint8),
-            timer=timer,
-            home=rep(homes),
-            goal=rep(homes),
-            faction=rep(facs),
-            needs=needs,
-            traits=_traits(seed, 0, S_POP, ids),
-            mood=np.zeros(n, np.float32),
-            hp=np.full(n, nr.hp_max, np.uint8),
-            wallet=wallet,
-        )
+        # in chunks, so a million NPCs do not need a dozen million-long temporaries at once
+        for lo in range(0, n, POPULATE_CHUNK):  # a few dozen chunks at build time
+            hi = min(lo + POPULATE_CHUNK, n)
+            k = hi - lo
+            e = entry[lo:hi]
+            ids = np.arange(lo, hi, dtype=np.int64)
+            mp = maps[e]
+            xs = np.empty(k, np.int64)
+            ys = np.empty(k, np.int64)
+            kern.place_population(
+                np.uint64(seed), 0, st.walk, st.walk_off, st.width, st.height, mp,
+                area[e, 0], area[e, 1], area[e, 2], area[e, 3], self.fx[mp], self.fy[mp], lo,
+                xs, ys,
+            )
+            span = (w_hi - w_lo + 1)[e].astype(np.float64)
+            draw = uniform_array(seed, 0, S_POP, ids, 1)
+            wallet = w_lo[e] + np.floor(draw * span).astype(np.int64)
+            scale = np.array([1.0, 0.6, 0.8, 0.4], np.float32)
+            needs = (uniform_array(seed, 0, S_POP, ids, 2)[:, None] * 0.5).astype(np.float32)
+            timer = uniform_int_array(seed, 0, S_POP, ids, int(self.DUR[IDLE, 1]) + 1, index=3)
+            t.spawn(
+                k,
+                map=mp,
+                x=xs,
+                y=ys,
+                state=np.full(k, IDLE, np.uint8),
+                timer=timer,
+                home=homes[e],
+                goal=homes[e],
+                faction=facs[e],
+                needs=needs * scale,
+                traits=_traits(seed, 0, S_POP, ids),
+                mood=np.zeros(k, np.float32),
+                hp=np.full(k, nr.hp_max, np.uint8),
+                wallet=wallet,
+            )
 
     # -- ingest: players talking to NPCs ----------------------------------------------------
     def talk(self, world: World) -> None:
@@ -362,7 +367,6 @@ class NpcPlugin:
         ar = st.spec.rules.actions
         ponder_max = nr.decision_requests_per_tick_max
         ponder_slots = np.empty(ponder_max, np.int64)
-        died = np.empty(t.hwm, np.int64)
         moved = np.empty(ar.move_actions_per_tick_max, np.int64)
         greet = np.empty(ar.say_actions_per_tick_max, np.int64)
         counts = np.zeros(9, np.int64)
@@ -378,7 +382,7 @@ class NpcPlugin:
             m["price"],
             cap, rows["dst"], rows["src"], rows["src_gen"], rows["side"], rows["item"],
             rows["qty"], rows["limit_zeny"], rows["escrow_zeny"],
-            ponder_max, ponder_slots, died, moved, len(moved), greet, len(greet), counts,
+            ponder_max, ponder_slots, moved, len(moved), greet, len(greet), counts,
         )
         n_o, n_p, n_d, n_m, n_g = (int(v) for v in counts[:5])
         rows["dst_gen"][:n_o] = 0  # markets are never despawned
@@ -393,8 +397,8 @@ class NpcPlugin:
         if wages:
             book(world, source="wages", zeny=wages)
             stats["wages"][0] += wages
-        if n_d:
-            self._bury(world, died[:n_d])
+        if n_d:  # the dead carry F_DIED alone
+            self._bury(world, np.flatnonzero(self.flags[: t.hwm] == kern.F_DIED))
         if n_p:
             self._ponder(world, ponder_slots[:n_p])
         if n_m:

@@ -472,7 +472,7 @@ def npc_collect(
     generation, map_active,
     market_key, n_items, cheapest, market_item, item_relief, m_price,
     orders_max, o_dst, o_src, o_src_gen, o_side, o_item, o_qty, o_limit, o_escrow,
-    ponder_max, ponder_slots, died_slots, moved_slots, moved_max, greet_slots, greet_max,
+    ponder_max, ponder_slots, moved_slots, moved_max, greet_slots, greet_max,
     counts,
 ):
     """Turn flags into orders, request/death/move/greet lists and counters, in slot order.
@@ -496,7 +496,6 @@ def npc_collect(
         if f == 0:
             continue
         if f & F_DIED:
-            died_slots[n_d] = i
             n_d += 1
             continue
         if f & F_FLED:
