@@ -10,8 +10,9 @@ straight from the hashes, and keeps the per-tick cost proportional to what chang
 
 The chunk hash is a 4-lane multiply-rotate hash over the chunk's bytes viewed as uint64
 words, finished with an avalanche mix. It is for divergence detection, not adversaries.
-Chunks are independent, so the kernel runs them in parallel with disjoint outputs; the
-result does not depend on the thread count.
+Chunks are independent, so a large rehash runs them in parallel with disjoint outputs; the
+result does not depend on the thread count (small ones run on the calling thread, see
+``PARALLEL_HASH_MIN_BYTES``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,25 @@ def hash_chunks(
         lo = c * words_per_chunk
         hi = min(lo + words_per_chunk, len(words))
         out[c] = _hash_words(words, lo, hi, np.uint64(c) * P4 + P3)
+
+
+@numba.njit(cache=True, nogil=True)
+def hash_chunks_serial(
+    words: np.ndarray, words_per_chunk: int, chunks: np.ndarray, out: np.ndarray
+) -> None:
+    """``hash_chunks`` on the calling thread: identical hashes, no fork-join."""
+    for k in range(len(chunks)):
+        c = chunks[k]
+        lo = c * words_per_chunk
+        hi = min(lo + words_per_chunk, len(words))
+        out[c] = _hash_words(words, lo, hi, np.uint64(c) * P4 + P3)
+
+
+#: a rehash this large (bytes) is split over numba's threads. Smaller ones stay on the
+#: calling thread: one thread hashes ~10 GB/s, while a fork-join costs microseconds on an
+#: idle machine and milliseconds when another process holds a core (measured on a shared
+#: 2-core VM: 7 small parallel rehashes a tick turned a 10 ms tick into 50 ms).
+PARALLEL_HASH_MIN_BYTES = 32 << 20
 
 
 def as_words(arr: np.ndarray) -> np.ndarray:
@@ -140,7 +160,10 @@ class Digest:
             row_bytes = arr.itemsize * (int(np.prod(arr.shape[1:])) if arr.ndim > 1 else 1)
             wpc = max(1, -(-(r.chunk_rows * row_bytes) // 8))
             before = r.hashes[chunks].copy()
-            hash_chunks(words, wpc, chunks, r.hashes)
+            if len(chunks) * wpc * 8 >= PARALLEL_HASH_MIN_BYTES:
+                hash_chunks(words, wpc, chunks, r.hashes)
+            else:
+                hash_chunks_serial(words, wpc, chunks, r.hashes)
             changed = chunks[r.hashes[chunks] != before]
         else:
             changed = chunks

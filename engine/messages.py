@@ -10,9 +10,31 @@ happened to write them into the buffer never leaks into what a destination reads
 Messages emitted in tick t are delivered in tick t+1 (simultaneous update). Delivery is a
 stable counting sort by destination: O(messages + capacity), no Python per message. Each
 destination's inbox is then the contiguous slice ``inbox[offsets[d]:offsets[d+1]]``.
+
+Why delivery is shaped as it is (measured with 1M agents sending 0.6M messages a tick,
+``norn bench boltzmann``):
+- Only the per-destination counts (``offsets``) and the stale check are computed at
+  delivery. Putting the fields into canonical order is deferred until a field is first
+  read, because many receivers need only ``counts()``: the permutation and the gathers were
+  four fifths of the delivery time and are skipped for them. A field, once read, holds
+  exactly what an eager sort would have produced.
+- Deferring needs the emitted rows intact until then, so a channel keeps two outbox buffer
+  sets and alternates: tick t+1's inbox reads the set tick t filled, while tick t+1's
+  systems fill the other. When a set is about to be reused and some code still holds the
+  inbox that reads it, that inbox is materialized first, so an ``Inbox`` stays valid for as
+  long as it is referenced, as before.
+- Random reads per message dominate at this size (a few ns from cache, ~10 ns from memory).
+  A streaming pre-check proves the common case where no message can be stale (every
+  destination named is alive and was never reused, and every message names generation 0);
+  then the count is one random increment per message, split by destination range over
+  the threads. Otherwise the count reads liveness and generation per message, and only
+  when a stale message exists does delivery take the eager path that splits them off.
 """
 
 from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Mapping
 
 import numba
 import numpy as np
@@ -22,13 +44,20 @@ from engine.errors import BoundError
 
 HEADER = (("dst", np.int32), ("dst_gen", np.uint32), ("src", np.int32), ("seq", np.int32))
 
+def _count_parts() -> int:
+    """Destination ranges for ``_histogram``: one per numba thread, at most 4 (every part
+    reads all messages, so more parts cost more than they save)."""
+    return max(1, min(numba.get_num_threads(), 4))
+
+
+
 
 @numba.njit(cache=True, nogil=True)
 def _is_strictly_increasing(src: np.ndarray, seq: np.ndarray) -> bool:
-    for i in range(1, len(src)):
-        if src[i] < src[i - 1] or (src[i] == src[i - 1] and seq[i] <= seq[i - 1]):
-            return False
-    return True
+    bad = False
+    for i in range(1, len(src)):  # branch-free: the common answer reads the whole array
+        bad |= (src[i] < src[i - 1]) | ((src[i] == src[i - 1]) & (seq[i] <= seq[i - 1]))
+    return not bad
 
 
 @numba.njit(cache=True, nogil=True)
@@ -51,6 +80,109 @@ def _counting_sort(dst: np.ndarray, n_dst: int, offsets: np.ndarray, perm: np.nd
 
 
 @numba.njit(cache=True, nogil=True)
+def _count_destinations(
+    dst: np.ndarray,
+    dst_gen: np.ndarray,
+    n_dst: int,
+    check_stale: bool,
+    alive: np.ndarray,
+    generation: np.ndarray,
+    offsets: np.ndarray,
+) -> int:
+    """offsets = exclusive prefix of messages per destination; returns the stale count.
+
+    The general path: three random reads per message. Integer counts only, so the result
+    is exact. (Destinations were range-checked by ``_scan``.)
+    """
+    offsets[:] = 0
+    stale = 0
+    for i in range(len(dst)):
+        d = dst[i]
+        if check_stale:
+            stale += (not alive[d]) | (generation[d] != dst_gen[i])
+        offsets[d + 1] += 1
+    for d in range(n_dst):
+        offsets[d + 1] += offsets[d]
+    return stale
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan(dst: np.ndarray, dst_gen: np.ndarray, n_dst: int) -> tuple[int, int, bool]:
+    """(first message with a destination outside [0, n_dst) or -1, largest destination,
+    whether any message names a generation other than 0): one streaming pass."""
+    top = -1
+    gen_or = np.uint32(0)
+    for i in range(len(dst)):
+        d = dst[i]
+        if d < 0 or d >= n_dst:
+            return i, top, True
+        top = max(top, d)
+        gen_or |= dst_gen[i]
+    return -1, top, gen_or != 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _all_alive_first_generation(alive: np.ndarray, generation: np.ndarray, stop: int) -> bool:
+    """Slots [0, stop) are all alive and none was ever reused (generation 0)."""
+    ok = True
+    for d in range(stop):
+        ok &= alive[d] & (generation[d] == 0)
+    return ok
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _histogram(dst: np.ndarray, n_dst: int, offsets: np.ndarray, parts: int) -> None:
+    """offsets = exclusive prefix of messages per destination (destinations in range).
+
+    Part p owns destinations [lo, hi): it scans every message, counting those below lo
+    (its base) and those inside into its own slice of ``offsets``, then prefix-sums that
+    slice from its base. Parts never write the same element and add only integers, so
+    the result is the same for any ``parts`` (and any thread count).
+    """
+    for p in numba.prange(parts):
+        lo = n_dst * p // parts
+        hi = n_dst * (p + 1) // parts
+        for d in range(lo, hi):
+            offsets[d + 1] = 0
+        base = 0
+        for i in range(len(dst)):
+            d = dst[i]
+            if d < lo:
+                base += 1
+            elif d < hi:
+                offsets[d + 1] += 1
+        acc = base
+        for d in range(lo, hi):
+            acc += offsets[d + 1]
+            offsets[d + 1] = acc
+    offsets[0] = 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _stable_perm(dst: np.ndarray, offsets: np.ndarray, perm: np.ndarray) -> None:
+    """perm[k] = index of the k-th message in canonical order (offsets already counted)."""
+    cursor = offsets[:-1].copy()
+    for i in range(len(dst)):
+        d = dst[i]
+        perm[cursor[d]] = i
+        cursor[d] += 1
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _gather(values: np.ndarray, perm: np.ndarray, out: np.ndarray) -> None:
+    for k in numba.prange(len(perm)):  # each k writes only out[k]
+        out[k] = values[perm[k]]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _expand_destinations(offsets: np.ndarray, out: np.ndarray) -> None:
+    """The sorted ``dst`` column straight from the counts, without a gather."""
+    for d in numba.prange(len(offsets) - 1):  # destination d writes only its own segment
+        for k in range(offsets[d], offsets[d + 1]):
+            out[k] = d
+
+
+@numba.njit(cache=True, nogil=True)
 def _segment_sum(values: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
     # Sequential within a segment: the float sum order is the canonical inbox order.
     for d in range(len(offsets) - 1):
@@ -58,6 +190,54 @@ def _segment_sum(values: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> No
         for k in range(offsets[d], offsets[d + 1]):
             acc += values[k]
         out[d] = acc
+
+
+class _DeliveredColumns(Mapping):
+    """An inbox's fields, put into canonical order when first read (see the module doc).
+
+    ``source`` holds the fields in emission order (already ordered by (src, seq)) and
+    ``offsets`` the counted destinations; the stable permutation is built once, on the
+    first read of a field other than ``dst``.
+    """
+
+    def __init__(self, source: dict[str, np.ndarray], offsets: np.ndarray) -> None:
+        self._source = source
+        self._offsets = offsets
+        self._done: dict[str, np.ndarray] = {}
+        self._perm: np.ndarray | None = None
+        self._names = tuple(source)
+        self._dtypes = {f: a.dtype for f, a in source.items()}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        arr = self._done.get(name)
+        if arr is None:
+            values = self._source[name]  # KeyError for an unknown field, as a dict would
+            arr = np.empty(len(values), dtype=values.dtype)
+            if name == "dst":
+                _expand_destinations(self._offsets, arr)
+            elif len(values):
+                if self._perm is None:
+                    self._perm = np.empty(len(values), dtype=np.int64)
+                    _stable_perm(self._source["dst"], self._offsets, self._perm)
+                _gather(values, self._perm, arr)
+            self._done[name] = arr
+        return arr
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def dtype_of(self, name: str) -> np.dtype:
+        return self._dtypes[name]
+
+    def detach(self) -> dict[str, np.ndarray]:
+        """Materialize every field; afterwards nothing refers to the channel's buffers."""
+        out = {f: self[f] for f in self._names}
+        self._source = {}
+        self._perm = None
+        return out
 
 
 class Inbox:
@@ -70,13 +250,18 @@ class Inbox:
 
     def __init__(
         self,
-        columns: dict[str, np.ndarray],
+        columns: Mapping[str, np.ndarray],
         offsets: np.ndarray,
         stale: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.columns = columns
         self.offsets = offsets  # int64[n_dst + 1]
-        self.stale = stale if stale is not None else {f: v[:0] for f, v in columns.items()}
+        if stale is None:
+            if isinstance(columns, _DeliveredColumns):
+                stale = {f: np.empty(0, dtype=columns.dtype_of(f)) for f in columns}
+            else:
+                stale = {f: v[:0] for f, v in columns.items()}
+        self.stale = stale
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.columns[name]
@@ -94,6 +279,12 @@ class Inbox:
         if len(values):
             _segment_sum(values, self.offsets, out)
         return out
+
+    def _detach(self) -> None:
+        """Stop referring to the channel's reusable buffers (called before they are reused)."""
+        if isinstance(self.columns, _DeliveredColumns):
+            self.columns = self.columns.detach()
+            self.offsets = self.offsets.copy()
 
 
 class Channel:
@@ -122,14 +313,34 @@ class Channel:
         self.n_dst = n_dst
         self._dst_alive = dst_alive
         self._dst_generation = dst_generation
-        self.out = {f: np.zeros(capacity, dtype=dt) for f, dt in self.fields}
+        # Two buffer sets (outbox fields + destination offsets), used alternately; the
+        # second is allocated on first use. np.zeros maps untouched pages lazily, so rows
+        # never written cost address space, not memory.
+        self._outs: list[dict[str, np.ndarray] | None] = [self._new_outbox(), None]
+        self._offsets: list[np.ndarray | None] = [None, None]
+        self._cur = 0
         self.count = 0
         self.inbox = self._empty_inbox()
-        self._offsets = np.zeros(n_dst + 1, dtype=np.int64)
+
+    def _new_outbox(self) -> dict[str, np.ndarray]:
+        return {f: np.zeros(self.capacity, dtype=dt) for f, dt in self.fields}
+
+    @property
+    def out(self) -> dict[str, np.ndarray]:
+        """The outbox buffers that emitters fill this tick."""
+        return self._outs[self._cur]
 
     def _empty_inbox(self) -> Inbox:
         cols = {f: np.empty(0, dtype=dt) for f, dt in self.fields}
         return Inbox(cols, np.zeros(self.n_dst + 1, dtype=np.int64))
+
+    def _replace_inbox(self, new: Inbox) -> None:
+        """Install ``new``; an old inbox still referenced elsewhere is detached first."""
+        ref = weakref.ref(self.inbox)
+        self.inbox = new
+        old = ref()  # alive only if some other code still holds it
+        if old is not None:
+            old._detach()
 
     # -- emitting ---------------------------------------------------------------------
     def reserve(self, n: int) -> dict[str, np.ndarray]:
@@ -165,6 +376,7 @@ class Channel:
     def deliver(self) -> Inbox:
         """Turn the outbox into the inbox in canonical order; the outbox becomes empty."""
         n = self.count
+        cur = self._cur
         cols = {f: a[:n] for f, a in self.out.items()}
         if n and not _is_strictly_increasing(cols["src"], cols["seq"]):
             key = cols["src"].astype(np.int64) << 32 | (cols["seq"].astype(np.int64) & 0xFFFFFFFF)
@@ -178,27 +390,59 @@ class Channel:
                     f"({int(cols['src'][dup])}, {int(cols['seq'][dup])}); "
                     "each source must number its messages"
                 )
-        perm = np.empty(n, dtype=np.int64)
-        offsets = np.zeros(self.n_dst + 1, dtype=np.int64)
-        bad = _counting_sort(cols["dst"], self.n_dst, offsets, perm)
+        offsets = self._offsets[cur]
+        if offsets is None:
+            offsets = self._offsets[cur] = np.zeros(self.n_dst + 1, dtype=np.int64)
+        bad, top, any_gen = _scan(cols["dst"], cols["dst_gen"], self.n_dst)
         if bad >= 0:
             raise ValueError(
                 f"channel {self.name}: destination {int(cols['dst'][bad])} outside "
                 f"[0, {self.n_dst}) of table {self.dst_table}"
             )
-        delivered = {f: a[perm] for f, a in cols.items()}
-        stale = None
-        if self._dst_alive is not None and n:
-            d = delivered["dst"]
-            ok = self._dst_alive[d] & (self._dst_generation[d] == delivered["dst_gen"])
-            if not ok.all():
-                stale = {f: a[~ok] for f, a in delivered.items()}
-                delivered = {f: a[ok] for f, a in delivered.items()}
-                offsets = np.zeros(self.n_dst + 1, dtype=np.int64)
-                np.cumsum(np.bincount(delivered["dst"], minlength=self.n_dst), out=offsets[1:])
-        self.inbox = Inbox(delivered, offsets, stale)
+        check = self._dst_alive is not None
+        if check and (
+            any_gen
+            or not _all_alive_first_generation(self._dst_alive, self._dst_generation, top + 1)
+        ):
+            stale = _count_destinations(
+                cols["dst"],
+                cols["dst_gen"],
+                self.n_dst,
+                True,
+                self._dst_alive,
+                self._dst_generation,
+                offsets,
+            )
+        else:  # no message can be stale: every destination named is alive, generation 0
+            _histogram(cols["dst"], self.n_dst, offsets, _count_parts())
+            stale = 0
+        if stale == 0:
+            inbox = Inbox(_DeliveredColumns(cols, offsets), offsets)
+        else:
+            inbox = self._deliver_with_stale(cols)
+        # the other buffer set becomes the outbox: detach any inbox still reading it
+        nxt = 1 - cur
+        self._replace_inbox(inbox)
+        if self._outs[nxt] is None:
+            self._outs[nxt] = self._new_outbox()
+        self._cur = nxt
         self.count = 0
         return self.inbox
+
+    def _deliver_with_stale(self, cols: dict[str, np.ndarray]) -> Inbox:
+        """Eager path, taken only when some destination went stale: split those off."""
+        n = len(cols["dst"])
+        perm = np.empty(n, dtype=np.int64)
+        offsets = np.zeros(self.n_dst + 1, dtype=np.int64)
+        _counting_sort(cols["dst"], self.n_dst, offsets, perm)
+        delivered = {f: a[perm] for f, a in cols.items()}
+        d = delivered["dst"]
+        ok = self._dst_alive[d] & (self._dst_generation[d] == delivered["dst_gen"])
+        stale = {f: a[~ok] for f, a in delivered.items()}
+        delivered = {f: a[ok] for f, a in delivered.items()}
+        np.cumsum(np.bincount(delivered["dst"], minlength=self.n_dst), out=offsets[1:])
+        offsets[0] = 0
+        return Inbox(delivered, offsets, stale)
 
     def restore_pending(self, pending: dict[str, np.ndarray]) -> None:
         n = len(pending["dst"])
@@ -206,4 +450,4 @@ class Channel:
         rows = self.reserve(n)
         for f, a in pending.items():
             rows[f][:] = a
-        self.inbox = self._empty_inbox()
+        self._replace_inbox(self._empty_inbox())
