@@ -1,0 +1,163 @@
+"""``norn bench``: every speed goal of Norn is measured here, never by timing assertions in tests.
+
+Usage::
+
+    norn bench SCENARIO [--json] [--compare BASELINE.json] [--plot FILE.png] [--peers]
+                        [--repeat N] [--sizes N [N ...]] [--ticks N] [--out FILE.json]
+
+SCENARIO is one of core, scale, actors, journal, bridge, boltzmann, or all. The run
+measures the machine's memory bandwidth first, then each scenario's cases (each in a
+fresh process unless ``--in-process``), prints a human report (``--json``: the result
+document instead) and writes the result JSON to ``--out`` (default
+``runs/bench/SCENARIO-TIME.json``). Exit status: 0, or 1 when a correctness check of a
+scenario failed (never for a missed speed goal: that is a figure, not an error).
+
+``engine.cli`` calls ``register(subparsers)``; ``python -m bench.cli`` works on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.machine import ROOT, machine_info, triad_bandwidth
+from bench.report import plot, render, render_compare
+from bench.suite import SCENARIOS, Options, run_scenario
+
+SCHEMA = "norn-bench/1"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", choices=[*SCENARIOS, "all"], help="what to measure")
+    p.add_argument("--json", action="store_true", help="print the result document as JSON")
+    p.add_argument("--compare", metavar="BASELINE", help="a saved result JSON to compare with")
+    p.add_argument("--plot", metavar="FILE", help="write a PNG of the scaling curve")
+    p.add_argument("--peers", action="store_true",
+                   help="boltzmann: also run mesa and mesa-frames (own environments)")
+    p.add_argument("--repeat", type=int, help="repetitions per case (default per scenario)")
+    p.add_argument("--sizes", type=int, nargs="+", help="world sizes (NPCs or agents)")
+    p.add_argument("--ticks", type=int, help="measured ticks (steps) per repetition")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", metavar="FILE", help="where to write the result JSON")
+    p.add_argument("--in-process", action="store_true",
+                   help="run cases in this process (faster; peak RSS is then shared)")
+    p.add_argument("--tiny", action="store_true", help="smoke-test sizes (seconds, not minutes)")
+    p.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
+                   help="before each case wait up to SECONDS for other processes to idle")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``bench`` to the ``norn`` command line."""
+    p = subparsers.add_parser("bench", help="measure speed against the goals (docs/benchmarks.md)")
+    add_arguments(p)
+    p.set_defaults(func=cmd_bench)
+
+
+def _log(quiet: bool):
+    def log(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    return log
+
+
+def collect(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the requested scenarios; the result document (machine, triad, scenarios)."""
+    log = _log(False)
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    log("measuring the machine (memory bandwidth, STREAM triad) ...")
+    triad = triad_bandwidth(1 << 20, 3) if args.tiny else triad_bandwidth()
+    opts = Options(
+        sizes=args.sizes,
+        repeat=args.repeat,
+        ticks=args.ticks,
+        peers=args.peers,
+        seed=args.seed,
+        isolate=not args.in_process,
+        tiny=args.tiny,
+        triad_gbs=triad["gb_per_s"],
+        quiet_wait_s=args.quiet_wait,
+        log=log,
+    )
+    scenarios = {name: run_scenario(name, opts) for name in names}
+    return {
+        "schema": SCHEMA,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": "norn bench " + " ".join(argv if argv is not None else sys.argv[2:]),
+        "machine": machine_info(),
+        "triad": triad,
+        "options": {
+            "sizes": args.sizes,
+            "repeat": args.repeat,
+            "ticks": args.ticks,
+            "peers": args.peers,
+            "seed": args.seed,
+            "isolated": not args.in_process,
+            "tiny": args.tiny,
+            "quiet_wait_s": args.quiet_wait,
+        },
+        "scenarios": scenarios,
+    }
+
+
+def _default_out(scenario: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return ROOT / "runs" / "bench" / f"{scenario}-{stamp}.json"
+
+
+def cmd_bench(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    baseline = None
+    if args.compare:
+        path = Path(args.compare)
+        if not path.is_file():
+            print(f"norn bench: error: {path}: baseline not found", file=sys.stderr)
+            return 2
+        baseline = json.loads(path.read_text())
+        if baseline.get("schema") != SCHEMA:
+            print(f"norn bench: error: {path}: not a {SCHEMA} result", file=sys.stderr)
+            return 2
+    result = collect(args, argv)
+    out = Path(args.out) if args.out else _default_out(args.scenario)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    messages = [f"result written to {out}"]
+    if args.plot:
+        messages.append(plot(result, args.plot))
+    if args.json:
+        doc = dict(result)
+        if baseline is not None:
+            from bench.stats import compare
+
+            doc["compare"] = [r.__dict__ for r in compare(result, baseline)]
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+    else:
+        print(render(result))
+        if baseline is not None:
+            print(render_compare(result, baseline, args.compare))
+    for m in messages:
+        print(m, file=sys.stderr)
+    failed = [
+        c["name"]
+        for scen in result["scenarios"].values()
+        for c in scen.get("checks", [])
+        if not c["ok"]
+    ]
+    if failed:
+        print(f"norn bench: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="norn bench", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return cmd_bench(args, argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

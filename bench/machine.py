@@ -1,0 +1,252 @@
+"""What machine a result came from, and how fast its memory is.
+
+Every result file carries ``machine_info()`` so a figure is never read without its
+machine, and ``triad_bandwidth()`` (a STREAM-style triad in numba) so figures from
+different machines can be compared as a fraction of what the memory can move.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+from engine.fingerprint import cpu_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: libraries whose versions change what the figures mean
+LIBRARIES = (
+    "numpy",
+    "numba",
+    "llvmlite",
+    "msgpack",
+    "pyzmq",
+    "xxhash",
+    "crc32c",
+    "pyarrow",
+    "pydantic",
+    "psutil",
+    "pytest-benchmark",
+)
+
+#: environment variables that change how numba's threads behave
+THREAD_ENV = (
+    "NUMBA_NUM_THREADS",
+    "NUMBA_THREADING_LAYER",
+    "OMP_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "MKL_NUM_THREADS",
+)
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def cpu_flags() -> list[str]:
+    """Every flag the CPU reports (not a subset: SIMD width changes the figures)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return sorted(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return []
+
+
+def git_commit() -> dict[str, Any]:
+    """The commit the figures were measured at, and whether the tree had local changes."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+    return {"commit": commit or "unknown", "dirty": dirty if commit else None}
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _warm_threads(out: np.ndarray) -> None:
+    for i in numba.prange(len(out)):
+        out[i] = numba.get_thread_id()
+
+
+def numba_threads() -> dict[str, Any]:
+    """The threading layer numba actually chose (only known after a parallel kernel ran)."""
+    _warm_threads(np.zeros(64, dtype=np.int64))
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        layer = "unknown"
+    return {"layer": layer, "threads": int(numba.get_num_threads())}
+
+
+def memory_bytes() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def physical_cores() -> int | None:
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False)
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model and flags, cores, memory, library versions, numba threads, git commit."""
+    return {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "machine": platform.machine(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": physical_cores(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gib": round(memory_bytes() / 2**30, 2),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "libraries": {name: _version(name) for name in LIBRARIES},
+        "numba": numba_threads(),
+        "thread_env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
+        "git": git_commit(),
+    }
+
+
+def describe(machine: dict[str, Any]) -> str:
+    """One line naming the machine, for the head of every human table."""
+    nb = machine.get("numba", {})
+    git = machine.get("git", {})
+    commit = str(git.get("commit", "unknown"))[:10] + ("+dirty" if git.get("dirty") else "")
+    return (
+        f"{machine.get('cpu')} | {machine.get('logical_cores')} cores | "
+        f"{machine.get('memory_gib')} GiB | numpy {machine['libraries'].get('numpy')} "
+        f"numba {machine['libraries'].get('numba')} ({nb.get('layer')}, "
+        f"{nb.get('threads')} threads) | commit {commit}"
+    )
+
+
+# -- memory bandwidth ---------------------------------------------------------------------
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _triad(a: np.ndarray, b: np.ndarray, c: np.ndarray, scalar: float) -> None:
+    for i in numba.prange(len(a)):  # each i writes only a[i]
+        a[i] = b[i] + scalar * c[i]
+
+
+def triad_bandwidth(elements: int = 1 << 25, repeat: int = 10) -> dict[str, Any]:
+    """STREAM triad ``a = b + s * c`` over float64 arrays, all numba threads.
+
+    Bytes per pass are counted as STREAM does: 24 per element (two reads, one write),
+    not counting the write-allocate read. The best pass is the bandwidth (STREAM's rule);
+    the median is kept to show the noise. The default 3 x 256 MiB is far beyond any cache.
+    """
+    a = np.zeros(elements)
+    b = np.ones(elements)
+    c = np.full(elements, 2.0)
+    _triad(a, b, c, 3.0)  # compile and fault every page in, outside the timing
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        _triad(a, b, c, 3.0)
+        times.append(time.perf_counter() - t0)
+    if not np.all(a == 7.0):
+        raise AssertionError("triad kernel computed a wrong result")
+    nbytes = 24 * elements
+    best = min(times)
+    return {
+        "kernel": "a[i] = b[i] + s * c[i] (float64, numba prange)",
+        "elements": elements,
+        "bytes_per_pass": nbytes,
+        "repeat": repeat,
+        "gb_per_s": round(nbytes / best / 1e9, 3),
+        "gb_per_s_median": round(nbytes / float(np.median(times)) / 1e9, 3),
+    }
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+# -- other processes' load: this machine may be shared -------------------------------------
+def _busy_seconds() -> float | None:
+    """CPU seconds all cores spent busy since boot (/proc/stat), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class LoadMeter:
+    """CPU used by other processes while a measurement ran, in cores (0 = a quiet machine).
+
+    Figures taken while others used the cores are slower and noisier (a parallel kernel
+    waits for its slowest thread), so every case reports this next to its figures.
+    """
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.busy0 = _busy_seconds()
+        self.own0 = _own_seconds()
+
+    def other_cores(self) -> float | None:
+        busy = _busy_seconds()
+        if busy is None or self.busy0 is None:
+            return None
+        wall = time.perf_counter() - self.t0
+        other = (busy - self.busy0) - (_own_seconds() - self.own0)
+        return round(max(other, 0.0) / wall, 3) if wall > 0 else None
+
+
+def wait_for_quiet(
+    max_wait_s: float, threshold_cores: float = 0.25, window_s: float = 1.0
+) -> float:
+    """Wait (up to ``max_wait_s``) until other processes use < ``threshold_cores``.
+
+    Returns the other load of the last window. A benchmark on a shared machine cannot make
+    others stop; it can start when they pause, and it reports what it saw either way.
+    """
+    deadline = time.perf_counter() + max_wait_s
+    while True:
+        meter = LoadMeter()
+        time.sleep(window_s)
+        load = meter.other_cores()
+        if load is None or load < threshold_cores or time.perf_counter() >= deadline:
+            return load if load is not None else 0.0

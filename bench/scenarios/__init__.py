@@ -1,0 +1,1 @@
+"""The benchmark scenarios: one module each, every case a plain function."""

@@ -1,0 +1,267 @@
+"""The scenarios of ``norn bench``: which cases each runs, their goals and their checks.
+
+``run_scenario(name, opts)`` returns ``{"cases": [...], "goals": [...], "checks": [...]}``;
+every case carries ``figures`` (what ``--compare`` reads). ``opts.tiny`` shrinks every
+size so ``make test`` can run each scenario once as a smoke test.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.harness import CaseSpec, run_case
+
+SCENARIOS = ("core", "scale", "actors", "journal", "bridge", "boltzmann")
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Options:
+    sizes: list[int] | None = None
+    repeat: int | None = None
+    ticks: int | None = None
+    peers: bool = False
+    seed: int = 1
+    isolate: bool = True
+    tiny: bool = False
+    triad_gbs: float = 0.0
+    quiet_wait_s: float = 0.0
+    log: Callable[[str], None] = field(default=_stderr)
+
+    def rep(self, default: int, tiny: int = 2) -> int:
+        return self.repeat if self.repeat is not None else (tiny if self.tiny else default)
+
+    def n_ticks(self, default: int, tiny: int = 5) -> int:
+        return self.ticks if self.ticks is not None else (tiny if self.tiny else default)
+
+
+def _case(opts: Options, scenario: str, name: str, target: str, **params: Any) -> dict:
+    opts.log(f"  {scenario}/{name} ...")
+    spec = CaseSpec(scenario, name, f"bench.scenarios.{target}", params)
+    result = run_case(spec, isolate=opts.isolate, quiet_wait_s=opts.quiet_wait_s)
+    result = {k: v for k, v in result.items() if not k.startswith("_")}
+    return {"name": name, **result}
+
+
+def _goal(name: str, value: float | None, target: float, op: str, unit: str) -> dict:
+    met = None
+    if value is not None:
+        met = bool(value >= target) if op == ">=" else bool(value <= target)
+    return {"name": name, "value": value, "target": target, "op": op, "unit": unit, "met": met}
+
+
+def _median(case: dict, metric: str) -> float | None:
+    v = case.get("figures", {}).get(metric)
+    if isinstance(v, dict):
+        return v.get("median")
+    return v
+
+
+# -- scenarios ----------------------------------------------------------------------------
+def core(opts: Options) -> dict:
+    rows = 10_000 if opts.tiny else 1_000_000
+    ticks = opts.n_ticks(100)
+    rep = opts.rep(5)
+    cases = [
+        _case(opts, "core", "empty", "world:core_case", variant="empty", rows=1000,
+              systems=8, ticks=opts.n_ticks(2000, 20), repeat=rep, seed=opts.seed),
+        _case(opts, "core", f"digest/rows={rows}", "world:core_case", variant="digest",
+              rows=rows, systems=8, ticks=ticks, repeat=rep, seed=opts.seed),
+        _case(opts, "core", f"journal/rows={rows}", "world:core_case", variant="journal",
+              rows=rows, systems=8, ticks=ticks, repeat=rep, seed=opts.seed),
+    ]
+    return {"cases": cases, "goals": [], "checks": []}
+
+
+def scale(opts: Options) -> dict:
+    from bench.scenarios.world import GOAL_BYTES_PER_NPC, GOAL_WORLD_NPCS, GOAL_WORLD_TICKS_PER_S
+
+    sizes = opts.sizes or ([2000] if opts.tiny else [10_000, 100_000, 1_000_000])
+    cases = []
+    for n in sizes:
+        cases.append(
+            _case(opts, "scale", f"npcs={n}", "world:scale_case", npcs=n,
+                  ticks=opts.n_ticks(50 if n < GOAL_WORLD_NPCS else 30),
+                  warmup=3 if opts.tiny else 5, repeat=opts.rep(3), seed=opts.seed,
+                  triad_gbs=opts.triad_gbs)
+        )
+    goals, notes = [], []
+    if cases and cases[0].get("available", True):
+        mem_ticks = 5
+        base = _case(opts, "scale", "memory/npcs=0", "world:memory_case", npcs=0,
+                     ticks=mem_ticks, seed=opts.seed)
+        base_mb = _median(base, "peak_rss_mb")
+        for c, n in zip(cases, sizes, strict=True):
+            mem = _case(opts, "scale", f"memory/npcs={n}", "world:memory_case", npcs=n,
+                        ticks=mem_ticks, seed=opts.seed)
+            mb = _median(mem, "peak_rss_mb")
+            if base_mb is not None and mb is not None and n:
+                c["figures"]["bytes_per_npc"] = round((mb - base_mb) * 2**20 / n, 1)
+        notes.append(
+            f"bytes/NPC = (peak RSS of the world after {mem_ticks} ticks - that of the same "
+            f"generator with 0 NPCs, {base_mb} MiB) / NPCs, each in a fresh process"
+        )
+        big = [c for c, n in zip(cases, sizes, strict=True) if n == GOAL_WORLD_NPCS]
+        if big:
+            goals.append(_goal("world ticks/s at 1M NPCs", _median(big[0], "ticks_per_s"),
+                               GOAL_WORLD_TICKS_PER_S, ">=", "ticks/s"))
+            goals.append(_goal("world bytes/NPC above an empty world",
+                               big[0]["figures"].get("bytes_per_npc"), GOAL_BYTES_PER_NPC,
+                               "<=", "B/NPC"))
+    return {"cases": cases, "goals": goals, "checks": [], "notes": notes, "plot": "scale"}
+
+
+def actors(opts: Options) -> dict:
+    sizes = opts.sizes or ([2000] if opts.tiny else [100_000])
+    cases = []
+    for n in sizes:
+        world = _case(opts, "actors", f"world/npcs={n}", "world:scale_case", npcs=n,
+                      ticks=opts.n_ticks(50), warmup=3 if opts.tiny else 5,
+                      repeat=opts.rep(3), seed=opts.seed, triad_gbs=opts.triad_gbs)
+        if not world.get("available", True):
+            cases.append(world)
+            continue
+        for kind, k in sorted(world.get("kinds", {}).items()):
+            figs = {"ms_per_tick": k["ms_per_tick"]}
+            if "entity_updates_per_s" in k:
+                figs["entity_updates_per_s"] = k["entity_updates_per_s"]
+            cases.append({"name": f"{kind}/npcs={n}", "table": k["table"],
+                          "entities": k["entities"], "systems": k["systems"], "figures": figs})
+    return {"cases": cases, "goals": [], "checks": []}
+
+
+def journal(opts: Options) -> dict:
+    n = (opts.sizes or [2000 if opts.tiny else 100_000])[0]
+    cases = [
+        _case(opts, "journal", f"fsync={fsync}/npcs={n}", "world:journal_case", npcs=n,
+              ticks=opts.n_ticks(100, 10), repeat=opts.rep(3), seed=opts.seed, fsync=fsync,
+              players=20 if opts.tiny else 500)
+        for fsync in (True, False)
+    ]
+    return {"cases": cases, "goals": [], "checks": []}
+
+
+def bridge(opts: Options) -> dict:
+    from bench.scenarios.world import GOAL_INGEST_EVENTS_PER_S, GOAL_RTT_SLACK_MS
+
+    events = 20_000 if opts.tiny else 2_000_000
+    tick_ms = 20 if opts.tiny else 100
+    cases = [
+        _case(opts, "bridge", "ingest/columns", "world:bridge_ingest_case", columnar=True,
+              events=events, batch_events=min(65536, events), repeat=opts.rep(3, 1)),
+        _case(opts, "bridge", "ingest/rows", "world:bridge_ingest_case", columnar=False,
+              events=events // 10, batch_events=min(65536, events // 10), repeat=1),
+        _case(opts, "bridge", f"rtt/tick_ms={tick_ms}", "world:bridge_rtt_case",
+              ticks=opts.n_ticks(100, 10), tick_ms=tick_ms),
+    ]
+    goals = []
+    if cases[0].get("available", True):
+        goals.append(_goal("bridge columnar ingest", _median(cases[0], "events_per_s"),
+                           GOAL_INGEST_EVENTS_PER_S, ">=", "events/s"))
+    if cases[2].get("available", True):
+        goals.append(_goal(f"bridge RTT p99 (tick {tick_ms} ms + 5 ms)",
+                           _median(cases[2], "rtt_ms_p99"), tick_ms + GOAL_RTT_SLACK_MS,
+                           "<=", "ms"))
+    return {"cases": cases, "goals": goals, "checks": []}
+
+
+def boltzmann(opts: Options) -> dict:
+    from bench.machine import LoadMeter
+    from bench.peers.envs import PeerUnavailable, run_peer
+    from bench.scenarios.boltzmann import (
+        GOAL_AGENT_STEPS_PER_S,
+        GOAL_AGENTS,
+        gini_tolerance,
+        peer_case,
+        sequential_reference_gini,
+    )
+
+    sizes = opts.sizes or ([2000] if opts.tiny else [GOAL_AGENTS])
+    steps = opts.n_ticks(100, 20)
+    rep = opts.rep(5)
+    cases, checks, goals, ratios, notes = [], [], [], {}, []
+    for n in sizes:
+        eng = _case(opts, "boltzmann", f"engine/n={n}", "boltzmann:engine_case", agents=n,
+                    steps=steps, repeat=rep, seed=opts.seed, triad_gbs=opts.triad_gbs)
+        ceil = _case(opts, "boltzmann", f"ceiling/n={n}", "boltzmann:kernel_case",
+                     impl="ceiling", agents=n, steps=steps, repeat=rep, seed=opts.seed)
+        nump = _case(opts, "boltzmann", f"numpy/n={n}", "boltzmann:kernel_case",
+                     impl="numpy", agents=n, steps=steps, repeat=rep, seed=opts.seed)
+        group = [eng, ceil, nump]
+        if opts.peers:
+            for peer, prep in (("mesa", 1), ("mesa-frames", min(rep, 3))):
+                opts.log(f"  boltzmann/{peer}/n={n} ... (own environment)")
+                try:
+                    meter = LoadMeter()
+                    res = run_peer(peer, n, steps, prep, opts.seed, timeout_s=3600, log=opts.log)
+                    group.append({"name": f"{peer}/n={n}", **peer_case(res),
+                                  "other_load_cores": meter.other_cores()})
+                except PeerUnavailable as exc:
+                    group.append({"name": f"{peer}/n={n}", "available": False,
+                                  "reason": str(exc), "figures": {}})
+        cases.extend(group)
+        # -- checks: conservation, engine == ceiling, Gini agreement
+        tol = gini_tolerance(n)
+        g_eng = eng["figures"]["gini"]
+        for c in group:
+            if not c.get("available", True):
+                continue
+            total = c["figures"]["total_wealth"]
+            checks.append({"name": f"{c['name']}: total wealth conserved", "ok": total == n,
+                           "detail": f"{total} == {n}"})
+            impl = c["name"].split("/")[0]
+            if impl == "engine":
+                continue
+            if impl == "mesa":
+                ref = round(sequential_reference_gini(n, steps, opts.seed), 5)
+                ok = abs(c["figures"]["gini"] - ref) <= tol
+                detail = (f"Gini {c['figures']['gini']} vs sequential reference {ref} "
+                          f"(|diff| <= {tol}; mesa updates in place, so it settles higher)")
+            else:
+                ok = abs(c["figures"]["gini"] - g_eng) <= tol
+                detail = f"Gini {c['figures']['gini']} vs engine {g_eng} (|diff| <= {tol})"
+            checks.append({"name": f"{c['name']}: Gini after {steps} steps", "ok": bool(ok),
+                           "detail": detail})
+        same = eng.get("wealth_xxh3") == ceil.get("wealth_xxh3")
+        checks.append({"name": f"engine/n={n} == ceiling/n={n} bit for bit", "ok": same,
+                       "detail": "same Philox draws, so the same final wealth"})
+        e_rate = _median(eng, "agent_steps_per_s")
+        for c in group[1:]:
+            rate = _median(c, "agent_steps_per_s")
+            if e_rate and rate:
+                ratios[f"engine / {c['name']}"] = round(e_rate / rate, 3)
+        if n == GOAL_AGENTS:
+            goals.append(_goal("Boltzmann agent-steps/s through the engine at 1M agents",
+                               e_rate, GOAL_AGENT_STEPS_PER_S, ">=", "agent-steps/s"))
+            c_rate = _median(ceil, "agent_steps_per_s")
+            if e_rate and c_rate:
+                goals.append(_goal("engine / hand-written ceiling", round(e_rate / c_rate, 3),
+                                   0.5, ">=", "ratio"))
+    notes.append(
+        "update semantics: simultaneous (a gift sent in tick t is received in tick t+1); "
+        "mesa activates agents one by one in place, so its Gini is checked against a "
+        "sequential reference instead"
+    )
+    return {"cases": cases, "goals": goals, "checks": checks, "ratios": ratios,
+            "notes": notes, "steps": steps, "plot": "boltzmann"}
+
+
+RUNNERS: dict[str, Callable[[Options], dict]] = {
+    "core": core,
+    "scale": scale,
+    "actors": actors,
+    "journal": journal,
+    "bridge": bridge,
+    "boltzmann": boltzmann,
+}
+
+
+def run_scenario(name: str, opts: Options) -> dict:
+    opts.log(f"{name}:")
+    return RUNNERS[name](opts)
