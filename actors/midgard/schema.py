@@ -90,6 +90,7 @@ class Durations(Strict):
 
 
 class NpcRules(Strict):
+    update_every_ticks: Annotated[int, Field(ge=1, le=64)]
     think_margin: Frac
     decision_requests_per_tick_max: Annotated[int, Field(ge=0, le=65536)]
     decision_deadline_ticks: Annotated[int, Field(ge=1, le=600)]

@@ -1,9 +1,11 @@
 """NPC actors: position, behaviour, needs, traits, faction, wallet and mood of every NPC.
 
-One parallel kernel (``kernels.npc_step``) runs the tier-1 rules over the whole population
-each tick; a sequential pass turns its flags into orders, deaths, decision requests and
-actions. Near-ties between the two best behaviours, and players talking to an NPC, are
-escalated as decision requests (DESIGN §5); their results come back in the apply phase.
+One parallel kernel (``kernels.npc_step``) runs the tier-1 rules over the population; each
+NPC is updated every ``rules.npc.update_every_ticks`` ticks with its rates scaled to match
+(time slicing: a K-th of the population per tick), and a sequential pass turns the flags
+of the updated NPCs into orders, deaths, decision requests and actions. Near-ties between
+the two best behaviours, and players talking to an NPC, are escalated as decision requests
+(DESIGN §5); their results come back in the apply phase.
 Dead NPCs (harmed by hazards) are replaced after ``respawn_delay_ticks`` by newcomers of
 the same faction, so the population lives on and slots are reused under new generations.
 """
@@ -118,7 +120,12 @@ class NpcPlugin:
         )
         site = world.add_table(
             "npc_site",
-            [Column("missing", np.int32), Column("due", np.int32), Column("faction", np.int16)],
+            [
+                Column("missing", np.int32),
+                Column("due", np.int32),
+                Column("faction", np.int16),
+                Column("alarm_tick", np.int64, (), -(1 << 40)),
+            ],
             st.n_maps,
         )
         site.spawn(st.n_maps)
@@ -342,10 +349,10 @@ class NpcPlugin:
         hm = world.tables["hazard_map"]
         seed = world.stream_seed()
         harm = np.empty(st.n_maps, np.int64)
-        alarm = np.empty(st.n_maps, np.uint8)
+        alarm_tick = world.tables["npc_site"]["alarm_tick"]
         kern.map_signals(
             seed, world.tick, hm["danger"], hm["prev_danger"], hm["hurt"], nr.alarm_danger,
-            nr.hurt_hp_per_tick, harm, alarm,
+            nr.hurt_hp_per_tick, nr.update_every_ticks, harm, alarm_tick,
         )
         kern.npc_step(
             seed, world.tick, t.hwm, self.NP, self.UW, self.DUR,
@@ -356,7 +363,7 @@ class NpcPlugin:
             st.warp_to, st.warp_tx, st.warp_ty, st.next_local, st.is_town, st.town_maps,
             st.market_off, st.market_item, st.item_price, world.tables["market"]["price"],
             st.spec.rules.economy.item_stack_max,
-            hm["danger"], harm, alarm, hm["mood"],
+            hm["danger"], harm, alarm_tick, hm["mood"],
             world.tables["territory"]["conflict"],
             p_off, p_x, p_y,
             self.flags, self.pond_o, self.pond_u,

@@ -92,6 +92,7 @@ NP_KEYS = (
     "buy_qty_max",
     "buy_need_min",
     "bid_slack",
+    "update_every_ticks",
 )
 (
     P_HUNGER,
@@ -124,6 +125,7 @@ NP_KEYS = (
     P_BUY_QTY_MAX,
     P_BUY_NEED_MIN,
     P_BID_SLACK,
+    P_UPDATE_EVERY,
 ) = range(len(NP_KEYS))
 
 DURATION_KEYS = ("idle", "wander", "travel", "work", "trade", "rest", "flee", "talk")
@@ -245,23 +247,30 @@ def npc_step(
     carry_item, carry_qty,
     width, height, walk_off, walk, warp_off, warp_x, warp_y, warp_to, warp_tx, warp_ty,
     next_local, is_town, town_maps, market_off, market_item, item_price, m_price, stack_max,
-    danger, harm, alarm_map, wmood, conflict,
+    danger, harm, alarm_tick, wmood, conflict,
     p_off, p_x, p_y,
     flags, pond_o, pond_u,
 ):
-    hunger_r = np.float32(NP[P_HUNGER])
-    fatigue_r = np.float32(NP[P_FATIGUE])
-    work_f = np.float32(NP[P_WORK_FATIGUE])
-    rest_r = np.float32(NP[P_REST_RECOVERY])
-    social_r = np.float32(NP[P_SOCIAL])
-    talk_r = np.float32(NP[P_TALK_RELIEF])
-    comfort_r = np.float32(NP[P_COMFORT])
+    """One update of every NPC whose turn it is (every ``update_every_ticks`` ticks).
+
+    An NPC is updated on the ticks where ``(tick + slot // 64) % K == 0``: a K-th of the
+    population each tick, neighbours in memory together, with rates and moves scaled to
+    the K ticks since its last update (time slicing, so the per-tick cost falls by K).
+    """
+    K = np.int64(NP[P_UPDATE_EVERY])
+    hunger_r = np.float32(NP[P_HUNGER] * K)
+    fatigue_r = np.float32(NP[P_FATIGUE] * K)
+    work_f = np.float32(NP[P_WORK_FATIGUE] * K)
+    rest_r = np.float32(NP[P_REST_RECOVERY] * K)
+    social_r = np.float32(NP[P_SOCIAL] * K)
+    talk_r = np.float32(NP[P_TALK_RELIEF] * K)
+    comfort_r = np.float32(NP[P_COMFORT] * K)
     hp_max = np.int64(NP[P_HP_MAX])
     regen_every = np.int64(NP[P_REGEN_EVERY])
-    mood_rate = np.float32(NP[P_MOOD_RATE])
+    mood_rate = np.float32(min(NP[P_MOOD_RATE] * K, 1.0))
     wander_every = np.int64(NP[P_WANDER_EVERY])
     travel_every = np.int64(NP[P_TRAVEL_EVERY])
-    flee_cells = np.int64(NP[P_FLEE_CELLS])
+    flee_cells = np.int64(NP[P_FLEE_CELLS]) * K
     wage = np.int64(NP[P_WAGE])
     wallet_max = np.int64(NP[P_WALLET_MAX])
     produce_value = NP[P_PRODUCE_VALUE]
@@ -272,11 +281,14 @@ def npc_step(
         flags[i] = 0
         if not alive[i]:
             continue
+        block = i >> 6  # neighbours in memory share a cadence
+        now = tick + block
+        if now % K != 0:
+            continue
         f = 0
         m = np.int64(mp[i])
         st = np.int64(state[i])
         s = st & STATE_MASK
-        block = i >> 6  # neighbours in memory share a cadence
         # -- needs ------------------------------------------------------------------
         h = needs[i, HUNGER] + hunger_r
         fa = needs[i, FATIGUE] + (work_f if s == WORK else fatigue_r)
@@ -298,8 +310,9 @@ def npc_step(
                 flags[i] = F_DIED
                 continue
             hp[i] = left
-        elif hp[i] < hp_max and (tick + block) % regen_every == 0:
-            hp[i] += 1
+        elif hp[i] < hp_max:
+            regen = now // regen_every - (now - K) // regen_every
+            hp[i] = min(np.int64(hp[i]) + regen, hp_max)
         # -- mood -------------------------------------------------------------------
         need_avg = (needs[i, 0] + needs[i, 1] + needs[i, 2] + needs[i, 3]) * np.float32(0.25)
         target = (
@@ -311,12 +324,37 @@ def npc_step(
         )
         mo = mood[i] + mood_rate * (np.float32(target) - mood[i])
         mood[i] = min(max(mo, np.float32(-1.0)), np.float32(1.0))
+        # -- finish work ------------------------------------------------------------
+        before = np.int64(timer[i])
+        t = max(before - K, 0)
+        timer[i] = t
+        if s == WORK and before > 0 and t == 0:
+            if wallet[i] + wage <= wallet_max:
+                wallet[i] += wage
+                f |= F_PAID
+            hm = home[i]
+            n_goods = market_off[hm + 1] - market_off[hm]
+            if carry_qty[i] == 0 and n_goods > 0:
+                # of two goods drawn from the home town's markets, make the one that sells
+                # dearer against its base price (supply follows prices); about
+                # produce_value zeny of it at base price: many cheap ones or a rare dear one
+                w0, w1, w2, _w3 = _block(seed, tick, S_NPC, i, 4)
+                k = market_off[hm] + np.int64(w0 % np.uint32(n_goods))
+                k2 = market_off[hm] + np.int64(w2 % np.uint32(n_goods))
+                if m_price[k2] * item_price[market_item[k]] > m_price[k] * item_price[
+                    market_item[k2]
+                ]:
+                    k = k2
+                it = market_item[k]
+                v = produce_value / item_price[it]
+                q = np.int64(v)
+                if (w1 >> np.uint32(8)) * (1.0 / 16777216.0) < v - q:
+                    q += 1
+                if q > 0:
+                    carry_item[i] = it
+                    carry_qty[i] = min(q, stack_max)
         # -- choose -----------------------------------------------------------------
-        t = np.int64(timer[i])
-        if t > 0:
-            t -= 1
-            timer[i] = t
-        alarm = alarm_map[m] != 0 and s != FLEE
+        alarm = tick - alarm_tick[m] < K and s != FLEE
         md = mind[i]
         if st & SETUP:
             s = _enter(i, s, seed, tick, DUR, mp, x, y, home, goal, via, timer, next_local,
@@ -333,7 +371,7 @@ def npc_step(
             b, sec, vb, vs = best_two(u, s, inertia)
             if ponder_on and not alarm and vb - vs < margin:
                 md |= PONDER
-                timer[i] = np.int64(NP[P_DEADLINE]) + 1
+                timer[i] = np.int64(NP[P_DEADLINE]) + K
                 f |= F_PONDER
                 pond_o[i, 0] = b
                 pond_o[i, 1] = sec
@@ -354,15 +392,20 @@ def npc_step(
         xi = np.int64(x[i])
         yi = np.int64(y[i])
         if s == WANDER:
-            if (tick + block) % wander_every == 0:
-                w0, _w1, _w2, _w3 = _block(seed, tick, S_NPC, i, 3)
+            for j in range(now // wander_every - (now - K) // wander_every):
+                w0, _w1, _w2, _w3 = _block(seed, tick, S_NPC, i, 3 + j)
                 nx, ny = step_random(walk, walk_off, width, height, m, xi, yi, np.int64(w0))
                 if nx != xi or ny != yi:
-                    x[i] = nx
-                    y[i] = ny
+                    xi = nx
+                    yi = ny
                     f |= F_MOVED
+            x[i] = xi
+            y[i] = yi
         elif (s == TRAVEL or s == FLEE) and via[i] >= 0:  # noqa: SIM109 (numba)
-            steps = flee_cells if s == FLEE else (1 if (tick + block) % travel_every == 0 else 0)
+            if s == FLEE:
+                steps = flee_cells
+            else:
+                steps = now // travel_every - (now - K) // travel_every
             if steps > 0:
                 k = warp_off[m] + via[i]
                 wx = warp_x[k]
@@ -370,7 +413,7 @@ def npc_step(
                 for j in range(steps):
                     nx, ny = step_toward(walk, walk_off, width, height, m, xi, yi, wx, wy)
                     if nx == xi and ny == yi:  # blocked: a random side-step
-                        w0, _w1, _w2, _w3 = _block(seed, tick, S_NPC, i, 8 + j)
+                        w0, _w1, _w2, _w3 = _block(seed, tick, S_NPC, i, 16 + j)
                         nx, ny = step_random(walk, walk_off, width, height, m, xi, yi,
                                              np.int64(w0))
                     if nx != xi or ny != yi:
@@ -393,51 +436,28 @@ def npc_step(
                         break
                 x[i] = xi
                 y[i] = yi
-        elif s == WORK:
-            if t == 1:
-                if wallet[i] + wage <= wallet_max:
-                    wallet[i] += wage
-                    f |= F_PAID
-                hm = home[i]
-                n_goods = market_off[hm + 1] - market_off[hm]
-                if carry_qty[i] == 0 and n_goods > 0:
-                    # of two goods drawn from the home town's markets, make the one that sells
-                    # dearer against its base price (supply follows prices); about
-                    # produce_value zeny of it at base price: many cheap ones or a rare dear one
-                    w0, w1, w2, _w3 = _block(seed, tick, S_NPC, i, 4)
-                    k = market_off[hm] + np.int64(w0 % np.uint32(n_goods))
-                    k2 = market_off[hm] + np.int64(w2 % np.uint32(n_goods))
-                    if m_price[k2] * item_price[market_item[k]] > m_price[k] * item_price[
-                        market_item[k2]
-                    ]:
-                        k = k2
-                    it = market_item[k]
-                    v = produce_value / item_price[it]
-                    q = np.int64(v)
-                    if (w1 >> np.uint32(8)) * (1.0 / 16777216.0) < v - q:
-                        q += 1
-                    if q > 0:
-                        carry_item[i] = it
-                        carry_qty[i] = min(q, stack_max)
         elif s == TRADE and is_town[m] and (md & AWAIT) == 0:
             f |= F_ORDER
         flags[i] = f
 
 
 @numba.njit(cache=True, nogil=True)
-def map_signals(seed, tick, danger, prev_danger, hurt, alarm_at, hurt_hp, harm, alarm):
-    """Per map this tick: whole hp lost by each NPC there, and whether danger just rose.
+def map_signals(seed, tick, danger, prev_danger, hurt, alarm_at, hurt_hp, every, harm,
+                alarm_tick):
+    """Per map: whole hp lost per NPC update there, and the tick its danger last rose.
 
     The fraction of a hit point is settled by one draw per map, so every NPC on a map
-    takes the same harm; an alarm fires on the tick danger crosses ``alarm_at`` upward.
+    takes the same harm; ``alarm_tick`` records the tick danger crossed ``alarm_at``
+    upward, so NPCs updated within the next ``every`` ticks all hear the alarm.
     """
     for m in range(len(harm)):
-        loss = np.float64(hurt[m]) * hurt_hp
+        loss = np.float64(hurt[m]) * hurt_hp * every
         whole = np.int64(loss)
         if loss > whole and uniform(seed, tick, S_HARM, m, 0) < loss - whole:
             whole += 1
         harm[m] = whole
-        alarm[m] = 1 if danger[m] >= alarm_at and prev_danger[m] < alarm_at else 0
+        if danger[m] >= alarm_at and prev_danger[m] < alarm_at:
+            alarm_tick[m] = tick
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
