@@ -2,11 +2,11 @@
 
 A hazard row is one (map, type) occurrence. It grows to its peak, decays, spreads along
 warps while strong, and ends below its type's threshold; its start and end are world
-actions (``set_hazard``, plus ``set_weather`` for types that show as rAthena weather).
-Each tick the live hazards are summed per map into ``hazard_map`` (danger, harm, mood,
-supply loss, influence erosion): that table is how NPCs, markets and
-factions feel them. Admin commands (``admin_hazard`` events) start, raise or end hazards,
-and players' mob kills push monster surges back.
+actions: ``set_hazard`` for hazards, ``set_weather`` for weather and for hazards that
+show as rAthena weather (a storm brings ``clouds2``). Each tick the live hazards are summed
+per map into ``hazard_map`` (danger, harm, mood, supply loss, influence erosion): that
+table is how NPCs, markets and factions feel them. Admin commands (``admin_hazard``
+events) start, raise or end hazards, and players' mob kills push monster surges back.
 """
 
 from __future__ import annotations
@@ -114,15 +114,17 @@ class HazardPlugin:
 
     def _announce(self, world, maps, types, inten, on: int) -> None:
         st = self.st
-        n = len(maps)
-        emit(
-            world,
-            "set_hazard",
-            map_id=maps,
-            hazard_type=types,
-            intensity=inten if on else np.zeros(n, np.float32),
-            on=np.full(n, on, np.uint8),
-        )
+        real = self.HT[types, sp.HT_WEATHER] == 0.0  # plain weather is shown, not a hazard
+        n = int(real.sum())
+        if n:
+            emit(
+                world,
+                "set_hazard",
+                map_id=maps[real],
+                hazard_type=types[real],
+                intensity=inten[real] if on else np.zeros(n, np.float32),
+                on=np.full(n, on, np.uint8),
+            )
         code = st.htype_weather[types]
         w = code > 0
         if w.any():
@@ -156,9 +158,8 @@ class HazardPlugin:
         stats = world.tables["hazard_stats"]
         kills = world.events["mob_kill"]
         if len(kills["char_id"]):
-            per_map = np.bincount(
-                np.clip(kills["map_id"].astype(np.int64), 0, st.n_maps - 1), minlength=st.n_maps
-            )
+            km = kills["map_id"].astype(np.int64)
+            per_map = np.bincount(km[(km >= 0) & (km < st.n_maps)], minlength=st.n_maps)
             stats["kills"][0] += len(kills["char_id"])
             live = t.live_slots()
             relief = self.HT[t["type"][live], sp.HT_KILL_RELIEF]
