@@ -36,13 +36,14 @@ CHAR_ID_BASE = 150000
 ACCOUNT_ID_BASE = 2000000
 SNAPSHOT_EVERY = 10
 
-#: The simulator's own map table (name, width, height): what its "map cache" knows.
+#: The simulator's own map table (name, width, height): what its "map cache" knows. The
+#: sizes match scenarios/midgard.toml, so the demo's actions land inside the maps.
 SIM_MAPS: tuple[tuple[str, int, int], ...] = (
     ("prontera", 312, 392),
-    ("izlude", 260, 260),
-    ("geffen", 240, 240),
-    ("payon", 240, 240),
-    ("morocc", 360, 360),
+    ("izlude", 268, 244),
+    ("geffen", 238, 238),
+    ("payon", 300, 300),
+    ("morocc", 300, 300),
 )
 
 MOB_IDS = np.array([1002, 1007, 1113, 1031, 1063, 1052, 1014, 1018], dtype=np.int32)

@@ -121,7 +121,13 @@ def test_sim_server_cli_against_a_serving_engine(capsys):
     applied = {k: v for k, v in engine.applied.items() if k != "action_result"}
     assert applied == out["generated_by_kind"]
     assert engine.applied["action_result"] == out["actions_received"]
-    again = SimWorld(300, 5, SIM_MAPS)
+    # the simulator hosts the maps both sides know, at the smaller of the two sizes
+    from bridge.loadgen import TEST_MAPS
+
+    engine_sizes = {n: (w, h) for n, w, h in TEST_MAPS}
+    shared = [(n, min(w, engine_sizes[n][0]), min(h, engine_sizes[n][1]))
+              for n, w, h in SIM_MAPS if n in engine_sizes]
+    again = SimWorld(300, 5, shared)
     run_steps(again, 30)
     assert again.digest.hexdigest() == out["stream_digest"]
 
