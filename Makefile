@@ -15,8 +15,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# The demo: the Rune-Midgarts world serving the bridge, with a simulated rAthena map server
+# (200 players) connected over a real ZeroMQ socket; 300 ticks of 100 ms in realtime.
 run: $(STAMP)
-	$(BIN)/norn run --out runs/demo
+	$(BIN)/norn run --replace --out runs/demo --ticks 300 --sim-players 200
 
 test: $(STAMP)
 	$(BIN)/ruff check .
