@@ -76,7 +76,7 @@ class HazardPlugin:
             types = np.array([st.htype_names.index(h.type) for h in init], np.int64)
             key = maps * T + types
             _, first = np.unique(key, return_index=True)  # one per (map, type)
-            first = np.sort(first)
+            first = np.sort(first, kind="stable")
             inten = np.array([h.intensity for h in init], np.float32)[first]
             world.tables["hazard"].spawn(
                 len(first), type=types[first], map=maps[first], intensity=inten, peak=inten
@@ -184,7 +184,7 @@ class HazardPlugin:
         # the last command per (map, type) wins
         key = m * T + ty
         _, last_rev = np.unique(key[::-1], return_index=True)
-        last = np.sort(len(key) - 1 - last_rev)
+        last = np.sort(len(key) - 1 - last_rev, kind="stable")
         m, ty, v, key = m[last], ty[last], v[last], key[last]
         stats["admin"][0] += len(m)
         live = t.live_slots()

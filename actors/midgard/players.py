@@ -22,7 +22,7 @@ STAT_COLUMNS = ("logins", "logouts", "moves", "map_changes", "level_ups", "refus
 def _last(keys: np.ndarray) -> np.ndarray:
     """Indices of the last occurrence of each key, in ascending index order."""
     _, rev = np.unique(keys[::-1], return_index=True)
-    return np.sort(len(keys) - 1 - rev)
+    return np.sort(len(keys) - 1 - rev, kind="stable")
 
 
 class PlayersPlugin:

@@ -187,7 +187,7 @@ def build_static(sc: Scenario, source: str) -> Static:
     town_maps = np.array([ix[t.map] for t in sc.towns], dtype=np.int64)
     is_town = np.zeros(n, dtype=np.bool_)
     is_town[town_maps] = True
-    nearest_town = nearest_source(n, rev_off, rev_src, np.sort(town_maps))
+    nearest_town = nearest_source(n, rev_off, rev_src, np.sort(town_maps, kind="stable"))
 
     item_ids = np.array([it.id for it in sc.items], dtype=np.int32)
     item_row = {it.id: k for k, it in enumerate(sc.items)}
