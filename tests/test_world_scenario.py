@@ -197,3 +197,36 @@ def test_bridge_view_names_maps_sizes_and_caps():
     assert view["map_sizes"][0] == (int(st.width[0]), int(st.height[0]))
     assert view["reward_zeny_max"] == st.spec.rules.actions.reward_zeny_max
     assert view["reward_amount_max"] == st.spec.rules.actions.reward_amount_max
+
+
+def test_event_source_is_a_pure_function_of_seed_and_tick(default_data):
+    from actors.midgard import make_event_source
+
+    a = make_event_source(default_data, 5)
+    b = make_event_source(default_data, 5)
+    ticks = [1, 700, 50, 3, 2000]
+    later = [b(t) for t in reversed(ticks)][::-1]
+    seqs = []
+    for t, bs in zip(ticks, later, strict=True):
+        first = a(t)
+        assert [x.kind for x in first] == [x.kind for x in bs]
+        for x, y in zip(first, bs, strict=True):
+            assert x.source == "gen" and x.seq == y.seq
+            assert all(np.array_equal(x.columns[k], y.columns[k]) for k in x.columns)
+        seqs.append([x.seq for x in first])
+    flat = [s for t in sorted(zip(ticks, seqs, strict=True)) for s in t[1]]
+    assert flat == sorted(flat) and len(set(flat)) == len(flat)
+    logins = [x for t in range(1, 400) for x in a(t) if x.kind == "login"]
+    assert logins and all((x.columns["char_id"] != x.columns["account_id"]).all() for x in logins)
+
+
+def test_summary_tells_what_happened():
+    from actors.midgard import summary
+    from tests.test_world_invariants import build, step_with_events
+
+    world, source = build(load_scenario("midgard"), seed=2)
+    for _ in range(30):
+        step_with_events(world, source)
+    out = summary(world)
+    assert set(out) >= {"npcs", "prices", "hazards", "factions", "decisions", "zeny"}
+    assert "(conserved)" in out["zeny"]
