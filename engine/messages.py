@@ -109,15 +109,20 @@ def _count_destinations(
 @numba.njit(cache=True, nogil=True)
 def _scan(dst: np.ndarray, dst_gen: np.ndarray, n_dst: int) -> tuple[int, int, bool]:
     """(first message with a destination outside [0, n_dst) or -1, largest destination,
-    whether any message names a generation other than 0): one streaming pass."""
-    top = -1
+    whether any message names a generation other than 0): one branch-free streaming pass
+    (it vectorizes); the offending index is searched for only when there is one."""
+    low = np.int64(n_dst)
+    top = np.int64(-1)
     gen_or = np.uint32(0)
     for i in range(len(dst)):
-        d = dst[i]
-        if d < 0 or d >= n_dst:
-            return i, top, True
+        d = np.int64(dst[i])
+        low = min(low, d)
         top = max(top, d)
         gen_or |= dst_gen[i]
+    if len(dst) and (low < 0 or top >= n_dst):
+        for i in range(len(dst)):
+            if dst[i] < 0 or dst[i] >= n_dst:
+                return i, top, True
     return -1, top, gen_or != 0
 
 
@@ -131,29 +136,32 @@ def _all_alive_first_generation(alive: np.ndarray, generation: np.ndarray, stop:
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _histogram(dst: np.ndarray, n_dst: int, offsets: np.ndarray, parts: int) -> None:
+def _histogram(
+    dst: np.ndarray, n_dst: int, offsets: np.ndarray, counts: np.ndarray, parts: int
+) -> None:
     """offsets = exclusive prefix of messages per destination (destinations in range).
 
-    Part p owns destinations [lo, hi): it scans every message, counting those below lo
-    (its base) and those inside into its own slice of ``offsets``, then prefix-sums that
-    slice from its base. Parts never write the same element and add only integers, so
-    the result is the same for any ``parts`` (and any thread count).
+    The random increments go to ``counts`` (int32 scratch: half the bytes of ``offsets``,
+    so more of it stays in cache), then a streaming pass writes the prefix. Part p owns
+    destinations [lo, hi): it scans every message, counting those below lo (its base)
+    and those inside into its own slice. Parts never write the same element and add only
+    integers, so the result is the same for any ``parts`` (and any thread count).
     """
     for p in numba.prange(parts):
         lo = n_dst * p // parts
         hi = n_dst * (p + 1) // parts
         for d in range(lo, hi):
-            offsets[d + 1] = 0
+            counts[d] = 0
         base = 0
         for i in range(len(dst)):
             d = dst[i]
             if d < lo:
                 base += 1
             elif d < hi:
-                offsets[d + 1] += 1
-        acc = base
+                counts[d] += 1
+        acc = np.int64(base)
         for d in range(lo, hi):
-            acc += offsets[d + 1]
+            acc += counts[d]
             offsets[d + 1] = acc
     offsets[0] = 0
 
@@ -318,6 +326,7 @@ class Channel:
         # never written cost address space, not memory.
         self._outs: list[dict[str, np.ndarray] | None] = [self._new_outbox(), None]
         self._offsets: list[np.ndarray | None] = [None, None]
+        self._counts: np.ndarray | None = None  # int32 scratch of the histogram
         self._cur = 0
         self.count = 0
         self.inbox = self._empty_inbox()
@@ -414,7 +423,9 @@ class Channel:
                 offsets,
             )
         else:  # no message can be stale: every destination named is alive, generation 0
-            _histogram(cols["dst"], self.n_dst, offsets, _count_parts())
+            if self._counts is None:
+                self._counts = np.zeros(self.n_dst, dtype=np.int32)
+            _histogram(cols["dst"], self.n_dst, offsets, self._counts, _count_parts())
             stale = 0
         if stale == 0:
             inbox = Inbox(_DeliveredColumns(cols, offsets), offsets)

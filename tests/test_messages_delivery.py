@@ -157,7 +157,7 @@ def test_histogram_is_the_same_for_any_number_of_parts(parts):
     n_dst = 1001
     dst = rng.integers(0, n_dst, 5000).astype(np.int32)
     offsets = np.full(n_dst + 1, -5, dtype=np.int64)
-    _histogram(dst, n_dst, offsets, parts)
+    _histogram(dst, n_dst, offsets, np.full(n_dst, 7, dtype=np.int32), parts)
     want = np.zeros(n_dst + 1, dtype=np.int64)
     np.cumsum(np.bincount(dst, minlength=n_dst), out=want[1:])
     np.testing.assert_array_equal(offsets, want)
