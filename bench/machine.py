@@ -190,7 +190,19 @@ def triad_bandwidth(elements: int = 1 << 25, repeat: int = 10) -> dict[str, Any]
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident set size.
+
+    Linux: ``VmHWM`` from /proc/self/status, the high-water mark of this process's own
+    address space. Not ``ru_maxrss``: Linux carries that across fork and exec, so a worker
+    started by a large parent would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 

@@ -58,7 +58,7 @@ def test_boltzmann_reports_rates_ratios_and_the_goal(tiny_result):
     _, result, _ = tiny_result
     scen = result["scenarios"]["boltzmann"]
     names = [c["name"].split("/")[0] for c in scen["cases"]]
-    assert names == ["engine", "ceiling", "numpy"]
+    assert names == ["engine", "ceiling", "numba-rng", "numpy"]
     engine = scen["cases"][0]
     assert {"ticks_per_s", "agent_steps_per_s", "tick_ms_p50", "tick_ms_p99", "peak_rss_mb",
             "gini", "efficiency", "digest_share"} <= set(engine["figures"])

@@ -18,9 +18,9 @@ delivered by the engine's canonical sort, the inbox's per-destination counts, an
 two-level digest over the table and the pending messages. A gift carries no payload: it
 is always exactly one unit, so the inbox count is the amount.
 
-The give kernel runs in parallel over blocks of agents with disjoint outputs: a first pass
-counts each block's givers, a prefix sum places every block's messages, and a second pass
-writes them in agent order, so the outbox is identical for any thread count.
+The give kernels run in parallel over blocks of agents with disjoint outputs: a first
+pass lists each block's givers, a prefix sum places every block's messages, and a second
+pass writes them in agent order, so the outbox is identical for any thread count.
 """
 
 from __future__ import annotations
@@ -52,16 +52,24 @@ class BoltzmannConfig(BaseModel):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def count_givers(alive: np.ndarray, wealth: np.ndarray, hwm: int, starts: np.ndarray) -> int:
-    """starts[b] = index of block b's first message; returns the number of givers."""
+def take_gifts(
+    alive: np.ndarray, wealth: np.ndarray, hwm: int, givers: np.ndarray, starts: np.ndarray
+) -> int:
+    """Every live agent with wealth > 0 gives one unit: its wealth drops now, and its slot
+    is listed in ``givers`` (block b lists into its own rows from b * BLOCK_ROWS, so the
+    branch-free write never leaves the block). starts[b] becomes the index of block b's
+    first message; returns the number of gifts."""
     n_blocks = len(starts) - 1
     for b in numba.prange(n_blocks):
         lo = b * BLOCK_ROWS
         hi = min(lo + BLOCK_ROWS, hwm)
-        c = 0
+        c = lo
         for i in range(lo, hi):
-            c += alive[i] & (wealth[i] > 0)
-        starts[b + 1] = c
+            give = alive[i] & (wealth[i] > 0)
+            givers[c] = i  # c <= i: a later giver overwrites a non-giver's entry
+            wealth[i] -= give
+            c += give
+        starts[b + 1] = c - lo
     starts[0] = 0
     for b in range(n_blocks):
         starts[b + 1] += starts[b]
@@ -69,40 +77,32 @@ def count_givers(alive: np.ndarray, wealth: np.ndarray, hwm: int, starts: np.nda
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def give_kernel(
+def send_gifts(
     seed: np.uint64,
     tick: int,
-    alive: np.ndarray,
     generation: np.ndarray,
-    wealth: np.ndarray,
     hwm: int,
+    givers: np.ndarray,
     starts: np.ndarray,
     dst: np.ndarray,
     dst_gen: np.ndarray,
     src: np.ndarray,
     seq: np.ndarray,
 ) -> None:
-    """Each giver gives one unit to a uniform slot in [0, hwm); messages in agent order.
+    """Write the gifts as messages in giver order, each to a uniform slot in [0, hwm).
 
-    Loops shaped for speed (measured at 1M agents): block b lists its givers into rows
-    [starts[b], starts[b+1]) without branches; the receivers are drawn in a flat loop over
-    the messages, which vectorizes the Philox rounds (a loop nested in the block loop
-    does not); generations are gathered only if some slot was ever reused, since a
-    random read per message costs more than the rest of the kernel. Every iteration
-    writes only its own rows and agents.
+    Loops shaped for speed (measured at 1M agents): the receivers are drawn in a flat
+    loop over the messages, which vectorizes the Philox rounds (a loop nested in the
+    block loop does not); generations are gathered only if some slot was ever reused,
+    since a random read per message costs more than the rest of the kernel. Every
+    iteration writes only its own rows.
     """
     n_blocks = len(starts) - 1
     for b in numba.prange(n_blocks):
         lo = b * BLOCK_ROWS
-        hi = min(lo + BLOCK_ROWS, hwm)
-        k1 = starts[b + 1]
-        k = starts[b]
-        for i in range(lo, hi):
-            give = alive[i] & (wealth[i] > 0)
-            if k < k1:  # false only after the block's last giver
-                src[k] = i
-            wealth[i] -= give
-            k += give
+        k0 = starts[b]
+        for k in range(k0, starts[b + 1]):
+            src[k] = givers[lo + k - k0]
     m = len(dst)
     for k in numba.prange(m):
         dst[k] = uniform_int(seed, tick, S_GIVE, src[k], 0, hwm)
@@ -144,6 +144,7 @@ class BoltzmannPlugin:
         world.resources["boltzmann"] = {
             "cfg": cfg,
             "starts": np.zeros(n_blocks + 1, dtype=np.int64),
+            "givers": np.zeros(agent.capacity, dtype=np.int32),
         }
         world.add_system(
             "boltzmann.receive",
@@ -178,15 +179,14 @@ def give(world: World) -> None:
     scratch = world.resources["boltzmann"]
     hwm = agent.hwm
     starts = scratch["starts"]
-    n = count_givers(agent.alive, agent["wealth"], hwm, starts)
+    n = take_gifts(agent.alive, agent["wealth"], hwm, scratch["givers"], starts)
     rows = world.channels["gift"].reserve(int(n))
-    give_kernel(
+    send_gifts(
         world.stream_seed(),
         world.tick,
-        agent.alive,
         agent["generation"],
-        agent["wealth"],
         hwm,
+        scratch["givers"],
         starts,
         rows["dst"],
         rows["dst_gen"],

@@ -8,6 +8,8 @@ from wealth 1 (setup untimed):
 - ``ceiling``: the same model hand-written as one numba kernel with the same Philox
   draws and no engine: the speed the engine is measured against. Because the draws are
   the same, its final wealth must equal the engine's exactly.
+- ``numba-rng``: the simplest hand-written numba kernel, one thread, numba's own
+  generator (the issue's reference kernel; faster draws than Philox, not counter-based).
 - ``numpy``: the simultaneous model in plain numpy (PCG64 draws: statistically equal).
 - ``mesa`` and ``mesa-frames`` (``--peers``): the peers' own models, in their own
   environments (``bench.peers.envs``).
@@ -100,6 +102,31 @@ def ceiling_run(agents: int, steps: int, seed: int) -> np.ndarray:
     return wealth
 
 
+@numba.njit(cache=True, nogil=True)
+def _numba_rng_steps(wealth: np.ndarray, recv: np.ndarray, steps: int, seed: int) -> None:
+    np.random.seed(seed)  # numba's own Mersenne Twister, one thread
+    n = len(wealth)
+    for _ in range(steps):
+        k = 0
+        for i in range(n):
+            if wealth[i] > 0:
+                recv[k] = np.random.randint(0, n)
+                wealth[i] -= 1
+                k += 1
+        for j in range(k):
+            wealth[recv[j]] += 1
+
+
+def numba_rng_run(agents: int, steps: int, seed: int) -> np.ndarray:
+    """The simultaneous model as the simplest hand-written numba kernel: one thread and
+    numba's own generator (cheaper than Philox, not counter-based, so not Norn-legal).
+    This is the issue's "hand-written simultaneous numba kernel" reference."""
+    wealth = np.ones(agents, dtype=np.int64)
+    recv = np.zeros(agents, dtype=np.int64)
+    _numba_rng_steps(wealth, recv, steps, seed)
+    return wealth
+
+
 def numpy_run(agents: int, steps: int, seed: int) -> np.ndarray:
     """The simultaneous model in plain numpy (the issue's ~85M agent-steps/s reference)."""
     rng = np.random.default_rng(seed)
@@ -140,7 +167,7 @@ def _timed_runs(fn: Any, agents: int, steps: int, seed: int, repeat: int) -> dic
     wealth = None
     for r in range(repeat):
         t0 = time.perf_counter()
-        wealth = fn(agents, steps, seed + r if fn is numpy_run else seed)
+        wealth = fn(agents, steps, seed if fn is ceiling_run else seed + r)
         secs.append(time.perf_counter() - t0)
     rates = [agents * steps / s for s in secs]
     return {"secs": secs, "rates": rates, "wealth": wealth, "other": meter.other_cores()}
@@ -176,7 +203,7 @@ def engine_case(agents: int, steps: int, repeat: int, seed: int, triad_gbs: floa
 
 
 def kernel_case(impl: str, agents: int, steps: int, repeat: int, seed: int) -> dict:
-    fn = {"ceiling": ceiling_run, "numpy": numpy_run}[impl]
+    fn = {"ceiling": ceiling_run, "numba-rng": numba_rng_run, "numpy": numpy_run}[impl]
     r = _timed_runs(fn, agents, steps, seed, repeat)
     return {
         "entities": agents,
