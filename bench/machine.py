@@ -13,14 +13,15 @@ import resource
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
 
+from engine.fingerprint import all_cpu_flags as cpu_flags  # all flags: SIMD width moves figures
 from engine.fingerprint import cpu_model
+from engine.fingerprint import package_version as _version
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,25 +49,6 @@ THREAD_ENV = (
     "GOMP_SPINCOUNT",
     "MKL_NUM_THREADS",
 )
-
-
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "missing"
-
-
-def cpu_flags() -> list[str]:
-    """Every flag the CPU reports (not a subset: SIMD width changes the figures)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return sorted(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return []
 
 
 def git_commit() -> dict[str, Any]:

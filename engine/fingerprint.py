@@ -11,35 +11,33 @@ import sys
 from importlib import metadata
 
 
-def _version(name: str) -> str:
+def package_version(name: str) -> str:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "missing"
 
 
-def cpu_flags() -> list[str]:
+def all_cpu_flags() -> list[str]:
+    """Every flag the CPU reports (x86 ``flags``, Arm ``Features``)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    keep = (
-                        "sse4_2",
-                        "avx",
-                        "avx2",
-                        "fma",
-                        "avx512f",
-                        "avx512dq",
-                        "avx512bw",
-                        "avx512vl",
-                        "neon",
-                        "asimd",
-                    )
-                    return sorted(f for f in flags if f in keep)
+                if line.startswith(("flags", "Features")):
+                    return sorted(line.split(":", 1)[1].split())
     except OSError:
         pass
     return []
+
+
+#: SIMD features that can change float results: the journal fingerprint records these.
+SIMD_FLAGS = frozenset(
+    {"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl", "neon", "asimd"}
+)
+
+
+def cpu_flags() -> list[str]:
+    return [f for f in all_cpu_flags() if f in SIMD_FLAGS]
 
 
 def cpu_model() -> str:
@@ -60,8 +58,8 @@ def fingerprint() -> dict[str, object]:
         "system": platform.system(),
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),
-        "libs": {n: _version(n) for n in ("numpy", "numba", "llvmlite", "msgpack", "pyzmq")},
-        "norn": _version("norn"),
+        "libs": {n: package_version(n) for n in ("numpy", "numba", "llvmlite", "msgpack", "pyzmq")},
+        "norn": package_version("norn"),
     }
 
 
