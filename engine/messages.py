@@ -360,11 +360,20 @@ class Channel:
         self.count += n
         return {f: a[lo : lo + n] for f, a in self.out.items()}
 
+    def release(self, n: int) -> None:
+        """Give back the last ``n`` reserved rows a kernel did not fill."""
+        if not 0 <= n <= self.count:
+            raise ValueError(f"channel {self.name}: cannot release {n} of {self.count} rows")
+        self.count -= n
+
     def emit(self, dst: np.ndarray, src: np.ndarray, seq: np.ndarray | int = 0, **payload) -> None:
         """Append a batch of messages (vectorized). ``dst`` are entity handles."""
         n = len(dst)
         if n == 0:
             return
+        unknown = set(payload) - {f for f, _ in self.fields}
+        if unknown:
+            raise ValueError(f"channel {self.name}: unknown payload fields {sorted(unknown)}")
         rows = self.reserve(n)
         dst = np.asarray(dst, dtype=np.int64)
         rows["dst"][:] = dst & 0xFFFFFFFF
@@ -373,9 +382,6 @@ class Channel:
         rows["seq"][:] = seq
         for f, _ in self.fields[len(HEADER) :]:
             rows[f][:] = payload[f]
-        unknown = set(payload) - {f for f, _ in self.fields}
-        if unknown:
-            raise ValueError(f"channel {self.name}: unknown payload fields {sorted(unknown)}")
 
     def pending(self) -> dict[str, np.ndarray]:
         """Messages emitted this tick, not yet delivered (part of the world's state)."""

@@ -104,6 +104,9 @@ class Table:
             raise ValueError("spawn count must be >= 0")
         if n == 0:
             return np.empty(0, dtype=np.int64)
+        unknown = set(values) - set(self.specs)
+        if unknown:
+            raise ValueError(f"{self.name}: spawn got unknown columns {sorted(unknown)}")
         pending = sum(len(s) for s in self._spawning)
         if pending + n > limits.spawns_per_tick_max:
             raise BoundError(
@@ -127,9 +130,6 @@ class Table:
                 continue
             col = self.columns[name]
             col[slots] = values.get(name, spec.fill)
-        unknown = set(values) - set(self.specs)
-        if unknown:
-            raise ValueError(f"{self.name}: spawn got unknown columns {sorted(unknown)}")
         self._spawning.append(slots)
         self._mark_rows(slots)
         return make_handles(slots, self.columns["generation"][slots])
@@ -158,6 +158,12 @@ class Table:
             self._mark_rows(slots)
             despawned = len(slots)
         return spawned, despawned
+
+    def reserved_slots(self) -> np.ndarray:
+        """Slots spawned this tick that become alive at the sync point, in spawn order."""
+        if not self._spawning:
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate(self._spawning)
 
     def has_pending(self) -> bool:
         return bool(self._spawning or self._despawning)

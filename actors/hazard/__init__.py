@@ -15,7 +15,7 @@ import numpy as np
 
 from actors.midgard.actions import emit
 from actors.midgard.static import Static
-from actors.midgard.tables import lookup, reserved_slots, room
+from actors.midgard.tables import lookup, room
 from engine.rng import register_stream
 from engine.table import Column
 from engine.world import World
@@ -220,7 +220,7 @@ class HazardPlugin:
             t.despawn(t.handles(done))
         occ = np.empty(st.n_maps * T, dtype=np.int64)
         sp.occupancy(alive, ending, col["map"], col["type"], T, occ)
-        fresh = reserved_slots(t)  # started this tick by an admin command
+        fresh = t.reserved_slots()  # started this tick by an admin command
         if len(fresh):
             occ[t["map"][fresh].astype(np.int64) * T + t["type"][fresh]] = -2
         cap = hr.spread_per_tick_max

@@ -7,18 +7,9 @@ import numpy as np
 from engine.table import Table
 
 
-def reserved_slots(table: Table) -> np.ndarray:
-    """Slots reserved by ``spawn`` this tick that become alive at the sync point.
-
-    Reads the table's spawn queue; the engine has no public accessor for it yet.
-    """
-    parts = table._spawning
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
-
-
 def room(table: Table) -> int:
     """Rows that can still be spawned this tick without passing the table's capacity."""
-    return max(table.declared_capacity - table.count - len(reserved_slots(table)), 0)
+    return max(table.declared_capacity - table.count - len(table.reserved_slots()), 0)
 
 
 def lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:

@@ -394,7 +394,7 @@ class NpcPlugin:
         n_o, n_p, n_d, n_m, n_g = (int(v) for v in counts[:5])
         rows["dst_gen"][:n_o] = 0  # markets are never despawned
         rows["seq"][:n_o] = 0  # one order per NPC per tick
-        ch.count -= cap - n_o
+        ch.release(cap - n_o)
         stats = world.tables["npc_stats"]
         stats["orders"][0] += n_o
         stats["fled"][0] += int(counts[5])

@@ -116,7 +116,7 @@ def _give(world: World) -> None:
     )
     rows["seq"][:n] = 0
     rows["amount"][:n] = 1
-    ch.count -= t.hwm - n  # give back the unused reservation
+    ch.release(t.hwm - n)
 
 
 def _ponder(world: World) -> None:
