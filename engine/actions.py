@@ -65,7 +65,13 @@ class ActionBatch:
 
 
 class ActionSink(Protocol):
-    """Receives each tick's actions. Must not block the tick (queue and return)."""
+    """Receives each tick's actions. Must not block the tick (queue and return).
+
+    A sink that talks to the outside world also has ``committed(tick)``, called once the
+    tick's journal frame is durable, and sends nothing of a tick before that: an action
+    from a tick that a crash could undo (and a resumed run might redo differently) never
+    leaves the engine.
+    """
 
     def emit(self, batch: ActionBatch) -> None: ...
 

@@ -1,10 +1,15 @@
 """The inputs seam: a thread-safe, bounded queue that the bridge (and admin tools) fill.
 
-Other threads ``offer`` validated batches; the tick ``drain``s everything queued at the
-start of its ingest phase, and those batches belong to that tick and are journaled with
-it. After the tick's journal frame is durable the engine calls ``mark_journaled``, which
+Other threads ``offer`` validated batches; the tick ``drain``s what is due at the start
+of its ingest phase, and those batches belong to that tick and are journaled with it.
+After the tick's journal frame is durable the engine calls ``mark_journaled``, which
 tells each source the highest sequence number now safe to acknowledge (the bridge sends
 cumulative acks only then, so an acked event is never lost).
+
+A batch is due at once unless it carries a ``tick`` stamp (the bridge's lockstep mode):
+then it waits for that tick. A source's batches leave in seq order, so a batch stamped
+for a later tick holds back every later batch of its source; what a tick takes from each
+source is always a prefix of its seqs, which keeps acks cumulative.
 
 ``offer`` never blocks and never drops: when the queue is full it returns False and the
 caller keeps the batch (the bridge's credit window makes this rare).
@@ -25,12 +30,17 @@ from engine.events import EVENT_SCHEMAS
 
 @dataclass(frozen=True)
 class InputBatch:
-    """A batch of events of one kind from one source, with its per-source sequence number."""
+    """A batch of events of one kind from one source, with its per-source sequence number.
+
+    ``tick`` > 0 stamps the batch for that tick (applied there, or at the first tick after
+    it arrives if it is late); 0 means "apply at the next tick".
+    """
 
     source: str
     seq: int
     kind: str
     columns: dict[str, np.ndarray]
+    tick: int = 0
 
     def __len__(self) -> int:
         return 0 if not self.columns else len(next(iter(self.columns.values())))
@@ -46,6 +56,8 @@ def check_batch(batch: InputBatch) -> None:
         )
     if batch.seq < 0:
         raise ValueError(f"seq must be >= 0, got {batch.seq}")
+    if batch.tick < 0:
+        raise ValueError(f"tick stamp must be >= 0, got {batch.tick}")
     schema = EVENT_SCHEMAS[batch.kind]
     names = [n for n, _ in schema]
     if sorted(batch.columns) != sorted(names):
@@ -93,13 +105,29 @@ class InputQueue:
             self._events += len(batch)
             return True
 
-    def drain(self) -> list[InputBatch]:
-        """Everything queued now, in canonical (source, seq) order; the queue becomes empty."""
+    def drain(self, tick: int | None = None) -> list[InputBatch]:
+        """What is due at ``tick`` (None: everything), in canonical (source, seq) order.
+
+        Per source, batches leave in seq order up to the first one stamped after ``tick``;
+        that one and the rest of its source stay queued for a later tick. (A loop over
+        batches, never over events.)
+        """
         with self._lock:
-            batches, self._batches = self._batches, []
-            self._events = 0
-        batches.sort(key=lambda b: (b.source, b.seq))
-        return batches
+            batches = sorted(self._batches, key=lambda b: (b.source, b.seq))
+            if tick is None:
+                due, keep = batches, []
+            else:
+                due, keep = [], []
+                held: str | None = None
+                for b in batches:
+                    if b.source == held or b.tick > tick:
+                        held = b.source
+                        keep.append(b)
+                    else:
+                        due.append(b)
+            self._batches = keep
+            self._events = sum(len(b) for b in keep)
+        return due
 
     def __len__(self) -> int:
         with self._lock:

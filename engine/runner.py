@@ -196,10 +196,14 @@ def run(
     *,
     ticks: int | None = None,
     on_tick: Callable[[TickRecord], None] | None = None,
-    before_tick: Callable[[int], None] | None = None,
+    before_tick: Callable[[int], bool | None] | None = None,
     stop: threading.Event | None = None,
 ) -> RunSummary:
-    """Run ``ticks`` (default ``config.ticks``) ticks in the configured clock mode."""
+    """Run ``ticks`` (default ``config.ticks``) ticks in the configured clock mode.
+
+    ``before_tick(tick)`` runs before each tick (feeding inputs, the lockstep barrier); if it
+    returns False the run stops there with ``stopped = "stalled"``, the tick not stepped.
+    """
     n = config.ticks if ticks is None else ticks
     world.clock = clock.monotonic
     world.lockstep = config.clock == "lockstep"
@@ -212,13 +216,15 @@ def run(
             if stop is not None and stop.is_set():
                 summary.stopped = "interrupted"
                 break
-            if before_tick is not None:
-                before_tick(world.tick + 1)
+            if before_tick is not None and before_tick(world.tick + 1) is False:
+                summary.stopped = "stalled"
+                break
             t0 = clock.monotonic()
             c0 = compile_timer.seconds
             rec = synctest_step(world) if config.synctest else step(world)
             if recorder is not None:
                 recorder.record(world, rec)
+            world.committed(rec.tick)  # durable (or nothing to make durable): actions may leave
             t1 = clock.monotonic()
             summary.tick_s.append((t1 - t0) - (compile_timer.seconds - c0))
             summary.ticks += 1

@@ -56,7 +56,7 @@ def step(world, replay: TickRecord | None = None, *, emit: bool = True) -> TickR
     # 1. ingest -------------------------------------------------------------------------
     t0 = clock()
     world.tick = tick
-    batches = replay.inputs if replay is not None else world.inputs.drain()
+    batches = replay.inputs if replay is not None else world.inputs.drain(tick)
     world.ingested = batches
     world.events = _group_events(batches)
     run_phase("ingest")

@@ -162,6 +162,13 @@ class World:
         self._built = True
 
     # -- digest bookkeeping -----------------------------------------------------------
+    def committed(self, tick: int) -> None:
+        """Tell the sinks that ``tick`` is durable: its actions may now leave the engine."""
+        for sink in self.sinks:
+            done = getattr(sink, "committed", None)
+            if done is not None:
+                done(tick)
+
     def mark_written(self, writes: tuple[str, ...]) -> None:
         for w in writes:
             table, _, col = w.partition(".")

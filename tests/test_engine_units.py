@@ -301,3 +301,40 @@ def test_actions_bound_at_max_and_one_past_and_ids_are_deterministic():
         buf.add("despawn_npc", npc_id=np.arange(1, dtype=np.int64))
     batch = buf.take(7)
     assert list(batch.kinds["despawn_npc"]["action_id"]) == [(7 << 24) + i for i in range(3)]
+
+
+def _stamped(seq: int, tick: int, source: str = "map01") -> InputBatch:
+    b = _logins(1, seq, source)
+    return InputBatch(b.source, b.seq, b.kind, b.columns, tick)
+
+
+def test_stamped_batches_wait_for_their_tick_and_hold_back_their_source():
+    q = InputQueue()
+    for b in [_stamped(1, 3), _stamped(2, 0), _stamped(3, 5), _stamped(1, 0, "admin")]:
+        assert q.offer(b)
+    # tick 2: map01's seq 1 waits for tick 3, and seq 2 (unstamped) waits behind it
+    assert [(b.source, b.seq) for b in q.drain(2)] == [("admin", 1)]
+    assert [(b.source, b.seq) for b in q.drain(3)] == [("map01", 1), ("map01", 2)]
+    assert q.drain(4) == [] and len(q) == 1
+    assert [b.seq for b in q.drain(9)] == [3]  # late: applied at the first tick after its own
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 6)), max_size=30),
+       st.lists(st.integers(1, 8), min_size=1, max_size=8))
+def test_each_tick_takes_a_seq_prefix_per_source_and_nothing_early(batches, ticks):
+    """Invariants of drain: nothing before its stamp, nothing twice, per-source seq order."""
+    q = InputQueue()
+    seqs: dict[str, int] = {}
+    for src, stamp in batches:
+        name = f"s{src}"
+        seqs[name] = seqs.get(name, 0) + 1
+        q.offer(_stamped(seqs[name], stamp, name))
+    taken: dict[str, list[int]] = {}
+    for t in sorted(ticks):
+        for b in q.drain(t):
+            assert b.tick <= t
+            taken.setdefault(b.source, []).append(b.seq)
+    for got in taken.values():
+        assert got == list(range(1, len(got) + 1))  # a prefix of 1, 2, 3...
+    left = q.drain()  # None: everything
+    assert sum(map(len, taken.values())) + len(left) == len(batches)
