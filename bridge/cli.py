@@ -42,6 +42,8 @@ def cmd_sim_server(args: argparse.Namespace) -> int:
         connect_timeout_s=args.connect_timeout_s,
         drain_timeout_s=args.drain_timeout_s,
         reward_zeny_max=args.reward_zeny_max,
+        lockstep=args.lockstep,
+        result_lag=args.result_lag,
     )
     report = asdict(summary)
     if args.json:
@@ -97,6 +99,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--curve-server-key", help="engine's public key file (enables CURVE)")
     p.add_argument("--curve-public", help="this server's public key file")
     p.add_argument("--curve-secret", help="this server's secret key file")
+    p.add_argument("--lockstep", action="store_true",
+                   help="stamp every batch with its engine tick and declare progress "
+                   "(PROTOCOL.md section 14); pair with `norn run --lockstep-server ID`")
+    p.add_argument("--result-lag", type=int, default=2, dest="result_lag",
+                   help="lockstep: answer the actions of tick a in the batch stamped a + LAG")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sim_server)
 

@@ -14,6 +14,11 @@ rewinds to the first unacked batch. Duplicates are harmless: the engine discards
 Actions arrive with idempotent ids: the client remembers the last ``ledger_max`` ids it
 delivered and never hands the same action to the game twice; actions that arrive after
 their ``expires_tick`` are failed with reason ``expired`` without being executed.
+
+Lockstep (``ClientConfig.lockstep``, PROTOCOL.md section 14): ``set_tick`` stamps what is
+queued from then on, ``progress`` declares a tick complete (re-sent after every welcome
+and with heartbeats), and ``mark_tick`` is the engine's last per-tick mark: every action
+of ticks up to it has arrived.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class ClientConfig:
     frames_max: int = 4096            # encoded batches kept (unacked + unsent)
     pending_events_max: int = 1 << 21  # events waiting in the batcher
     ledger_max: int = 65536           # action ids remembered for idempotency
+    lockstep: bool = False            # ask for a lockstep session (per-tick marks)
     sndhwm: int = 1000
     rcvhwm: int = 1000
     recv_frame_bytes_max: int = 128 << 20
@@ -100,6 +106,10 @@ class BridgeClient:
         self._map_index = {n: i for i, n in enumerate(self.map_names)}
         self.welcome: dict[str, Any] | None = None
         self.engine_tick = 0
+        self.mark_tick = 0  # lockstep: actions of every tick <= this have arrived
+        self.stamp = 0      # tick stamped on batches queued now (0: none)
+        self._progress: tuple[int, int] | None = None
+        self._progress_due = False
         self.connected = False
         self.superseded = False
         self._ctx = zmq.Context()
@@ -127,7 +137,7 @@ class BridgeClient:
             "events_queued", "events_sent", "events_acked", "batches_sent", "retransmits",
             "results_sent", "results_acked", "actions_received", "actions_duplicate",
             "actions_expired", "results_reported", "errors", "events_rejected",
-            "reconnects", "rewinds",
+            "reconnects", "rewinds", "progress_sent",
         ), 0)
         self.errors: deque[dict[str, Any]] = deque(maxlen=64)
 
@@ -219,6 +229,46 @@ class BridgeClient:
         self.stats["results_reported"] += n
         self._queue((proto.RESULT_KIND, "columns"), cols, n)
 
+    def set_tick(self, tick: int) -> None:
+        """Stamp events and results queued from now on with engine tick ``tick``.
+
+        What is queued under the old stamp becomes batches first, so stamps never decrease
+        along seqs.
+        """
+        if tick == self.stamp:
+            return
+        if tick < self.stamp:
+            raise ValueError(f"tick stamps must not decrease: {tick} after {self.stamp}")
+        if not 0 < tick <= proto.TICK_MAX:
+            raise ValueError(f"tick stamp must be in 1..{proto.TICK_MAX}, got {tick}")
+        self._flush_all_or_fail()
+        self.stamp = tick
+
+    def progress(self, tick: int) -> None:
+        """Declare ``tick`` complete: everything stamped <= it is queued (sent within credit)."""
+        self._flush_all_or_fail()
+        if self._progress is None or tick > self._progress[0]:
+            self._progress = (tick, self._next_seq - 1)
+        self._progress_due = True
+        self._transmit()  # the batches first: the engine counts progress once it has them
+        self._send_progress()
+
+    def _flush_all_or_fail(self) -> None:
+        self.flush()
+        if any(b.n for b in self._batches.values()):
+            raise BoundError("frames_max", self.config.frames_max, len(self._frames),
+                             "client frames kept (the engine is not acking)")
+
+    def _send_progress(self) -> None:
+        if not (self._progress_due and self.connected and self._progress is not None):
+            return
+        try:
+            self._sock.send(proto.encode_progress(*self._progress), zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        self._progress_due = False
+        self.stats["progress_sent"] += 1
+
     def set_map_table(self, names: Sequence[str]) -> None:
         """Replace the client's map table (integer map fields index it)."""
         self.map_names = list(names)
@@ -286,6 +336,7 @@ class BridgeClient:
 
     def _encode_columns(self, kind: str, cols: dict[str, np.ndarray]) -> None:
         is_results = kind == proto.RESULT_KIND
+        stamp = self.stamp
         t = proto.RESULTS if is_results else proto.EVENTS
         fields = proto.WIRE_RESULT_SCHEMA if is_results else proto.WIRE_EVENT_SCHEMAS[kind]
         map_fields = [f.name for f in fields if f.kind == "map"]
@@ -299,16 +350,19 @@ class BridgeClient:
                 wire[m] = np.searchsorted(uniq, cols[m]).astype("<i2")
         if not self.config.columnar:
             rows = columns_to_rows(t, None if is_results else kind, wire, maps)
-            self._add_frame(lambda seq: encode_rows(t, seq, None if is_results else kind, rows),
+            self._add_frame(lambda seq: encode_rows(t, seq, None if is_results else kind, rows,
+                                                    tick=stamp),
                             n, is_results, kind, cols)
             return
         self._add_frame(
-            lambda seq: encode_columns(t, seq, None if is_results else kind, wire, maps),
+            lambda seq: encode_columns(t, seq, None if is_results else kind, wire, maps,
+                                       tick=stamp),
             n, is_results, kind, cols,
         )
 
     def _encode_rows(self, kind: str, rows: list[list[Any]]) -> None:
-        self._add_frame(lambda seq: encode_rows(proto.EVENTS, seq, kind, rows),
+        stamp = self.stamp
+        self._add_frame(lambda seq: encode_rows(proto.EVENTS, seq, kind, rows, tick=stamp),
                         len(rows), False, kind, None)
 
     def _add_frame(self, make: Callable[[int], bytes], n: int, is_results: bool, kind: str,
@@ -332,6 +386,7 @@ class BridgeClient:
         self._flush_due(now)
         self._handshake(now)
         self._transmit()
+        self._send_progress()
         if self._sock.poll(max(0, int(timeout_ms)), zmq.POLLIN):
             for _ in range(10_000):
                 try:
@@ -358,9 +413,7 @@ class BridgeClient:
             self._new_socket()
         if self._hello_pending:
             try:
-                self._sock.send(
-                    proto.encode_hello(self.server_id, maps=self.hosted_maps), zmq.NOBLOCK
-                )
+                self._sock.send(self._hello_frame(), zmq.NOBLOCK)
             except zmq.Again:
                 return  # no connection yet (immediate): try again next poll
             self._hello_pending = False
@@ -399,6 +452,8 @@ class BridgeClient:
                 self._last_send = now
             except zmq.Again:
                 pass
+            self._progress_due = self._progress is not None  # repairs a lost progress
+            self._send_progress()
         if self._frames and self._send_next > self._frames[0].seq and (
             now - self._last_progress > self.config.retransmit_ms / 1000
         ):
@@ -429,6 +484,8 @@ class BridgeClient:
             tick = msg.get("tick")
             if type(tick) is int:
                 self.engine_tick = max(self.engine_tick, tick)
+                if self.config.lockstep:
+                    self.mark_tick = max(self.mark_tick, tick)
             self._on_ack(msg.get("acked"), None)
         elif t == proto.ACTIONS:
             self._on_actions(msg)
@@ -462,10 +519,14 @@ class BridgeClient:
         self._drop_acked()
         self._send_next = max(self._acked + 1, min(next_seq, self._next_seq))
         self._last_progress = clock.monotonic()
+        self._progress_due = self._progress is not None  # the engine may have restarted
 
     def _rebase(self, start: int) -> None:
         """Renumber every kept batch from ``start`` (re-encoding each; rare)."""
         frames, self._frames = self._frames, deque()
+        if self._progress is not None:  # progress names a seq: it moves with the batches
+            shift = start - (frames[0].seq if frames else self._next_seq)
+            self._progress = (self._progress[0], max(0, self._progress[1] + shift))
         seq = start
         for fr in frames:
             msg = msgpack.unpackb(fr.data, raw=False)
@@ -578,4 +639,8 @@ class BridgeClient:
         """Declare the hosted maps again (once the welcome told which maps the world has)."""
         self.hosted_maps = list(hosted_maps)
         if self._sock is not None:
-            self._sock.send(proto.encode_hello(self.server_id, maps=self.hosted_maps))
+            self._sock.send(self._hello_frame())
+
+    def _hello_frame(self) -> bytes:
+        caps = ("columns", "rows") + ((proto.LOCKSTEP_CAP,) if self.config.lockstep else ())
+        return proto.encode_hello(self.server_id, caps=caps, maps=self.hosted_maps)

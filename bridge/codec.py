@@ -438,11 +438,14 @@ def encode_columns(
     kind: str | None,
     columns: dict[str, Any],
     maps: Sequence[str] = (),
+    *,
+    tick: int = 0,
 ) -> bytes:
     """An ``events`` (or ``results``) batch in columnar form.
 
     ``columns`` holds wire fields by wire name: integers as arrays, map fields as ``<i2``
-    indexes into ``maps``, text as a fixed-width ``S`` array or a list of str.
+    indexes into ``maps``, text as a fixed-width ``S`` array or a list of str. ``tick`` > 0
+    stamps the batch for that engine tick (lockstep, PROTOCOL.md section 7).
     """
     fields = WIRE_RESULT_SCHEMA if t == RESULTS else WIRE_EVENT_SCHEMAS[kind]  # type: ignore[index]
     n = None
@@ -463,6 +466,8 @@ def encode_columns(
         elif m != n:
             raise ValueError(f"{kind}: column {f.name} has {m} values, others {n}")
     msg: dict[str, Any] = {"t": t, "seq": seq}
+    if tick:
+        msg["tick"] = tick
     if t == EVENTS:
         msg["kind"] = kind
     msg["n"] = n or 0
@@ -472,9 +477,13 @@ def encode_columns(
     return pack(msg)
 
 
-def encode_rows(t: str, seq: int, kind: str | None, rows: list[list[Any]]) -> bytes:
+def encode_rows(
+    t: str, seq: int, kind: str | None, rows: list[list[Any]], *, tick: int = 0
+) -> bytes:
     """An ``events`` (or ``results``) batch in row form (maps as names, text as str)."""
     msg: dict[str, Any] = {"t": t, "seq": seq}
+    if tick:
+        msg["tick"] = tick
     if t == EVENTS:
         msg["kind"] = kind
     msg["rows"] = rows

@@ -149,6 +149,29 @@ def build_vectors() -> list[dict[str, Any]]:
         proto.encode_error(proto.ErrorCode.SEQ_GAP, "got seq 9, expected 8; resend from it",
                            seq=9, expected_seq=8))
     add("bye", c2e, "A map server closing its session.", proto.encode_bye())
+    # lockstep (section 7)
+    add("hello_lockstep", c2e, "Handshake from 'map03' asking for a lockstep session.",
+        proto.encode_hello("map03", caps=("columns", "rows", proto.LOCKSTEP_CAP)))
+    add("events_columns_stamped", c2e,
+        "Two player moves as columns (seq 8) stamped for tick 120: applied at tick 120.",
+        encode_columns(proto.EVENTS, 8, "player_move", {
+            "char_id": _u("<u4", [150000, 150001]),
+            "map": _u("<i2", [0, 0]),
+            "x": _u("<i2", [158, 40]),
+            "y": _u("<i2", [190, 41]),
+        }, ["prontera"], tick=120))
+    add("results_rows_stamped", c2e,
+        "A result stamped for tick 120 (seq 9): the action of tick 118 was done.",
+        encode_rows(proto.RESULTS, 9, None, [[(118 << 24) | 0, 0, 0]], tick=120))
+    add("progress", c2e, "Lockstep progress: every batch stamped <= 120 has seq <= 9.",
+        proto.encode_progress(120, 9))
+    add("error_tick_order", e2c, "Seq 10 stamped tick 119 after progress declared 120.",
+        proto.encode_error(
+            proto.ErrorCode.TICK_ORDER,
+            "seq 10 stamped tick 119, but earlier batches were stamped up to 120 and progress "
+            "declared ticks <= 120 complete (up to seq 9); applied at tick 120, or the next "
+            "tick if that has passed",
+            seq=10, field="tick"))
     return v
 
 

@@ -184,6 +184,7 @@ class MiniEngine:
                 os.fsync(self._journal.fileno())
         self.inputs.mark_journaled(batches)
         self.server.emit(actions.take(self.tick))
+        self.server.committed(self.tick)  # journaled above: the actions may leave
         self.tick += 1
 
 

@@ -39,14 +39,19 @@ ACTIONS = "actions"
 HB = "hb"
 ERROR = "error"
 BYE = "bye"
-CLIENT_TYPES = (HELLO, EVENTS, RESULTS, HB, BYE)
+PROGRESS = "progress"
+CLIENT_TYPES = (HELLO, EVENTS, RESULTS, HB, BYE, PROGRESS)
 SERVER_TYPES = (WELCOME, ACK, ACTIONS, HB, ERROR)
 
 #: Capabilities the engine announces in ``welcome``.
-SERVER_CAPS = ("columns", "rows", "results", "actions")
+SERVER_CAPS = ("columns", "rows", "results", "actions", "lockstep")
+#: The capability a map server names in ``hello`` to get a session in lockstep (section 7).
+LOCKSTEP_CAP = "lockstep"
 
 SERVER_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 SEQ_MAX = 2**63 - 1
+#: Largest tick a batch may be stamped with; ``progress`` may name up to ``SEQ_MAX`` (done).
+TICK_MAX = 2**62
 INT32_MAX = 2**31 - 1
 INT16_MAX = 2**15 - 1
 LEVEL_MAX = 999  # rAthena MAX_LEVEL is at most a few hundred; 999 bounds every fork
@@ -69,6 +74,7 @@ class ErrorCode(IntEnum):
     TOO_MANY_SERVERS = 12  # servers_max connected (or server_records_max known)
     SUPERSEDED = 13        # another connection said hello with this server id
     UNKNOWN_MAP = 14       # hello names a map the world does not have
+    TICK_ORDER = 15        # a tick stamp below an earlier one or within declared progress
 
 
 class ResultStatus(IntEnum):
@@ -375,6 +381,10 @@ def encode_server_hb(tick: int, acked: int) -> bytes:
 
 def encode_client_hb(tick: int) -> bytes:
     return pack({"t": HB, "tick": tick})
+
+
+def encode_progress(tick: int, seq: int) -> bytes:
+    return pack({"t": PROGRESS, "tick": tick, "seq": seq})
 
 
 def encode_bye() -> bytes:

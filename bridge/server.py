@@ -20,6 +20,15 @@ Reliability is the protocol's job (ZeroMQ drops silently at full or unknown peer
 
 Validation is at the edge (``bridge.codec``): invalid events get an error frame naming the
 field and reason and go to the dead-letter store; valid events of the same batch go on.
+
+Actions leave only once their tick is durable (``committed``): an action from a tick a
+crash could undo never reaches a map server. The last ``action_ttl_ticks`` ticks of actions
+are kept, so a server that connects late (or reconnects to a restarted engine, which
+re-emits them from its journal) still gets what has not expired; ids make repeats harmless.
+
+Lockstep (PROTOCOL.md section 7): batches stamped with a tick wait for it in the input
+queue; ``progress`` says which ticks a server has finished; ``wait_progress`` is the tick
+thread's barrier on it; and a lockstep session gets an ``hb`` after each tick's actions.
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ COUNTERS = (
     "actions_sent", "actions_expired", "actions_dropped", "actions_unroutable",
     "action_frames_sent", "results_received", "errors_sent", "sends_dropped_hwm",
     "peers_marked_down", "hellos", "auth_refused", "auth_accepted", "dead_letter_errors",
+    "stamped_batches", "tick_order", "progress_received", "tick_marks_sent",
 )
 
 
@@ -125,6 +135,12 @@ class _Peer:
     gap_reported: int = 0
     limited_seq: int = 0          # seq already counted as rate limited / queue full
     full_seq: int = 0
+    offered: int = 0              # highest seq in the input queue (or journaled)
+    lockstep: bool = False        # session asked for per-tick hb marks
+    last_due: int = 0             # highest tick stamp accepted so far
+    progress: tuple[int, int] = (0, 0)  # latest (tick, seq) declared by ``progress``
+    frontier: int = 0             # ticks <= this are complete in the input queue
+    marked: int = 0               # last tick whose actions are all sent (lockstep hb)
     hosts: np.ndarray | None = None  # bool per map_id; None: hosts every map
     held: deque[InputBatch] = field(default_factory=deque)
     pending: deque[_PendingActions] = field(default_factory=deque)
@@ -147,6 +163,7 @@ class BridgeServer:
         durable_seqs: dict[str, int] | None = None,
         dead_letter_path: str | Path | None = None,
         clock: Callable[[], float] = engine_clock.monotonic,
+        start_tick: int = 0,
     ) -> None:
         self.requested_endpoint = endpoint
         self.endpoint: str | None = None
@@ -167,8 +184,12 @@ class BridgeServer:
         self._lock = threading.Lock()
         self._journaled: dict[str, int] = {}
         self._action_q: deque[ActionBatch] = deque()
+        self._recent: deque[tuple[ActionBatch, list[bool]]] = deque()
         self._emit_dropped = 0
-        self._tick = 0
+        self._tick = start_tick           # last committed tick (what hb and expiry use)
+        self._committed = start_tick
+        self._progress_cv = threading.Condition()
+        self._frontiers: dict[str, int] = {}
         self._peers: dict[str, _Peer] = {}
         self._by_rid: dict[bytes, _Peer] = {}
         self._peers_up = 0
@@ -195,15 +216,39 @@ class BridgeServer:
 
     # -- the tick thread's side (non-blocking) -------------------------------------------
     def emit(self, batch: ActionBatch) -> None:
-        """Queue this tick's actions (bounded) and return; also tells the bridge the tick."""
-        self._tick = batch.tick
+        """Queue this tick's actions (bounded) and return; they leave once it is committed."""
         if batch.count():
             with self._lock:
                 if len(self._action_q) >= self.config.action_queue_ticks_max:
                     self._emit_dropped += batch.count()
                 else:
                     self._action_q.append(batch)
-            self._wake()
+
+    def committed(self, tick: int) -> None:
+        """``tick`` is durable: its actions (and every earlier tick's) may leave."""
+        with self._lock:
+            self._committed = max(self._committed, tick)
+        self._wake()
+
+    def wait_progress(self, servers: tuple[str, ...], tick: int, timeout_s: float) -> list[str]:
+        """Block until every server in ``servers`` has declared ``tick`` complete.
+
+        The lockstep barrier (called by the tick thread before ``tick``): it returns the
+        servers still behind when ``timeout_s`` runs out (empty: all ready).
+        """
+        deadline = engine_clock.monotonic() + timeout_s
+        with self._progress_cv:
+            while True:
+                behind = [s for s in servers if self._frontiers.get(s, 0) < tick]
+                left = deadline - engine_clock.monotonic()
+                if not behind or left <= 0 or self._stopping:
+                    return behind
+                self._progress_cv.wait(left)
+
+    def frontiers(self) -> dict[str, int]:
+        """server id -> the last tick it declared complete (and is in the input queue)."""
+        with self._progress_cv:
+            return dict(self._frontiers)
 
     def _on_journaled(self, source: str, seq: int) -> None:
         with self._lock:
@@ -232,6 +277,8 @@ class BridgeServer:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the thread, close the socket and flush the dead-letter store."""
         self._stopping = True
+        with self._progress_cv:
+            self._progress_cv.notify_all()
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout_s)
@@ -445,6 +492,8 @@ class BridgeServer:
             self._batch(rid, peer, msg, payload)
         elif t == proto.HB:
             pass  # liveness was noted above
+        elif t == proto.PROGRESS:
+            self._progress(rid, peer, msg, payload)
         elif t == proto.BYE:
             self._down(peer)
         else:
@@ -472,7 +521,7 @@ class BridgeServer:
                     f"server_id must match {proto.SERVER_ID_RE.pattern}, got {sid!r:.80}",
                     field="server_id",
                 )
-            proto.get_str_list(msg, "caps", 64, 64)
+            caps = proto.get_str_list(msg, "caps", 64, 64)
             maps = proto.get_str_list(msg, "maps", self.config.hello_maps_max, 64)
             unknown = [m for m in maps if m not in self._decoder.name_to_id]
             if unknown:
@@ -495,11 +544,13 @@ class BridgeServer:
             self._reject_frame(rid, peer, exc, raw)
             return
         now = self._clock()
+        fresh = target is None
         if target is None:
             durable = int(self._durable.get(sid, 0))
-            target = _Peer(sid, received=durable, acked=durable,
+            target = _Peer(sid, received=durable, acked=durable, offered=durable,
                            tokens=float(self.config.events_per_s_max), tokens_t=now)
             self._peers[sid] = target
+        target.lockstep = proto.LOCKSTEP_CAP in caps
         if peer is not None and peer is not target:
             self._down(peer)  # this connection now speaks for another server id
         if target.up and target.rid != rid:
@@ -520,6 +571,10 @@ class BridgeServer:
             target.hosts = hosts
         else:
             target.hosts = None
+        if fresh:  # a server new to this engine gets the actions that have not expired
+            for batch, routed in self._recent:
+                self._route(target, batch)
+                routed[0] = True
         welcome = proto.encode_welcome(
             server_id=sid, acked=target.acked, next_seq=target.received + 1,
             credit=self.config.unacked_batches_max, tick=self._tick,
@@ -534,12 +589,15 @@ class BridgeServer:
         target.ack_sent = target.acked
         for entry in target.pending:  # resend unresolved actions after a reconnect
             entry.sent = False
+        target.marked = 0
         self._flush_actions(target)
+        self._mark(target)
 
     def _batch(self, rid: bytes, peer: _Peer, msg: dict[str, Any], raw: Any) -> None:
         cfg = self.config
         try:
             seq = proto.get_int(msg, "seq", 1, proto.SEQ_MAX)
+            stamp = proto.get_int(msg, "tick", 1, proto.TICK_MAX) if "tick" in msg else 0
         except proto.ProtocolError as exc:
             self._reject_frame(rid, peer, exc, raw)
             return
@@ -568,6 +626,7 @@ class BridgeServer:
                     seq=seq, expected_seq=expected), peer)
             return
         peer.gap_reported = 0
+        due = self._due(rid, peer, seq, stamp)
         kind = msg.get("kind") if msg["t"] == proto.EVENTS else proto.RESULT_KIND
         if not (isinstance(kind, str) and kind in EVENT_SCHEMAS):
             kind = None
@@ -577,11 +636,11 @@ class BridgeServer:
             exc.seq = seq
             self._reject_frame(rid, peer, exc, raw, kind)
             ekind = kind or PLACEHOLDER_KIND
-            batch = InputBatch(peer.server_id, seq, ekind, empty_columns(ekind))
+            batch = InputBatch(peer.server_id, seq, ekind, empty_columns(ekind), due)
         else:
             if len(dec.invalid):
                 self._invalid_events(rid, peer, seq, dec)
-            batch = InputBatch(peer.server_id, seq, dec.kind, dec.columns)
+            batch = InputBatch(peer.server_id, seq, dec.kind, dec.columns, due)
             if dec.kind == proto.RESULT_KIND:
                 self._counters["results_received"] += dec.accepted
                 if dec.accepted:
@@ -593,6 +652,50 @@ class BridgeServer:
         self._held_batches += 1
         self._held_bytes += _nbytes(batch)
         self._offer(peer)
+
+    def _due(self, rid: bytes, peer: _Peer, seq: int, stamp: int) -> int:
+        """The tick an accepted batch waits for: its stamp, never before an earlier one's.
+
+        A stamp that goes back (below an earlier batch's, or into ticks the server already
+        declared complete) breaks lockstep: the batch is still applied, as early as its
+        order allows, and the server is told which tick it got.
+        """
+        if not stamp:
+            return 0
+        self._counters["stamped_batches"] += 1
+        due = max(stamp, peer.last_due)
+        p_tick, p_seq = peer.progress
+        if due != stamp or (seq > p_seq and stamp <= p_tick):
+            self._counters["tick_order"] += 1
+            self._send_error(rid, proto.encode_error(
+                proto.ErrorCode.TICK_ORDER,
+                f"seq {seq} stamped tick {stamp}, but earlier batches were stamped up to "
+                f"{peer.last_due} and progress declared ticks <= {p_tick} complete (up to "
+                f"seq {p_seq}); applied at tick {due}, or the next tick if that has passed",
+                seq=seq, field="tick"), peer)
+        peer.last_due = due
+        return due
+
+    def _progress(self, rid: bytes, peer: _Peer, msg: dict[str, Any], raw: Any) -> None:
+        """``progress``: every batch this server stamps <= tick has a seq <= seq."""
+        try:
+            tick = proto.get_int(msg, "tick", 0, proto.SEQ_MAX)
+            seq = proto.get_int(msg, "seq", 0, proto.SEQ_MAX)
+        except proto.ProtocolError as exc:
+            self._reject_frame(rid, peer, exc, raw)
+            return
+        self._counters["progress_received"] += 1
+        if tick > peer.progress[0]:
+            peer.progress = (tick, seq)
+            self._advance_frontier(peer)
+
+    def _advance_frontier(self, peer: _Peer) -> None:
+        tick, seq = peer.progress
+        if tick > peer.frontier and peer.offered >= seq:
+            peer.frontier = tick
+            with self._progress_cv:
+                self._frontiers[peer.server_id] = tick
+                self._progress_cv.notify_all()
 
     def _invalid_events(self, rid: bytes, peer: _Peer, seq: int, dec: Any) -> None:
         k = len(dec.invalid)
@@ -640,9 +743,11 @@ class BridgeServer:
                 return
             peer.tokens -= n
             peer.held.popleft()
+            peer.offered = batch.seq
             self._held_batches -= 1
             self._held_bytes -= _nbytes(batch)
             self._counters["batches_offered"] += 1
+        self._advance_frontier(peer)
 
     # -- acks -----------------------------------------------------------------------------
     def _apply_journaled(self) -> None:
@@ -668,20 +773,43 @@ class BridgeServer:
 
     # -- actions out ----------------------------------------------------------------------
     def _drain_actions(self) -> None:
+        """Route the actions of committed ticks; keep them for late servers while fresh."""
         with self._lock:
-            if not self._action_q:
-                return
-            batches = list(self._action_q)
-            self._action_q.clear()
+            committed = self._committed
+            batches = []
+            while self._action_q and self._action_q[0].tick <= committed:
+                batches.append(self._action_q.popleft())
+        if committed == self._tick and not batches:
+            return
+        self._tick = committed
         for batch in batches:
-            if not self._peers:
-                self._counters["actions_unroutable"] += batch.count()
-                continue
             for sid in sorted(self._peers):
-                peer = self._peers[sid]
-                self._route(peer, batch)
-                if peer.up:
-                    self._flush_actions(peer)
+                self._route(self._peers[sid], batch)
+            self._recent.append((batch, [bool(self._peers)]))
+        horizon = committed - self.config.action_ttl_ticks
+        while self._recent and (
+            self._recent[0][0].tick < horizon
+            or len(self._recent) > self.config.action_queue_ticks_max
+        ):
+            batch, routed = self._recent.popleft()
+            if not routed[0]:  # expired before any server was there to take it
+                self._counters["actions_unroutable"] += batch.count()
+        for sid in sorted(self._peers):
+            peer = self._peers[sid]
+            if peer.up:
+                self._flush_actions(peer)
+                self._mark(peer)
+
+    def _mark(self, peer: _Peer) -> None:
+        """Lockstep: tell the server that every action up to the committed tick was sent."""
+        if not (peer.lockstep and peer.up and peer.rid is not None) or peer.marked >= self._tick:
+            return
+        if any(not entry.sent for entry in peer.pending):
+            return  # the hb must follow the actions it vouches for
+        if self._send(peer.rid, proto.encode_server_hb(self._tick, peer.acked), peer):
+            peer.marked = self._tick
+            peer.next_hb = self._clock() + self.config.heartbeat_ms / 1000
+            self._counters["tick_marks_sent"] += 1
 
     def _route(self, peer: _Peer, batch: ActionBatch) -> None:
         """Queue the actions of ``batch`` that concern ``peer`` as frames (bounded)."""
@@ -751,10 +879,13 @@ class BridgeServer:
                 continue
             if now >= peer.next_hb:
                 peer.next_hb = now + hb_s
-                self._send(peer.rid, proto.encode_server_hb(tick, peer.acked), peer)  # type: ignore[arg-type]
+                # a lockstep session's hb tick only ever vouches for actions already sent
+                hb_tick = peer.marked if peer.lockstep else tick
+                self._send(peer.rid, proto.encode_server_hb(hb_tick, peer.acked), peer)  # type: ignore[arg-type]
             if peer.ack_sent < peer.acked:
                 self._send_ack(peer)
             self._flush_actions(peer)
+            self._mark(peer)
 
     def _down(self, peer: _Peer) -> None:
         """A peer is gone or silent: forget its connection, keep its record; world goes on."""

@@ -12,6 +12,13 @@ from ``np.random.default_rng([seed, s])`` and vectorized over players, so two ru
 same seed send the same stream (``stream_digest`` in the summary), whatever the timing.
 Actions received change rewards (zeny, items, NPCs) but never the event stream.
 
+With ``lockstep`` (PROTOCOL.md section 14) the *engine's* inputs become timing-free too:
+step ``s`` is stamped tick ``first + s`` (``first`` = the welcome's tick + 1); the actions
+of tick ``a`` are executed, in tick order, and answered in the batch stamped ``a + lag``;
+and tick ``T`` is declared complete only once the engine's mark says every action of tick
+``T - lag`` has arrived. After the last step the simulator declares itself done and stops
+executing actions (a real map server would go on).
+
 Ids follow rAthena: character ids from 150000, account ids from 2000000 (distinct
 numbers); zeny is int32; an item stack holds at most 30,000; map names have at most 11
 characters.
@@ -352,6 +359,10 @@ class SimSummary:
     actions_duplicate: int = 0
     results_acked: int = 0
     failed_by_reason: dict[str, int] = field(default_factory=dict)
+    lockstep: bool = False
+    first_tick: int = 0           # lockstep: the tick stamped on step 0
+    last_tick: int = 0            # lockstep: the last tick stamped (the final logouts)
+    actions_unexecuted: int = 0   # lockstep: arrived after the simulator was done
     generated_by_kind: dict[str, int] = field(default_factory=dict)
     stream_digest: str = ""
     all_acked: bool = False  # every generated event acked (durable in the engine)
@@ -371,14 +382,26 @@ def run_sim_server(
     connect_timeout_s: float = 10.0,
     drain_timeout_s: float = 30.0,
     reward_zeny_max: int = 1_000_000,
+    lockstep: bool = False,
+    result_lag: int = 2,
+    lockstep_timeout_s: float = 60.0,
 ) -> SimSummary:
     """Run the simulated map server against the engine at ``connect`` and summarise."""
+    if result_lag < 1:
+        raise UserError("--result-lag must be at least 1 (the engine cannot answer in-tick)")
     t0 = clock.monotonic()
     holder: dict[str, Any] = {}
     failed: dict[str, int] = {}
     counts = {"done": 0, "failed": 0}
+    waiting: list[ActionsFrame] = []  # lockstep: frames until their tick's turn
 
     def on_actions(frame: ActionsFrame) -> None:
+        if lockstep:
+            waiting.append(frame)
+        else:
+            execute(frame)
+
+    def execute(frame: ActionsFrame) -> None:
         ids, status, reason = holder["world"].execute(frame)
         counts["done"] += int((status == 0).sum())
         counts["failed"] += int((status != 0).sum())
@@ -388,6 +411,7 @@ def run_sim_server(
         client.report_results(ids, status, reason)
 
     cfg = client_config or ClientConfig(batch_events=8192, batch_ms=max(10, step_ms // 2))
+    cfg.lockstep = lockstep
     client = BridgeClient(connect, server_id, maps=[m for m, _, _ in SIM_MAPS], config=cfg,
                           on_actions=on_actions)
     try:
@@ -409,10 +433,32 @@ def run_sim_server(
         # our map indexes must match the client's table
         client.set_map_table([n for n, _, _ in maps])
         n_steps = steps if steps is not None else max(1, int(duration_s * 1000 / step_ms))
+        first = int(welcome.get("tick", 0)) + 1
+
+        def settle(tick: int) -> None:
+            """Lockstep: answer, stamped ``tick``, every action of ticks <= tick - lag."""
+            upto = tick - result_lag
+            end = clock.monotonic() + lockstep_timeout_s
+            while client.mark_tick < upto:
+                if clock.monotonic() > end:
+                    raise EnvironmentFailure(
+                        f"lockstep: no mark for engine tick {upto} within {lockstep_timeout_s} s "
+                        f"(last mark {client.mark_tick}); is the engine running?")
+                client.poll(5)
+            client.set_tick(tick)
+            due = sorted((f for f in waiting if f.tick <= upto), key=lambda f: f.tick)
+            waiting[:] = [f for f in waiting if f.tick > upto]
+            for frame in due:
+                execute(frame)
+
         start = clock.monotonic()
         for s in range(n_steps):
+            if lockstep:
+                settle(first + s)
             for kind, cols in world.step(s):
                 client.add_columns(kind, cols)
+            if lockstep:
+                client.progress(first + s)
             deadline = start + (s + 1) * step_ms / 1000
             while True:
                 left = deadline - clock.monotonic()
@@ -421,16 +467,27 @@ def run_sim_server(
                 if left <= 0 and (client.unacked_batches < cfg.frames_max // 2
                                   or left < -drain_timeout_s):
                     break
+        if lockstep:
+            settle(first + n_steps)
         for kind, cols in world.logout_all():
             client.add_columns(kind, cols)
+        if lockstep:  # done: nothing more will be stamped, so nothing waits for us
+            client.progress(proto.SEQ_MAX)
         client.flush()
         end = clock.monotonic() + drain_timeout_s
         while not client.events_durable() and clock.monotonic() < end:
             client.poll(20)
-        # answer the actions already under way, then stop (the engine keeps emitting)
+        # answer the actions already under way, then stop (the engine keeps emitting);
+        # in lockstep they stay unexecuted: an answer now could only land on a timing tick
         grace = clock.monotonic() + 2 * cfg.batch_ms / 1000 + 1.0
         while not client.idle() and clock.monotonic() < min(grace, end):
             client.poll(10)
+        if lockstep:
+            summary_extra = {"lockstep": True, "first_tick": first,
+                             "last_tick": first + n_steps,
+                             "actions_unexecuted": sum(f.count() for f in waiting)}
+        else:
+            summary_extra = {}
         summary = SimSummary(
             server_id=server_id, seed=seed, players=players, steps=n_steps,
             maps=[n for n, _, _ in maps],
@@ -439,6 +496,8 @@ def run_sim_server(
         summary.events_generated = sum(world.generated.values())
         summary.stream_digest = world.digest.hexdigest()
         summary.all_acked = client.events_durable()
+        for k, v in summary_extra.items():
+            setattr(summary, k, v)
     finally:
         client.close()
     st = client.stats

@@ -18,6 +18,7 @@ from bridge.config import BridgeConfig
 from bridge.loadgen import demo_view
 from bridge.server import BridgeServer, WorldView
 from engine import clock
+from engine.actions import ActionBatch
 from engine.inputs import InputBatch, InputQueue
 
 
@@ -113,6 +114,11 @@ class Harness:
         self.journal.extend(batches)
         self.inputs.mark_journaled(batches)
         return batches
+
+    def emit(self, batch: ActionBatch) -> None:
+        """Play a tick's emit and durable commit: its actions may leave."""
+        self.server.emit(batch)
+        self.server.committed(batch.tick)
 
     def wait_for(self, pred: Callable[[], bool], timeout_s: float = 5.0,
                  step: Callable[[], None] | None = None) -> bool:

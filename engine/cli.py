@@ -21,6 +21,7 @@ import orjson
 
 from engine.errors import (
     EXIT_DIVERGED,
+    EXIT_ENVIRONMENT,
     EXIT_OK,
     EXIT_USER_ERROR,
     NornError,
@@ -72,25 +73,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.no_fsync:
         overrides["fsync"] = False
+    if args.lockstep_servers:
+        overrides["lockstep_servers"] = tuple(args.lockstep_servers)
     durable: dict[str, int] = {}
+    resend: list = []
+    ticks = None  # config.ticks
     if args.resume:
+        from bridge.config import BridgeConfig
         from replays.resume import resume
 
         if not args.out:
             raise UserError("--resume needs --out DIR (the run to continue)")
-        world, recorder, journal_run, durable = resume(args.out)
+        ttl = BridgeConfig(**bridge_table(args.config)).action_ttl_ticks if args.serve else 0
+        resumed = resume(args.out, resend_ticks=ttl)
+        world, recorder, journal_run = resumed.world, resumed.recorder, resumed.run
+        durable, resend = resumed.durable, resumed.resend
         recorded = journal_run.config()
+        fixed = ("seed", "tick_ms", "lockstep_servers")  # they decide what the ticks hold
+        changed = [k for k in fixed if overrides.get(k) is not None
+                   and overrides[k] != getattr(recorded, k)]
+        if changed:
+            raise UserError(f"--resume continues the recorded run; it cannot change {changed}")
         config = make_config(
             None,
             **{
                 **recorded.model_dump(),
-                **{
-                    k: v
-                    for k, v in overrides.items()
-                    if v is not None and k not in ("seed", "tick_ms")
-                },
+                **{k: v for k, v in overrides.items() if v is not None and k not in fixed},
             },
         )
+        # without --ticks the run goes on to its recorded length; with it, that many more
+        ticks = args.ticks if args.ticks is not None else max(0, recorded.ticks - world.tick)
         scenario_model = journal_run.header["scenario"]["model"]
         scenario_name = journal_run.header["scenario"]["name"]
         scenario_data = None
@@ -119,13 +131,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     sim = None
     if args.sim_players and not args.serve:
         args.serve = "tcp://127.0.0.1:0"
+    if config.lockstep_servers and not args.serve:
+        raise UserError("lockstep_servers needs --serve: the servers it waits for are bridged")
     if args.serve:
         server = _start_bridge(
             args, world, scenario_model, durable, out_dir, bridge_table(args.config)
         )
+        for batch in resend:  # actions a crash may have kept from leaving; ids dedupe
+            server.emit(batch)
+        server.committed(world.tick)
         if args.sim_players:
             sim = _start_sim(server.endpoint, args.sim_players, config)
     before_tick = None
+    stall: list[str] = []
+    if server is not None and config.lockstep_servers:
+        servers, wait_s = config.lockstep_servers, config.lockstep_servers_timeout_s
+
+        def before_tick(tick: int) -> bool:
+            behind = server.wait_progress(servers, tick, wait_s)
+            if behind:
+                stall.append(
+                    f"lockstep: map server(s) {behind} did not declare tick {tick} complete "
+                    f"within {wait_s} s (lockstep_servers_timeout_s); the journal is intact: "
+                    f"continue with --resume once they are back"
+                )
+                return False
+            return True
     if server is None and scenario_data is not None:
         make_source = _model_hook(scenario_model, "make_event_source")
         if make_source is not None:
@@ -149,7 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             prog.advance(task)
 
     try:
-        summary = run(world, config, recorder, on_tick=on_tick, before_tick=before_tick, stop=stop)
+        summary = run(world, config, recorder, ticks=ticks, on_tick=on_tick,
+                      before_tick=before_tick, stop=stop)
     finally:
         if bar is not None:
             bar[0].stop()
@@ -157,6 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     recorder.close(world, summary.stopped)
+    if stall:
+        print(f"norn: {stall[0]}", file=sys.stderr)
 
     report = summary.as_dict()
     report["run_dir"] = str(out_dir)
@@ -175,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_json(report)
     else:
         _print_run_report(report)
-    return EXIT_OK
+    return EXIT_ENVIRONMENT if stall else EXIT_OK
 
 
 def _start_bridge(
@@ -195,6 +229,7 @@ def _start_bridge(
         BridgeConfig(**bridge_cfg),
         durable_seqs=durable,
         dead_letter_path=out_dir / "dead_letters.duckdb",
+        start_tick=world.tick,
     )
     world.sinks.append(server)
     server.start()
@@ -350,7 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a world (optionally serving the rAthena bridge)")
     p.add_argument("--scenario", help="scenario TOML (default: the embedded Rune-Midgarts world)")
     p.add_argument("--config", help="config TOML with [run] and [bridge] tables")
-    p.add_argument("--ticks", type=int)
+    p.add_argument(
+        "--ticks", type=int,
+        help="ticks to run (with --resume: how many more; default: to the recorded length)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--tick-ms", type=int, dest="tick_ms")
     p.add_argument("--out", help="run directory for the journal and snapshots")
@@ -373,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         dest="sim_players",
         help="also launch `norn sim-server` with N players against the bridge (the demo)",
+    )
+    p.add_argument(
+        "--lockstep-server", action="append", dest="lockstep_servers", metavar="SERVER_ID",
+        help="wait before each tick until this map server declared it complete (repeatable; "
+        "PROTOCOL.md section 7): inputs land on the ticks the server stamped, whatever the "
+        "timing",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)

@@ -5,6 +5,7 @@ Errors name the key and what is allowed, and become exit code 2 (``ConfigError``
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -28,11 +29,25 @@ class RunConfig(BaseModel):
     synctest: bool = False
     decision_latency_ticks: int = Field(1, ge=0, le=limits.decision_deadline_ticks_max)
     lockstep_timeout_s: float = Field(10.0, gt=0, le=3600)
+    # Bridge lockstep: before each tick, wait until these map servers declared it complete
+    # (PROTOCOL.md section 7), so which tick a batch lands in never depends on timing.
+    lockstep_servers: tuple[str, ...] = Field((), max_length=1024)
+    lockstep_servers_timeout_s: float = Field(60.0, gt=0, le=86_400)
     input_batches_max: int = Field(limits.input_batches_max, ge=1, le=limits.input_batches_max)
     input_events_max: int = Field(limits.input_events_max, ge=1, le=limits.input_events_max)
     actions_per_tick_max: int = Field(
         limits.actions_per_tick_max, ge=1, le=limits.actions_per_tick_max
     )
+
+    @field_validator("lockstep_servers")
+    @classmethod
+    def _server_ids(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for sid in v:
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", sid):
+                raise ValueError(f"{sid!r} is not a server id ([A-Za-z0-9_.-]{{1,64}})")
+        if len(set(v)) != len(v):
+            raise ValueError("server ids repeat")
+        return tuple(sorted(v))
 
     @field_validator("chunk_rows")
     @classmethod

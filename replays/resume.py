@@ -1,14 +1,21 @@
-"""Continue a run from its journal: restore the last snapshot, replay the ticks after it.
+"""Continue a run from its journal: restore a snapshot, replay the ticks after it.
 
 Used after a crash (``norn run --resume``): the torn tail is truncated, the world is
 brought to the last committed tick bit-identically, and the journal continues its chain.
+
+Actions are not journaled; they are a pure function of the journal. The actions of the
+last ``resend_ticks`` ticks are rebuilt by replaying from a snapshot old enough and handed
+back, so the bridge can offer them again: a crash between a tick's commit and its actions
+leaving the engine loses none (map servers drop the repeats by action id).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine import journal, state
+from engine.actions import ActionBatch
 from engine.decisions import DeterministicResolver
 from engine.errors import JournalError
 from engine.recorder import JOURNAL_NAME, Recorder
@@ -17,10 +24,21 @@ from engine.world import World
 from replays.reader import RunJournal, durable_seqs, open_run
 
 
-def resume(run_dir: str | Path) -> tuple[World, Recorder, RunJournal, dict[str, int]]:
+@dataclass
+class Resumed:
+    world: World
+    recorder: Recorder
+    run: RunJournal
+    durable: dict[str, int]  # highest journaled seq per input source
+    resend: list[ActionBatch]  # actions of the last ``resend_ticks`` ticks, oldest first
+
+
+def resume(run_dir: str | Path, *, resend_ticks: int = 0) -> Resumed:
     run = open_run(run_dir)
     world = run.build_world()
-    base = run.restore_latest(world)
+    last = run.last_tick
+    base = run.restore_latest(world, at_or_before=max(0, last - resend_ticks))
+    resend: list[ActionBatch] = []
     for rec in run.ticks(after=base):
         out = step(world, rec, emit=False)
         if out.digest != rec.digest:
@@ -28,10 +46,12 @@ def resume(run_dir: str | Path) -> tuple[World, Recorder, RunJournal, dict[str, 
                 f"{run.dir}: replay diverged at tick {rec.tick} while resuming; run "
                 "'norn replay verify' for details"
             )
+        if resend_ticks and rec.tick > last - resend_ticks and world.last_actions.count():
+            resend.append(world.last_actions)
     world.resolver = DeterministicResolver(run.config().decision_latency_ticks)
     state.resubmit_pending(world)
     writer = journal.JournalWriter.open_append(
         Path(run.dir) / JOURNAL_NAME, fsync=run.config().fsync
     )
     recorder = Recorder(Path(run.dir), writer, run.config().snapshot_every)
-    return world, recorder, run, durable_seqs(run)
+    return Resumed(world, recorder, run, durable_seqs(run), resend)

@@ -10,8 +10,12 @@ skip, naming why.
   once: per-kind counts equal the simulator's and an uninterrupted run's.
 - ``norn replay verify`` of the bridged runs passes without any socket: replaying the
   journal from tick 0 without interruption gives every recorded digest, including the
-  final one. (A second *live* run cannot be compared digest for digest: which tick a
-  batch lands in depends on wall-clock arrival; the journal is what makes it exact.)
+  final one.
+- In lockstep (``--lockstep-server`` / ``sim-server --lockstep``, PROTOCOL.md section 14)
+  the tick each batch lands in no longer depends on timing, so a run killed with SIGKILL
+  and resumed has the *same digest at every tick* as an uninterrupted run. (Without
+  lockstep two live runs cannot be compared digest for digest: which tick a batch lands in
+  depends on wall-clock arrival, and the journal is what makes a run exact.)
 """
 
 from __future__ import annotations
@@ -154,3 +158,83 @@ def test_sigkill_and_resume_apply_every_event_once_and_replay_verifies(tmp_path)
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "match" in verify.stdout
+
+
+# -- lockstep: the killed-and-resumed run equals the uninterrupted one, tick for tick ------
+LS_STEPS, LS_TICKS = 60, 100  # the simulator stamps ticks 1..61; the engine runs on to 100
+
+
+def _sim_lockstep(endpoint: str, step_ms: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", "sim-server", "--connect", endpoint,
+         "--players", str(PLAYERS), "--seed", str(SEED), "--steps", str(LS_STEPS),
+         "--step-ms", str(step_ms), "--lockstep", "--connect-timeout-s", "30",
+         "--drain-timeout-s", "60", "--json"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _lockstep_args(endpoint: str, out: Path) -> list[str]:
+    return ["run", "--serve", endpoint, "--lockstep-server", "map01", "--out", str(out),
+            "--ticks", str(LS_TICKS), "--clock", "fast", "--snapshot-every", "10", "--json"]
+
+
+def _digests(run_dir: Path) -> dict[int, int]:
+    from replays.reader import open_run
+
+    return {rec.tick: rec.digest for rec in open_run(run_dir).ticks()}
+
+
+def _last_tick_safe(run_dir: Path) -> int:
+    try:
+        from replays.reader import open_run
+
+        return open_run(run_dir).last_tick
+    except Exception:
+        return 0
+
+
+def test_lockstep_sigkill_and_resume_equal_the_uninterrupted_run_at_every_tick(tmp_path):
+    # A: uninterrupted
+    ep_a = f"tcp://127.0.0.1:{_free_port()}"
+    engine = _norn(*_lockstep_args(ep_a, tmp_path / "A"))
+    sim = _sim_lockstep(ep_a, step_ms=10)
+    rc, out, err = _finish(sim, timeout=120)
+    assert rc == 0, err
+    sim_a = json.loads(out)
+    rc, out_a, err = _finish(engine, timeout=120)  # runs to its last tick by itself
+    assert rc == 0, err
+    assert sim_a["all_acked"] and sim_a["lockstep"] and sim_a["first_tick"] == 1
+
+    # B: the same stream at another pace; the engine is SIGKILLed mid-stream and resumed
+    ep_b = f"tcp://127.0.0.1:{_free_port()}"
+    engine = _norn(*_lockstep_args(ep_b, tmp_path / "B"))
+    sim = _sim_lockstep(ep_b, step_ms=30)
+    deadline = time.monotonic() + 90
+    while _last_tick_safe(tmp_path / "B") < 20:
+        assert time.monotonic() < deadline and sim.poll() is None, "stream never started"
+        time.sleep(0.02)
+    engine.send_signal(signal.SIGKILL)
+    engine.wait(10)
+    killed_at = _last_tick_safe(tmp_path / "B")
+    assert killed_at < LS_STEPS, "killed too late to test anything"
+    # no --ticks, no --lockstep-server: a resumed run goes on to its recorded length, and
+    # its lockstep servers are part of the recorded config
+    resumed = _norn("run", "--out", str(tmp_path / "B"), "--resume", "--serve", ep_b, "--json")
+    rc, out, err = _finish(sim, timeout=120)
+    assert rc == 0, err
+    sim_b = json.loads(out)
+    assert sim_b["all_acked"] and sim_b["reconnects"] >= 1
+    assert sim_b["stream_digest"] == sim_a["stream_digest"]
+    rc, out_b, err = _finish(resumed, timeout=120)
+    assert rc == 0, err
+
+    digests_a, digests_b = _digests(tmp_path / "A"), _digests(tmp_path / "B")
+    assert sorted(digests_a) == sorted(digests_b) == list(range(1, LS_TICKS + 1))
+    differing = [t for t in digests_a if digests_a[t] != digests_b[t]]
+    assert differing == [], f"first differing tick {differing[:1]} (killed at {killed_at})"
+    assert json.loads(out_a)["last_digest"] == json.loads(out_b)["last_digest"]
+    # every event applied exactly once, and the results the simulator sent too
+    counts_a, counts_b = _input_counts(tmp_path / "A"), _input_counts(tmp_path / "B")
+    assert counts_a == counts_b
+    assert {k: v for k, v in counts_b.items() if k != "action_result"} == sim_a["generated_by_kind"]
+    assert counts_b.get("action_result", 0) == sim_b["results_acked"] == sim_a["results_acked"]

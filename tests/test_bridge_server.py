@@ -89,7 +89,7 @@ def test_end_to_end_events_in_actions_out_results_back(harness):
         assert sorted(b.kind for b in batches) == ["mob_kill", "npc_talk"]
         mob = next(b for b in batches if b.kind == "mob_kill")
         np.testing.assert_array_equal(mob.columns["map_id"], [0, 1])
-        harness.server.emit(actions_batch(
+        harness.emit(actions_batch(
             5,
             start_quest={"char_id": np.array([150000], np.uint32),
                          "quest_id": np.array([7], np.int32)},
@@ -182,14 +182,14 @@ def test_silent_peer_is_marked_down_and_the_world_keeps_running():
 def _silent_peer(harness, peer):
     peer.hello("map01")
     for tick in range(1, 4):
-        harness.server.emit(ActionBatch(tick=tick))
+        harness.emit(ActionBatch(tick=tick))
     assert peer.recv_until(lambda m: m["t"] == "hb" and m["tick"] == 3)
     # stop answering: the peer sends nothing for longer than peer_timeout_ms
     assert harness.wait_for(lambda: harness.server.stats()["peers_up"] == 0, timeout_s=3)
     st = harness.server.stats()
     assert st["peers_down"] == 1 and st["peers_marked_down"] == 1
     # actions for a down peer are kept and delivered after it says hello again
-    harness.server.emit(actions_batch(4, start_quest={
+    harness.emit(actions_batch(4, start_quest={
         "char_id": np.array([150000], np.uint32), "quest_id": np.array([1], np.int32)}))
     peer.drain(0.1)
     w = peer.hello("map01")
@@ -206,11 +206,11 @@ def test_unresolved_actions_expire():
         p.hello("map01")
         p.send(proto.encode_bye())
         assert h.wait_for(lambda: h.server.stats()["peers_up"] == 0)
-        h.server.emit(actions_batch(1, start_quest={
+        h.emit(actions_batch(1, start_quest={
             "char_id": np.array([150000, 150001], np.uint32),
             "quest_id": np.array([1, 2], np.int32)}))
         for t in range(2, 8):
-            h.server.emit(ActionBatch(tick=t))
+            h.emit(ActionBatch(tick=t))
         assert h.wait_for(lambda: h.server.stats()["actions_expired"] == 2)
         assert p.hello("map01")["t"] == "welcome"
         assert p.recv_type("actions", 0.3) is None
@@ -224,7 +224,7 @@ def test_actions_are_routed_to_the_servers_hosting_their_maps(harness):
     try:
         assert a.hello("map01", maps=["prontera"])["t"] == "welcome"
         assert b.hello("map02", maps=["izlude"])["t"] == "welcome"
-        harness.server.emit(actions_batch(
+        harness.emit(actions_batch(
             9,
             set_weather={"map_id": np.array([0, 1], np.int16),
                          "weather": np.array([1, 2], np.int16), "on": np.array([1, 1], np.uint8)},

@@ -114,3 +114,30 @@ def test_realtime_and_lockstep_clocks_run_and_report_overruns(tmp_path):
         )
         assert r.returncode == 0, r.stderr
         assert '"overruns"' in r.stdout and f'"clock": "{clock}"' in r.stdout
+
+
+def test_lockstep_needs_serve_and_a_stalled_barrier_stops_cleanly(tmp_path):
+    _fails_cleanly(
+        norn("run", "--scenario", "toy", "--lockstep-server", "map01", "--out",
+             str(tmp_path / "x")),
+        "lockstep_servers needs --serve",
+    )
+    _fails_cleanly(norn("run", "--lockstep-server", "bad id!", "--serve", "tcp://127.0.0.1:0"),
+                   "lockstep_servers", "server id")
+    cfg = tmp_path / "norn.toml"
+    cfg.write_text("[run]\nlockstep_servers_timeout_s = 0.5\n")
+    out = tmp_path / "stalled"
+    r = norn("run", "--serve", "tcp://127.0.0.1:0", "--lockstep-server", "map01", "--config",
+             str(cfg), "--ticks", "5", "--out", str(out), "--json")
+    # no map server ever connects: exit 3 naming the server, the journal closed and intact
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "map01" in r.stderr and "did not declare tick 1 complete" in r.stderr
+    assert "Traceback" not in r.stderr
+    info = norn("replay", "info", str(out), "--json")
+    assert info.returncode == 0 and '"stalled"' in info.stdout
+    # resuming cannot change what decides the ticks' inputs
+    _fails_cleanly(
+        norn("run", "--out", str(out), "--resume", "--serve", "tcp://127.0.0.1:0",
+             "--lockstep-server", "map02"),
+        "cannot change", "lockstep_servers",
+    )

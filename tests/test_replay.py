@@ -132,7 +132,8 @@ def test_resume_after_a_crash_continues_the_same_world(tmp_path):
     )
     data = path.read_bytes()
     path.write_bytes(data[: cut.offset + 9])
-    world, recorder, _, _ = resume(run_dir)
+    resumed = resume(run_dir)
+    world, recorder = resumed.world, resumed.recorder
     assert world.tick == 17
     config = make_config(None, seed=4, ticks=8, fsync=False)
     run(world, config, recorder)
@@ -147,3 +148,42 @@ def journal_digests_of(path):
         for f in journal.JournalReader(path).frames()
         if f.kind == journal.KIND_TICK
     }
+
+
+def test_resume_rebuilds_the_actions_of_the_last_ticks_for_resending(tmp_path):
+    """Actions are not journaled: a resumed run rebuilds recent ones from the journal, equal
+    to what the live run emitted, so a crash before they left loses none."""
+    from actors.toy import login_batches
+    from replays.resume import resume
+
+    text = 'name = "toy-resend"\nmodel = "toy"\n[toy]\nwalkers = 200\ncapacity = 250\n'
+    scenario = parse_scenario(text, "toy-resend.toml")
+    config = make_config(None, seed=4, ticks=30, snapshot_every=10, fsync=False)
+    world = build_world(scenario, config)
+    rec = Recorder.create(
+        tmp_path / "run", make_header(scenario, config, world), fsync=False, snapshot_every=10
+    )
+    emitted = {}
+
+    class Sink:
+        def emit(self, batch):
+            emitted[batch.tick] = batch
+
+    world.sinks.append(Sink())
+
+    def feed(tick):
+        for b in login_batches(4, tick):
+            assert world.inputs.offer(b)
+
+    run(world, config, rec, before_tick=feed)  # killed here: no end frame
+    resumed = resume(tmp_path / "run", resend_ticks=12)  # older than the last snapshot (30)
+    assert resumed.world.tick == 30
+    want = [emitted[t] for t in range(19, 31) if emitted[t].count()]
+    assert want, "the toy world emits actions every few ticks"
+    assert [b.tick for b in resumed.resend] == [b.tick for b in want]
+    for got, live in zip(resumed.resend, want, strict=True):
+        assert sorted(got.kinds) == sorted(live.kinds)
+        for kind, cols in live.kinds.items():
+            for name, col in cols.items():
+                np.testing.assert_array_equal(got.kinds[kind][name], col)
+    assert resume(tmp_path / "run").resend == []
