@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine.config import bridge_table, make_config
     from engine.recorder import Recorder
     from engine.runner import build_world, make_header, run
-    from engine.scenario import load_scenario
+    from engine.scenario import load_scenario, parse_scenario
 
     overrides = dict(
         seed=args.seed,
@@ -103,9 +103,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         # without --ticks the run goes on to its recorded length; with it, that many more
         ticks = args.ticks if args.ticks is not None else max(0, recorded.ticks - world.tick)
-        scenario_model = journal_run.header["scenario"]["model"]
-        scenario_name = journal_run.header["scenario"]["name"]
-        scenario_data = None
+        recorded_scenario = parse_scenario(
+            journal_run.header["scenario"]["text"], journal_run.header["scenario"]["source"]
+        )
+        scenario_model, scenario_name = recorded_scenario.model, recorded_scenario.name
+        scenario_data = recorded_scenario.data  # the event source goes on where it stopped
     else:
         scenario = load_scenario(args.scenario)
         config = make_config(args.config, **overrides)

@@ -187,3 +187,28 @@ def test_resume_rebuilds_the_actions_of_the_last_ticks_for_resending(tmp_path):
             for name, col in cols.items():
                 np.testing.assert_array_equal(got.kinds[kind][name], col)
     assert resume(tmp_path / "run").resend == []
+
+
+def test_a_crashed_unbridged_run_resumed_from_the_cli_equals_the_uninterrupted_one(tmp_path):
+    """The scenario's own event source goes on after --resume (it is a function of the tick)."""
+    import json
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        r = norn("run", "--scenario", "toy", "--ticks", "30", "--snapshot-every", "10",
+                 "--no-fsync", "--out", str(out), "--json")
+        assert r.returncode == 0, r.stderr
+    want = json.loads(r.stdout)["last_digest"]
+    # crash b after tick 17: cut its journal there, with a torn half-frame
+    path = b / JOURNAL_NAME
+    frames = list(journal.JournalReader(path).frames())
+    cut = next(
+        f for f in frames if f.kind == journal.KIND_TICK and decode_tick(f.payload).tick == 18
+    )
+    path.write_bytes(path.read_bytes()[: cut.offset + 9])
+    r = norn("run", "--out", str(b), "--resume", "--json")  # on to the recorded 30 ticks
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert (report["first_tick"], report["last_tick"]) == (18, 30)
+    assert report["last_digest"] == want
+    assert journal_digests_of(path) == journal_digests_of(a / JOURNAL_NAME)
