@@ -1,14 +1,35 @@
 """The environment fingerprint recorded in a journal header (DESIGN §3).
 
 ``verify`` warns when it replays on a different one: float results can depend on library
-versions and CPU features even when Norn's own rules are followed.
+versions and CPU features even when Norn's own rules are followed, and a run recorded
+before the state code changed diverges for that reason alone (``source`` tells which).
 """
 
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
+
+import xxhash
+
+#: The packages whose code decides world state: a change in them can change a replay.
+STATE_PACKAGES = ("engine", "actors", "rules")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def source_hash(root: Path = ROOT) -> str:
+    """xxh3 of the state packages' Python sources (paths and bytes, in sorted order)."""
+    h = xxhash.xxh3_64()
+    for pkg in STATE_PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0")
+            h.update(path.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()
 
 
 def package_version(name: str) -> str:
@@ -60,6 +81,7 @@ def fingerprint() -> dict[str, object]:
         "cpu_flags": cpu_flags(),
         "libs": {n: package_version(n) for n in ("numpy", "numba", "llvmlite", "msgpack", "pyzmq")},
         "norn": package_version("norn"),
+        "source": source_hash(),
     }
 
 

@@ -69,7 +69,13 @@ class VerifyResult:
 def verify(run_dir: str | Path, progress: Callable[[int, int], None] | None = None) -> VerifyResult:
     run = open_run(run_dir)
     header = run.header
-    warnings = [f"environment differs: {d}" for d in differences(header["env"], fingerprint())]
+    now = fingerprint()
+    warnings = [f"environment differs: {d}" for d in differences(header["env"], now)]
+    if header["env"].get("source", now["source"]) != now["source"]:
+        warnings.append(
+            "the engine's state code (engine/, actors/, rules/) changed since this run was "
+            "recorded: a divergence may be that change, not nondeterminism"
+        )
     if run.torn_tail_bytes:
         warnings.append(f"journal has a torn tail of {run.torn_tail_bytes} bytes (ignored)")
     world = run.build_world()

@@ -212,3 +212,25 @@ def test_a_crashed_unbridged_run_resumed_from_the_cli_equals_the_uninterrupted_o
     assert (report["first_tick"], report["last_tick"]) == (18, 30)
     assert report["last_digest"] == want
     assert journal_digests_of(path) == journal_digests_of(a / JOURNAL_NAME)
+
+
+def test_source_hash_follows_the_state_code_and_verify_names_a_change(tmp_path, monkeypatch):
+    from engine import fingerprint as fp
+    from replays import verify as verify_mod
+
+    for pkg in fp.STATE_PACKAGES:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "rules.py").write_text("X = 1\n")
+    (tmp_path / "docs.md").write_text("not code")
+    before = fp.source_hash(tmp_path)
+    (tmp_path / "docs.md").write_text("still not code")
+    assert fp.source_hash.__wrapped__(tmp_path) == before
+    (tmp_path / "rules" / "rules.py").write_text("X = 2\n")
+    assert fp.source_hash.__wrapped__(tmp_path) != before
+
+    run_dir = _record_toy(tmp_path / "rec", ticks=5)
+    assert not any("state code" in w for w in verify(run_dir).warnings)
+    changed = {**fp.fingerprint(), "source": "0" * 16}
+    monkeypatch.setattr(verify_mod, "fingerprint", lambda: changed)
+    result = verify(run_dir)
+    assert result.matched and any("state code" in w for w in result.warnings)
