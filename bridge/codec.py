@@ -445,7 +445,7 @@ def encode_columns(
 
     ``columns`` holds wire fields by wire name: integers as arrays, map fields as ``<i2``
     indexes into ``maps``, text as a fixed-width ``S`` array or a list of str. ``tick`` > 0
-    stamps the batch for that engine tick (lockstep, PROTOCOL.md section 7).
+    stamps the batch for that engine tick (lockstep, PROTOCOL.md section 14).
     """
     fields = WIRE_RESULT_SCHEMA if t == RESULTS else WIRE_EVENT_SCHEMAS[kind]  # type: ignore[index]
     n = None

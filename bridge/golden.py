@@ -149,7 +149,7 @@ def build_vectors() -> list[dict[str, Any]]:
         proto.encode_error(proto.ErrorCode.SEQ_GAP, "got seq 9, expected 8; resend from it",
                            seq=9, expected_seq=8))
     add("bye", c2e, "A map server closing its session.", proto.encode_bye())
-    # lockstep (section 7)
+    # lockstep (section 14)
     add("hello_lockstep", c2e, "Handshake from 'map03' asking for a lockstep session.",
         proto.encode_hello("map03", caps=("columns", "rows", proto.LOCKSTEP_CAP)))
     add("events_columns_stamped", c2e,

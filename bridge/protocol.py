@@ -45,7 +45,7 @@ SERVER_TYPES = (WELCOME, ACK, ACTIONS, HB, ERROR)
 
 #: Capabilities the engine announces in ``welcome``.
 SERVER_CAPS = ("columns", "rows", "results", "actions", "lockstep")
-#: The capability a map server names in ``hello`` to get a session in lockstep (section 7).
+#: The capability a map server names in ``hello`` to get a session in lockstep (section 14).
 LOCKSTEP_CAP = "lockstep"
 
 SERVER_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")

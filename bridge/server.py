@@ -26,7 +26,7 @@ crash could undo never reaches a map server. The last ``action_ttl_ticks`` ticks
 are kept, so a server that connects late (or reconnects to a restarted engine, which
 re-emits them from its journal) still gets what has not expired; ids make repeats harmless.
 
-Lockstep (PROTOCOL.md section 7): batches stamped with a tick wait for it in the input
+Lockstep (PROTOCOL.md section 14): batches stamped with a tick wait for it in the input
 queue; ``progress`` says which ticks a server has finished; ``wait_progress`` is the tick
 thread's barrier on it; and a lockstep session gets an ``hb`` after each tick's actions.
 """

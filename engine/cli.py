@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.no_fsync:
         overrides["fsync"] = False
     if args.lockstep_servers:
-        overrides["lockstep_servers"] = tuple(args.lockstep_servers)
+        overrides["lockstep_servers"] = tuple(sorted(args.lockstep_servers))
     durable: dict[str, int] = {}
     resend: list = []
     ticks = None  # config.ticks
@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lockstep-server", action="append", dest="lockstep_servers", metavar="SERVER_ID",
         help="wait before each tick until this map server declared it complete (repeatable; "
-        "PROTOCOL.md section 7): inputs land on the ticks the server stamped, whatever the "
+        "PROTOCOL.md section 14): inputs land on the ticks the server stamped, whatever the "
         "timing",
     )
     p.add_argument("--json", action="store_true")

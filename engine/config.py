@@ -30,7 +30,7 @@ class RunConfig(BaseModel):
     decision_latency_ticks: int = Field(1, ge=0, le=limits.decision_deadline_ticks_max)
     lockstep_timeout_s: float = Field(10.0, gt=0, le=3600)
     # Bridge lockstep: before each tick, wait until these map servers declared it complete
-    # (PROTOCOL.md section 7), so which tick a batch lands in never depends on timing.
+    # (PROTOCOL.md section 14), so which tick a batch lands in never depends on timing.
     lockstep_servers: tuple[str, ...] = Field((), max_length=1024)
     lockstep_servers_timeout_s: float = Field(60.0, gt=0, le=86_400)
     input_batches_max: int = Field(limits.input_batches_max, ge=1, le=limits.input_batches_max)
