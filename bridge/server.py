@@ -121,6 +121,14 @@ class _PendingActions:
 
 
 @dataclass
+class _Recent:
+    """A committed tick's actions, kept ``action_ttl_ticks`` for servers that come late."""
+
+    batch: ActionBatch
+    routed: bool  # some server record took them (else they count as unroutable)
+
+
+@dataclass
 class _Peer:
     server_id: str
     received: int                 # highest seq accepted from the wire (held or offered)
@@ -184,7 +192,7 @@ class BridgeServer:
         self._lock = threading.Lock()
         self._journaled: dict[str, int] = {}
         self._action_q: deque[ActionBatch] = deque()
-        self._recent: deque[tuple[ActionBatch, list[bool]]] = deque()
+        self._recent: deque[_Recent] = deque()
         self._emit_dropped = 0
         self._tick = start_tick           # last committed tick (what hb and expiry use)
         self._committed = start_tick
@@ -572,9 +580,9 @@ class BridgeServer:
         else:
             target.hosts = None
         if fresh:  # a server new to this engine gets the actions that have not expired
-            for batch, routed in self._recent:
-                self._route(target, batch)
-                routed[0] = True
+            for recent in self._recent:
+                self._route(target, recent.batch)
+                recent.routed = True
         welcome = proto.encode_welcome(
             server_id=sid, acked=target.acked, next_seq=target.received + 1,
             credit=self.config.unacked_batches_max, tick=self._tick,
@@ -785,19 +793,20 @@ class BridgeServer:
         for batch in batches:
             for sid in sorted(self._peers):
                 self._route(self._peers[sid], batch)
-            self._recent.append((batch, [bool(self._peers)]))
+            self._recent.append(_Recent(batch, routed=bool(self._peers)))
         horizon = committed - self.config.action_ttl_ticks
         while self._recent and (
-            self._recent[0][0].tick < horizon
+            self._recent[0].batch.tick < horizon
             or len(self._recent) > self.config.action_queue_ticks_max
         ):
-            batch, routed = self._recent.popleft()
-            if not routed[0]:  # expired before any server was there to take it
-                self._counters["actions_unroutable"] += batch.count()
+            old = self._recent.popleft()
+            if not old.routed:  # expired before any server was there to take it
+                self._counters["actions_unroutable"] += old.batch.count()
         for sid in sorted(self._peers):
             peer = self._peers[sid]
             if peer.up:
-                self._flush_actions(peer)
+                if batches:
+                    self._flush_actions(peer)
                 self._mark(peer)
 
     def _mark(self, peer: _Peer) -> None:

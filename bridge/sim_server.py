@@ -482,22 +482,18 @@ def run_sim_server(
         grace = clock.monotonic() + 2 * cfg.batch_ms / 1000 + 1.0
         while not client.idle() and clock.monotonic() < min(grace, end):
             client.poll(10)
-        if lockstep:
-            summary_extra = {"lockstep": True, "first_tick": first,
-                             "last_tick": first + n_steps,
-                             "actions_unexecuted": sum(f.count() for f in waiting)}
-        else:
-            summary_extra = {}
         summary = SimSummary(
             server_id=server_id, seed=seed, players=players, steps=n_steps,
             maps=[n for n, _, _ in maps],
         )
+        if lockstep:
+            summary.lockstep = True
+            summary.first_tick, summary.last_tick = first, first + n_steps
+            summary.actions_unexecuted = sum(f.count() for f in waiting)
         summary.generated_by_kind = dict(sorted(world.generated.items()))
         summary.events_generated = sum(world.generated.values())
         summary.stream_digest = world.digest.hexdigest()
         summary.all_acked = client.events_durable()
-        for k, v in summary_extra.items():
-            setattr(summary, k, v)
     finally:
         client.close()
     st = client.stats

@@ -21,6 +21,9 @@ from engine import clock
 from engine.actions import ActionBatch
 from engine.inputs import InputBatch, InputQueue
 
+#: Bridge timings for tests: fast heartbeats, a peer timeout long enough for raw peers.
+FAST = BridgeConfig(heartbeat_ms=50, peer_timeout_ms=3000)
+
 
 class RawPeer:
     """A bare DEALER that sends whatever bytes a test wants and reads decoded frames."""

@@ -21,25 +21,10 @@ from bridge import protocol as proto
 from bridge.client import BridgeClient, ClientConfig
 from bridge.codec import encode_columns
 from bridge.config import BridgeConfig
-from bridge.testing import Harness, RawPeer
+from bridge.testing import FAST, Harness, RawPeer
 from engine.actions import ActionBatch, ActionBuffer
 
-FAST = BridgeConfig(heartbeat_ms=50, peer_timeout_ms=3000)
 LOCKSTEP_CAPS = ("columns", "rows", proto.LOCKSTEP_CAP)
-
-
-@pytest.fixture
-def harness():
-    h = Harness(FAST)
-    yield h
-    h.stop()
-
-
-@pytest.fixture
-def peer(harness):
-    p = RawPeer(harness.endpoint)
-    yield p
-    p.close()
 
 
 def quests(seq: int, tick: int, n: int = 1) -> bytes:

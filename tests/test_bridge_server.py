@@ -12,26 +12,11 @@ from bridge.codec import ActionsFrame, encode_columns, encode_rows
 from bridge.config import BridgeConfig
 from bridge.dead_letter import read_dead_letters
 from bridge.keys import read_key, write_keypair
-from bridge.testing import Harness, RawPeer
+from bridge.testing import FAST, Harness, RawPeer
 from engine import clock
 from engine.actions import ActionBatch, ActionBuffer
 
-FAST = BridgeConfig(heartbeat_ms=50, peer_timeout_ms=3000)
 SHORT = BridgeConfig(heartbeat_ms=50, peer_timeout_ms=300)  # raw peers do not heartbeat
-
-
-@pytest.fixture
-def harness():
-    h = Harness(FAST)
-    yield h
-    h.stop()
-
-
-@pytest.fixture
-def peer(harness):
-    p = RawPeer(harness.endpoint)
-    yield p
-    p.close()
 
 
 def quests(seq: int, ids: list[int], char: int = 150000) -> bytes:

@@ -16,13 +16,16 @@ from replays.verify import verify
 from tests.helpers import norn
 
 
-def _record_toy(tmp_path, ticks=30, seed=4, inputs=True):
+def _record_toy(tmp_path, ticks=30, seed=4, inputs=True, sink=None, close=True):
+    """A recorded toy run; ``close=False`` leaves it as a crash would (no end frame)."""
     from actors.toy import login_batches
 
     text = 'name = "toy-replay"\nmodel = "toy"\n[toy]\nwalkers = 200\ncapacity = 250\n'
     scenario = parse_scenario(text, "toy-replay.toml")
     config = make_config(None, seed=seed, ticks=ticks, snapshot_every=10, fsync=False)
     world = build_world(scenario, config)
+    if sink is not None:
+        world.sinks.append(sink)
     rec = Recorder.create(
         tmp_path / "run", make_header(scenario, config, world), fsync=False, snapshot_every=10
     )
@@ -33,8 +36,18 @@ def _record_toy(tmp_path, ticks=30, seed=4, inputs=True):
                 assert world.inputs.offer(b)
 
     run(world, config, rec, before_tick=feed)
-    rec.close(world, "completed")
+    if close:
+        rec.close(world, "completed")
     return tmp_path / "run"
+
+
+def _crash_after(path, tick):
+    """Cut a journal after ``tick``'s frame, leaving a torn half-frame (a crash mid-write)."""
+    frames = list(journal.JournalReader(path).frames())
+    cut = next(
+        f for f in frames if f.kind == journal.KIND_TICK and decode_tick(f.payload).tick == tick + 1
+    )
+    path.write_bytes(path.read_bytes()[: cut.offset + 9])
 
 
 def test_verify_matches_an_honest_run(tmp_path):
@@ -125,13 +138,7 @@ def test_resume_after_a_crash_continues_the_same_world(tmp_path):
     run_dir = _record_toy(tmp_path, ticks=25, inputs=False)
     path = run_dir / JOURNAL_NAME
     full = journal_digests_of(path)
-    # simulate a crash: drop everything after tick 17's frame, plus a torn half-frame
-    frames = list(journal.JournalReader(path).frames())
-    cut = next(
-        f for f in frames if f.kind == journal.KIND_TICK and decode_tick(f.payload).tick == 18
-    )
-    data = path.read_bytes()
-    path.write_bytes(data[: cut.offset + 9])
+    _crash_after(path, 17)
     resumed = resume(run_dir)
     world, recorder = resumed.world, resumed.recorder
     assert world.tick == 17
@@ -153,30 +160,16 @@ def journal_digests_of(path):
 def test_resume_rebuilds_the_actions_of_the_last_ticks_for_resending(tmp_path):
     """Actions are not journaled: a resumed run rebuilds recent ones from the journal, equal
     to what the live run emitted, so a crash before they left loses none."""
-    from actors.toy import login_batches
     from replays.resume import resume
 
-    text = 'name = "toy-resend"\nmodel = "toy"\n[toy]\nwalkers = 200\ncapacity = 250\n'
-    scenario = parse_scenario(text, "toy-resend.toml")
-    config = make_config(None, seed=4, ticks=30, snapshot_every=10, fsync=False)
-    world = build_world(scenario, config)
-    rec = Recorder.create(
-        tmp_path / "run", make_header(scenario, config, world), fsync=False, snapshot_every=10
-    )
     emitted = {}
 
     class Sink:
         def emit(self, batch):
             emitted[batch.tick] = batch
 
-    world.sinks.append(Sink())
-
-    def feed(tick):
-        for b in login_batches(4, tick):
-            assert world.inputs.offer(b)
-
-    run(world, config, rec, before_tick=feed)  # killed here: no end frame
-    resumed = resume(tmp_path / "run", resend_ticks=12)  # older than the last snapshot (30)
+    run_dir = _record_toy(tmp_path, ticks=30, sink=Sink(), close=False)  # killed: no end frame
+    resumed = resume(run_dir, resend_ticks=12)  # older than the last snapshot (30)
     assert resumed.world.tick == 30
     want = [emitted[t] for t in range(19, 31) if emitted[t].count()]
     assert want, "the toy world emits actions every few ticks"
@@ -186,7 +179,7 @@ def test_resume_rebuilds_the_actions_of_the_last_ticks_for_resending(tmp_path):
         for kind, cols in live.kinds.items():
             for name, col in cols.items():
                 np.testing.assert_array_equal(got.kinds[kind][name], col)
-    assert resume(tmp_path / "run").resend == []
+    assert resume(run_dir).resend == []
 
 
 def test_a_crashed_unbridged_run_resumed_from_the_cli_equals_the_uninterrupted_one(tmp_path):
@@ -199,13 +192,8 @@ def test_a_crashed_unbridged_run_resumed_from_the_cli_equals_the_uninterrupted_o
                  "--no-fsync", "--out", str(out), "--json")
         assert r.returncode == 0, r.stderr
     want = json.loads(r.stdout)["last_digest"]
-    # crash b after tick 17: cut its journal there, with a torn half-frame
     path = b / JOURNAL_NAME
-    frames = list(journal.JournalReader(path).frames())
-    cut = next(
-        f for f in frames if f.kind == journal.KIND_TICK and decode_tick(f.payload).tick == 18
-    )
-    path.write_bytes(path.read_bytes()[: cut.offset + 9])
+    _crash_after(path, 17)
     r = norn("run", "--out", str(b), "--resume", "--json")  # on to the recorded 30 ticks
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
