@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import zmq
@@ -299,15 +302,25 @@ def test_engine_restart_from_journal_applies_every_event_exactly_once():
             h2.stop()
 
 
-def test_emit_is_bounded_and_never_blocks():
+def test_emit_is_bounded_and_never_blocks(monkeypatch):
     h = Harness(BridgeConfig(action_queue_ticks_max=2))
-    h.server.stop()  # nobody drains the queue any more
+    h.server.stop()  # nobody drains the queue any more: a waiting emit would wait forever
     one = actions_batch(1, start_quest={"char_id": np.array([150000], np.uint32),
                                         "quest_id": np.array([1], np.int32)})
-    t0 = clock.monotonic()
-    for tick in range(5):
-        h.server.emit(ActionBatch(tick=tick, kinds=one.kinds))
-    assert clock.monotonic() - t0 < 1.0  # generous: it only appends to a deque
+
+    def waited(*args, **kw):
+        raise AssertionError("emit waited (for room, the bridge thread or the socket)")
+
+    # No timing: every way to wait for room is made to fail instead. Waiting on a condition
+    # or event (queue.Queue.put too), sleeping, or sending on a socket raise here.
+    with monkeypatch.context() as m:
+        for target, name in ((threading.Condition, "wait"), (threading.Condition, "wait_for"),
+                             (threading.Event, "wait"), (time, "sleep"), (clock, "sleep_until"),
+                             (zmq.Socket, "send"), (zmq.Socket, "send_multipart")):
+            m.setattr(target, name, waited)
+        for tick in range(1, 6):
+            h.server.emit(ActionBatch(tick=tick, kinds=one.kinds))
+    # bounded: the first action_queue_ticks_max ticks are queued, the rest dropped and counted
     assert h.server.stats()["actions_dropped"] == 3
 
 
@@ -353,3 +366,17 @@ def test_router_mandatory_and_hwm_are_set(harness):
     assert sock.getsockopt(zmq.SNDHWM) == FAST.sndhwm
     assert sock.getsockopt(zmq.RCVHWM) == FAST.rcvhwm
     assert sock.getsockopt(zmq.MAXMSGSIZE) == 2 * FAST.frame_bytes_max + 1024
+    # ROUTER_MANDATORY is write-only: check its effect. A peer whose connection is gone is
+    # marked down by the next send to it (EHOSTUNREACH), not by the peer timeout, which here
+    # is 10 minutes: without the option the send would vanish and the peer stay up.
+    h = Harness(BridgeConfig(heartbeat_ms=50, peer_timeout_ms=600_000))
+    gone = RawPeer(h.endpoint)
+    try:
+        assert gone.hello("map01")["t"] == "welcome"
+        assert h.server.stats()["peers_up"] == 1
+        gone.close()  # the TCP connection closes; the server's next heartbeat finds it gone
+        assert h.wait_for(lambda: h.server.stats()["peers_up"] == 0, timeout_s=30)
+        st = h.server.stats()
+        assert (st["peers_marked_down"], st["peers_down"], st["sends_dropped_hwm"]) == (1, 1, 0)
+    finally:
+        h.stop()
