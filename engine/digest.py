@@ -89,6 +89,8 @@ def hash_chunks_serial(
 #: calling thread: one thread hashes ~10 GB/s, while a fork-join costs microseconds on an
 #: idle machine and milliseconds when another process holds a core (measured on a shared
 #: 2-core VM: 7 small parallel rehashes a tick turned a 10 ms tick into 50 ms).
+#: Read at each rehash, so a test can lower it to 0 to send every rehash through the
+#: parallel kernel (tests/test_digest_parallel.py); hashes are the same either way.
 PARALLEL_HASH_MIN_BYTES = 32 << 20
 
 
