@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from engine.tick import step
@@ -148,3 +149,71 @@ def test_synctest_catches_a_system_that_writes_undeclared_state():
         World.build = original_build
     with pytest.raises(NornBug, match=r"undeclared writes.*ledger\.v"):
         run(world, config, ticks=3)
+
+
+class HiddenState:
+    """Canary: a system that keeps state outside the tables, in a Python attribute.
+
+    It declares what it writes, so the undeclared-write check has nothing to say; but a
+    snapshot cannot capture ``self.calls``, so from tick ``FROM`` on, the restored world
+    stepped again writes something else than the first step did. Only the synctest's
+    restore-then-step comparison can see that.
+    """
+
+    name = "hidden"
+    FROM = 5
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def build(self, world):
+        from engine.table import Column
+
+        world.add_table("ledger", [Column("v", np.int64)], 8).spawn(1)
+
+        def remember(w):
+            self.calls += 1  # state the snapshot forgets
+            if w.tick >= self.FROM:
+                w.tables["ledger"]["v"][0] = self.calls
+
+        world.add_system("hidden.remember", "act", remember, writes=("ledger.v",))
+
+
+def _world_with(monkeypatch, plugin, **cfg):
+    from engine.runner import build_world
+    from engine.world import World
+
+    _, scenario, config = toy_world(seed=9, **cfg)
+    original_build = World.build
+
+    def build_with_plugin(self):
+        self.add_plugin(plugin)
+        original_build(self)
+
+    monkeypatch.setattr(World, "build", build_with_plugin)
+    world = build_world(scenario, config)
+    monkeypatch.setattr(World, "build", original_build)
+    return world, config
+
+
+def test_synctest_catches_state_kept_outside_the_tables_naming_tick_and_column(monkeypatch):
+    from engine.errors import NornBug
+    from engine.runner import run
+
+    world, config = _world_with(monkeypatch, HiddenState(), synctest=True)
+    with pytest.raises(NornBug) as info:
+        run(world, config, ticks=20)
+    err = info.value
+    assert (err.tick, err.system, err.seed) == (HiddenState.FROM, "synctest", 9)
+    assert "restore+step differs in ['ledger.v']" in str(err)
+    assert world.tick == HiddenState.FROM  # it stopped at the first tick that showed it
+
+
+def test_hidden_state_canary_goes_unnoticed_without_the_synctest(monkeypatch):
+    """The canary is not caught by anything else: a plain run of it completes."""
+    from engine.runner import run
+
+    world, config = _world_with(monkeypatch, HiddenState(), synctest=False)
+    summary = run(world, config, ticks=HiddenState.FROM + 3)
+    assert summary.ticks == HiddenState.FROM + 3
+    assert world.tables["ledger"]["v"][0] == HiddenState.FROM + 3
