@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import norn
+from tests.helpers import journal_digests, norn
 
 
 def _fails_cleanly(r, *needles):
@@ -87,7 +87,8 @@ def test_run_then_verify_then_info_as_a_user_would(tmp_path):
     run_dir = tmp_path / "run"
     r = norn("run", "--scenario", "toy", "--ticks", "50", "--out", str(run_dir))
     assert r.returncode == 0, r.stderr
-    assert "ticks/s" in r.stdout and "JIT compile" in r.stdout and "last digest" in r.stdout
+    assert "ticks 1..50 (50)," in r.stdout and "JIT compile" in r.stdout
+    assert f"last digest {journal_digests(run_dir)[50]:016x};" in r.stdout
     v = norn("replay", "verify", str(run_dir))
     assert v.returncode == 0 and "match: 50 ticks" in v.stdout
     i = norn("replay", "info", str(run_dir), "--json")

@@ -91,6 +91,23 @@ def test_table_capacity_bound_at_max_and_one_past():
         Table("big", [], limits.table_capacity_max + 1, chunk_rows=8)
 
 
+def test_spawns_per_tick_bound_at_max_and_one_past():
+    n = limits.spawns_per_tick_max
+    t = Table("t", [], n + 64, chunk_rows=1024)  # room for more: the bound, not capacity
+    t.spawn(n - 1)
+    t.spawn(1)  # exactly spawns_per_tick_max queued in one tick
+    with pytest.raises(BoundError, match="spawns_per_tick_max") as info:
+        t.spawn(1)
+    assert (info.value.limit, info.value.requested) == (n, n + 1)
+    t.sync()  # the sync point applies the queue: a new tick may spawn again
+    assert t.count == n
+    t.spawn(1)
+    big = Table("big", [], n + 64, chunk_rows=1024)
+    with pytest.raises(BoundError, match="spawns_per_tick_max"):
+        big.spawn(n + 1)  # one past in a single call
+    assert big.hwm == 0  # refused before any slot was taken
+
+
 # -- messages ---------------------------------------------------------------------------
 def _deliver(dst, src, seq, payload, n_dst=16):
     ch = Channel("c", "a", "b", (("p", np.int64),), capacity=max(len(dst), 1), n_dst=n_dst)
@@ -245,6 +262,45 @@ def test_decision_deadline_bound():
     book.request(1, 1, np.arange(1), opts, 2, 0, ctx, limits.decision_deadline_ticks_max)
     with pytest.raises(BoundError, match="decision_deadline_ticks_max"):
         book.request(1, 1, np.arange(1), opts, 2, 0, ctx, limits.decision_deadline_ticks_max + 1)
+
+
+def _wide_request(book, n_opts: int, n_ctx: int):
+    opts = np.arange(1, n_opts + 1, dtype=np.int16)[None, :]
+    ctx = np.linspace(0, 1, n_ctx, dtype=np.float32)[None, :]
+    return book.request(1, 1, np.arange(1), opts, n_opts, 0, ctx, 2)
+
+
+def test_decision_options_bound_at_max_and_one_past():
+    book = DecisionBook()
+    (rid,) = _wide_request(book, limits.decision_options_max, 2)
+    (req,) = book.take_new()
+    assert req["request_id"] == rid and req["n_options"] == limits.decision_options_max
+    assert req["options"].tolist() == list(range(1, limits.decision_options_max + 1))
+    with pytest.raises(BoundError, match="decision_options_max") as info:
+        _wide_request(book, limits.decision_options_max + 1, 2)
+    assert info.value.requested == limits.decision_options_max + 1
+    assert len(book.take_new()) == 0  # nothing was filed
+
+
+def test_decision_context_bound_at_max_and_one_past():
+    book = DecisionBook()
+    _wide_request(book, 2, limits.decision_context_max)
+    (req,) = book.take_new()
+    np.testing.assert_array_equal(
+        req["context"], np.linspace(0, 1, limits.decision_context_max, dtype=np.float32))
+    with pytest.raises(BoundError, match="context_max"):
+        _wide_request(book, 2, limits.decision_context_max + 1)
+    assert len(book.take_new()) == 0
+
+
+@pytest.mark.xfail(strict=True, reason="engine/decisions.py reports a context overflow with "
+                   "the options limit (8) and the options width as the requested count")
+def test_decision_context_overflow_names_the_context_limit_and_size():
+    book = DecisionBook()
+    with pytest.raises(BoundError) as info:
+        _wide_request(book, 2, limits.decision_context_max + 1)
+    assert (info.value.limit, info.value.requested) == (
+        limits.decision_context_max, limits.decision_context_max + 1)
 
 
 # -- inputs and actions -----------------------------------------------------------------

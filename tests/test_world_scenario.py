@@ -228,5 +228,13 @@ def test_summary_tells_what_happened():
     for _ in range(30):
         step_with_events(world, source)
     out = summary(world)
-    assert set(out) >= {"npcs", "prices", "hazards", "factions", "decisions", "zeny"}
-    assert "(conserved)" in out["zeny"]
+    assert set(out) == {"npcs", "prices", "trade", "hazards", "factions", "decisions", "zeny",
+                        "players"}
+    # the words carry the world's own numbers
+    assert out["npcs"].startswith(f"{world.tables['npc'].count} alive; ")
+    assert out["hazards"].split(":")[0].endswith(f", {world.tables['hazard'].count} active")
+    d = world.decisions.counters
+    assert (f"resolver {d['resolved']}, deadline fallback {d['deadline']}, "
+            f"invalid {d['invalid']};") in out["decisions"]
+    assert out["players"].startswith(f"{world.tables['player'].count} known, ")
+    assert out["zeny"].endswith(" (conserved)")
