@@ -94,7 +94,7 @@ class BridgeClient:
         config: ClientConfig | None = None,
         on_actions: Callable[[ActionsFrame], None] | None = None,
     ) -> None:
-        if not proto.SERVER_ID_RE.match(server_id):
+        if not proto.SERVER_ID_RE.fullmatch(server_id):
             raise ValueError(f"server_id must match {proto.SERVER_ID_RE.pattern}")
         self.endpoint = endpoint
         self.server_id = server_id
@@ -137,9 +137,14 @@ class BridgeClient:
             "events_queued", "events_sent", "events_acked", "batches_sent", "retransmits",
             "results_sent", "results_acked", "actions_received", "actions_duplicate",
             "actions_expired", "results_reported", "errors", "events_rejected",
-            "reconnects", "rewinds", "progress_sent",
+            "reconnects", "rewinds", "progress_sent", "overloaded",
         ), 0)
         self.errors: deque[dict[str, Any]] = deque(maxlen=64)
+        # Sending paused by the engine: until an ack advances past this seq (``overloaded``)
+        # or until its tick passes this one (``tick_ahead``); the retransmit timer also ends
+        # a pause, so a lost ack or hb never wedges the client.
+        self._hold_ack: int | None = None
+        self._hold_tick: int | None = None
 
     # -- connection -------------------------------------------------------------------------
     def _new_socket(self) -> None:
@@ -420,7 +425,7 @@ class BridgeClient:
             self._hello_sent_at = now
 
     def _transmit(self) -> None:
-        if not self.connected:
+        if not self.connected or self._hold_ack is not None or self._hold_tick is not None:
             return
         limit = self._acked + self._credit
         base = self._frames[0].seq if self._frames else self._next_seq
@@ -459,6 +464,7 @@ class BridgeClient:
         ):
             self._rewind(self._frames[0].seq)
             self._last_progress = now
+            self._hold_ack = self._hold_tick = None
 
     def _rewind(self, seq: int) -> None:
         seq = max(seq, self._acked + 1)
@@ -486,6 +492,8 @@ class BridgeClient:
                 self.engine_tick = max(self.engine_tick, tick)
                 if self.config.lockstep:
                     self.mark_tick = max(self.mark_tick, tick)
+                if self._hold_tick is not None and self.engine_tick > self._hold_tick:
+                    self._hold_tick = None  # the engine moved on: resend what it refused
             self._on_ack(msg.get("acked"), None)
         elif t == proto.ACTIONS:
             self._on_actions(msg)
@@ -519,6 +527,7 @@ class BridgeClient:
         self._drop_acked()
         self._send_next = max(self._acked + 1, min(next_seq, self._next_seq))
         self._last_progress = clock.monotonic()
+        self._hold_ack = self._hold_tick = None
         self._progress_due = self._progress is not None  # the engine may have restarted
 
     def _rebase(self, start: int) -> None:
@@ -545,6 +554,9 @@ class BridgeClient:
             self._drop_acked()
             self._last_progress = clock.monotonic()
             self._send_next = max(self._send_next, self._acked + 1)
+            if self._hold_ack is not None and self._acked > self._hold_ack:
+                self._hold_ack = None  # room again: resend what was dropped unread
+                self._rewind(self._acked + 1)
 
     def _drop_acked(self) -> None:
         while self._frames and self._frames[0].seq <= self._acked:
@@ -561,6 +573,14 @@ class BridgeClient:
             exp = msg.get("expected_seq")
             if type(exp) is int:
                 self._rewind(exp)
+        elif code == proto.ErrorCode.TICK_AHEAD:
+            exp = msg.get("expected_seq")
+            if type(exp) is int:
+                self._rewind(exp)
+                self._hold_tick = self.engine_tick
+        elif code == proto.ErrorCode.OVERLOADED:
+            self.stats["overloaded"] += 1
+            self._hold_ack = self._acked
         elif code == proto.ErrorCode.HELLO_REQUIRED:
             if self.connected:  # the engine restarted under the same connection
                 self.connected = False

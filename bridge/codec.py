@@ -36,6 +36,7 @@ from bridge.protocol import (
     ErrorCode,
     ProtocolError,
     WireField,
+    describe,
     get_int,
     get_str_list,
     pack,
@@ -175,10 +176,18 @@ class EventDecoder:
             kind, fields = "action_result", WIRE_RESULT_SCHEMA
         else:
             kind = msg.get("kind")
-            if not isinstance(kind, str) or kind not in WIRE_EVENT_SCHEMAS:
+            if not isinstance(kind, str):
+                raise ProtocolError(
+                    ErrorCode.BAD_FIELD,
+                    f"kind must be a string naming an event kind, got {describe(kind)}"
+                    if "kind" in msg else "kind is required (a string naming an event kind)",
+                    field="kind", seq=seq,
+                )
+            if kind not in WIRE_EVENT_SCHEMAS:
                 raise ProtocolError(
                     ErrorCode.UNKNOWN_KIND,
-                    f"unknown event kind {kind!r:.40}; known: {', '.join(WIRE_EVENT_SCHEMAS)}",
+                    f"unknown event kind {describe(kind, 40)}; "
+                    f"known: {', '.join(WIRE_EVENT_SCHEMAS)}",
                     field="kind", seq=seq,
                 )
             fields = WIRE_EVENT_SCHEMAS[kind]
@@ -579,7 +588,8 @@ def decode_actions(msg: dict[str, Any], text_bytes_max: int = limits.text_bytes_
     kinds: dict[str, dict[str, np.ndarray]] = {}
     for kind, wire in body.items():
         if kind not in ACTION_SCHEMAS or not isinstance(wire, dict):
-            raise ProtocolError(ErrorCode.UNKNOWN_KIND, f"unknown action kind {kind!r:.40}",
+            raise ProtocolError(ErrorCode.UNKNOWN_KIND,
+                                f"unknown action kind {describe(kind, 40)}",
                                 field="kinds")
         n = get_int(wire, "n", 0, limits.actions_per_tick_max)
         cols: dict[str, np.ndarray] = {}

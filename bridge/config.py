@@ -44,8 +44,26 @@ class BridgeConfig(BaseModel):
     events_per_s_max: int = Field(20_000_000, ge=1, le=10**9)
     map_dict_max: int = Field(2048, ge=1, le=32767)
     hello_maps_max: int = Field(4096, ge=0, le=32767)
+    # Ids whose journaled seq is remembered after their record was freed (so a server that
+    # comes back resumes its seqs exactly); a new id past this is refused.
+    durable_ids_max: int = Field(65536, ge=1, le=1 << 24)
+    # A batch may be stamped at most this many ticks beyond the engine's tick.
+    stamp_ahead_ticks_max: int = Field(6000, ge=1, le=1 << 30)
     # -- memory the bridge may hold on the engine side -----------------------------------
+    # Decoded batches not yet journaled (held by the bridge or waiting in the input queue),
+    # all servers together; each server may hold its fair share of it (at least a frame).
     held_bytes_max: int = Field(256 << 20, ge=1 << 16, le=16 << 30)
+    # Frames read from the socket but not yet processed, per connection: past either bound
+    # a frame is dropped unread and answered ``overloaded`` (its seq is not consumed).
+    peer_inbound_bytes_max: int = Field(64 << 20, ge=1 << 10, le=16 << 30)
+    peer_inbound_frames_max: int = Field(4096, ge=1, le=1 << 20)
+    # All connections together: past either bound the engine stops reading the socket
+    # until it has processed what it holds (TCP back-pressure).
+    inbound_bytes_max: int = Field(512 << 20, ge=1 << 10, le=64 << 30)
+    inbound_frames_max: int = Field(65536, ge=1, le=1 << 24)
+    # Bytes of frames one connection may have processed per scheduling round (fairness:
+    # a server sending large batches cannot delay the others by more than this per round).
+    turn_bytes_max: int = Field(1 << 20, ge=1 << 10, le=1 << 30)
     action_queue_ticks_max: int = Field(256, ge=1, le=65536)
     actions_pending_frames_max: int = Field(1024, ge=1, le=1 << 20)
     actions_per_frame_max: int = Field(16384, ge=1, le=limits.actions_per_tick_max)
@@ -86,6 +104,15 @@ class BridgeConfig(BaseModel):
             )
         if self.server_records_max < self.servers_max:
             raise ValueError("server_records_max must be >= servers_max")
+        if self.peer_inbound_bytes_max < self.frame_bytes_max:
+            raise ValueError(
+                f"peer_inbound_bytes_max ({self.peer_inbound_bytes_max}) must be >= "
+                f"frame_bytes_max ({self.frame_bytes_max}): one whole frame must fit"
+            )
+        if self.inbound_bytes_max < self.peer_inbound_bytes_max:
+            raise ValueError("inbound_bytes_max must be >= peer_inbound_bytes_max")
+        if self.inbound_frames_max < self.peer_inbound_frames_max:
+            raise ValueError("inbound_frames_max must be >= peer_inbound_frames_max")
         if self.curve_secret_key_file is None and (
             self.curve_allowed_keys_dir is not None or self.curve_allowed_keys
         ):

@@ -172,6 +172,13 @@ def build_vectors() -> list[dict[str, Any]]:
             "declared ticks <= 120 complete (up to seq 9); applied at tick 120, or the next "
             "tick if that has passed",
             seq=10, field="tick"))
+    add("error_tick_ahead", e2c,
+        "Seq 11 stamped tick 7000 while the engine is at tick 120 (6000 ahead at most).",
+        proto.encode_tick_ahead(11, 7000, 120, cfg.stamp_ahead_ticks_max))
+    add("error_overloaded", e2c,
+        "A frame dropped unread: 4096 frames of this connection already wait.",
+        proto.encode_overloaded(4096, 52_428_800, cfg.peer_inbound_frames_max,
+                                cfg.peer_inbound_bytes_max))
     return v
 
 

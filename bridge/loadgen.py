@@ -33,7 +33,8 @@ import numpy as np
 from bridge.client import BridgeClient, ClientConfig
 from bridge.codec import ActionsFrame
 from bridge.config import BridgeConfig
-from bridge.server import BridgeServer, WorldView
+from bridge.server import BridgeServer
+from bridge.view import WorldView
 from engine import clock
 from engine.actions import ActionBuffer
 from engine.events import EVENT_SCHEMAS

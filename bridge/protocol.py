@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import IntEnum
+from itertools import chain
 from typing import Any, Literal
 
 import msgpack
@@ -48,13 +49,19 @@ SERVER_CAPS = ("columns", "rows", "results", "actions", "lockstep")
 #: The capability a map server names in ``hello`` to get a session in lockstep (section 14).
 LOCKSTEP_CAP = "lockstep"
 
-SERVER_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+SERVER_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # whole string: use fullmatch
 SEQ_MAX = 2**63 - 1
 #: Largest tick a batch may be stamped with; ``progress`` may name up to ``SEQ_MAX`` (done).
 TICK_MAX = 2**62
 INT32_MAX = 2**31 - 1
 INT16_MAX = 2**15 - 1
 LEVEL_MAX = 999  # rAthena MAX_LEVEL is at most a few hundred; 999 bounds every fork
+#: Containers (maps and arrays) a client frame may nest: the message, an array or map in
+#: it (``rows``, ``cols``, ``maps``), a row, and one container as a row's value (that event
+#: is then rejected on its own, like any value of the wrong type). Deeper frames are
+#: ``malformed``: nothing the protocol defines needs them, and code that walks values
+#: (repr, re-encoding a dead letter) must never meet a value a thousand levels deep.
+FRAME_NESTING_MAX = 4
 
 
 class ErrorCode(IntEnum):
@@ -75,6 +82,8 @@ class ErrorCode(IntEnum):
     SUPERSEDED = 13        # another connection said hello with this server id
     UNKNOWN_MAP = 14       # hello names a map the world does not have
     TICK_ORDER = 15        # a tick stamp below an earlier one or within declared progress
+    TICK_AHEAD = 16        # a tick stamp beyond the engine's tick + stamp_ahead_ticks_max
+    OVERLOADED = 17        # frame dropped unread: this connection has too much waiting
 
 
 class ResultStatus(IntEnum):
@@ -306,11 +315,58 @@ def unpack(data: bytes | memoryview, frame_bytes_max: int) -> dict[str, Any]:
     except Exception as exc:  # msgpack raises several types; all mean "malformed"
         raise ProtocolError(ErrorCode.MALFORMED, f"not a msgpack frame: {exc}") from None
     if not isinstance(msg, dict):
-        raise ProtocolError(ErrorCode.MALFORMED, f"frame is a {type(msg).__name__}, not a map")
+        raise ProtocolError(ErrorCode.MALFORMED, f"frame is {describe(msg)}, not a map")
+    depth = nesting(msg, FRAME_NESTING_MAX)
+    if depth > FRAME_NESTING_MAX:
+        raise ProtocolError(
+            ErrorCode.MALFORMED,
+            f"frame nests containers more than FRAME_NESTING_MAX={FRAME_NESTING_MAX} deep",
+        )
     t = msg.get("t")
     if not isinstance(t, str):
         raise ProtocolError(ErrorCode.MALFORMED, "frame has no string 't' (message type)")
     return msg
+
+
+def nesting(value: Any, depth_max: int) -> int:
+    """How deep ``value`` nests lists and dicts, counted up to ``depth_max + 1`` at most.
+
+    One level at a time, with the type scan in C (``set(map(type, ...))``), so a batch of
+    65,536 rows costs one pass over its values and a hostile frame stops one level past
+    the bound, whatever it declares.
+    """
+    level = [value] if type(value) in (list, dict) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > depth_max:
+            return depth
+        items = list(chain.from_iterable(c.values() if type(c) is dict else c for c in level))
+        kinds = set(map(type, items))
+        if list not in kinds and dict not in kinds:
+            return depth
+        level = [v for v in items if type(v) is list or type(v) is dict]
+    return depth
+
+
+def describe(value: Any, width: int = 60) -> str:
+    """A short, safe description of an untrusted value for an error message.
+
+    Never recurses into containers (a frame may hold a list nested a thousand deep) and
+    never formats more than ``width`` characters of a string or bytes.
+    """
+    t = type(value)
+    if value is None or t is bool or t is int or t is float:
+        return repr(value)[:width]
+    if t is str:
+        return repr(value[:width])
+    if t is bytes:
+        return f"{len(value)} bytes"
+    if t is list:
+        return f"an array of {len(value)}"
+    if t is dict:
+        return f"a map of {len(value)}"
+    return t.__name__
 
 
 def get_int(msg: dict[str, Any], key: str, lo: int, hi: int, *, seq: int | None = None) -> int:
@@ -318,24 +374,31 @@ def get_int(msg: dict[str, Any], key: str, lo: int, hi: int, *, seq: int | None 
     v = msg.get(key)
     if type(v) is not int or not lo <= v <= hi:
         raise ProtocolError(
-            ErrorCode.BAD_FIELD, f"{key} must be an integer in [{lo}, {hi}], got {v!r:.60}",
+            ErrorCode.BAD_FIELD,
+            f"{key} must be an integer in [{lo}, {hi}], got {describe(v)}",
             field=key, seq=seq,
         )
     return v
 
 
-def get_str_list(msg: dict[str, Any], key: str, n_max: int, len_max: int) -> list[str]:
-    """An optional list of short strings (absent = empty)."""
+def get_str_list(
+    msg: dict[str, Any], key: str, n_max: int, len_max: int, *, required: bool = False
+) -> list[str]:
+    """A list of short strings; absent is empty unless ``required``."""
+    if required and key not in msg:
+        raise ProtocolError(ErrorCode.BAD_FIELD, f"{key} is required (an array of strings)",
+                            field=key)
     v = msg.get(key, [])
     if not isinstance(v, list) or len(v) > n_max:
         raise ProtocolError(
-            ErrorCode.BAD_FIELD, f"{key} must be an array of at most {n_max} strings", field=key
+            ErrorCode.BAD_FIELD,
+            f"{key} must be an array of at most {n_max} strings, got {describe(v)}", field=key
         )
     for s in v:
         if not isinstance(s, str) or not 0 < len(s.encode()) <= len_max:
             raise ProtocolError(
                 ErrorCode.BAD_FIELD,
-                f"{key}: every entry must be a string of 1..{len_max} bytes, got {s!r:.60}",
+                f"{key}: every entry must be a string of 1..{len_max} bytes, got {describe(s)}",
                 field=key,
             )
     return v
@@ -411,3 +474,22 @@ def encode_error(
 def error_from(exc: ProtocolError) -> bytes:
     return encode_error(exc.code, exc.message, seq=exc.seq, field=exc.field,
                         expected_seq=exc.expected_seq)
+
+
+def encode_tick_ahead(seq: int, stamp: int, tick: int, ahead_max: int) -> bytes:
+    """``tick_ahead``: the batch is not consumed; the server resends it from ``seq`` later."""
+    return encode_error(
+        ErrorCode.TICK_AHEAD,
+        f"seq {seq} stamped tick {stamp} > engine tick {tick} + stamp_ahead_ticks_max "
+        f"{ahead_max}; not consumed: resend from {seq} once the engine's tick has advanced",
+        seq=seq, field="tick", expected_seq=seq)
+
+
+def encode_overloaded(frames: int, nbytes: int, frames_max: int, bytes_max: int) -> bytes:
+    """``overloaded``: a frame dropped unread (so its seq, if any, is not consumed)."""
+    return encode_error(
+        ErrorCode.OVERLOADED,
+        f"frame dropped unread: {frames} frames ({nbytes} bytes) of this connection wait "
+        f"(peer_inbound_frames_max={frames_max}, peer_inbound_bytes_max={bytes_max}); "
+        "resend what is not acked after the next ack")
+

@@ -16,7 +16,8 @@ import zmq
 from bridge import protocol as proto
 from bridge.config import BridgeConfig
 from bridge.loadgen import demo_view
-from bridge.server import BridgeServer, WorldView
+from bridge.server import BridgeServer
+from bridge.view import WorldView
 from engine import clock
 from engine.actions import ActionBatch
 from engine.inputs import InputBatch, InputQueue

@@ -8,7 +8,6 @@ from bridge import protocol as proto
 from bridge.codec import encode_columns, encode_rows
 from bridge.config import BridgeConfig
 from bridge.testing import Harness, RawPeer
-from engine.inputs import InputQueue
 
 BASE = {"heartbeat_ms": 50, "peer_timeout_ms": 5000}
 
@@ -114,15 +113,27 @@ def test_servers_connected_at_the_bound_and_one_past():
 
 
 def test_server_records_at_the_bound_and_one_past():
+    # Two records may exist. A record with a batch in flight (not journaled) cannot be
+    # freed, so with both in flight a third id is refused; once journaled and gone, the
+    # oldest record is freed for the new id and its seq remembered for its return.
     h = Harness(BridgeConfig(**BASE, servers_max=2, server_records_max=2))
     p = RawPeer(h.endpoint)
     try:
-        for sid in ("map01", "map02"):
+        for i, sid in enumerate(("map01", "map02")):
             assert p.hello(sid)["t"] == "welcome"
+            p.send(quests(1, 1, first=10 + i))
+            assert h.wait_for(lambda i=i: len(h.inputs) == i + 1)
             p.send(proto.encode_bye())
         assert h.wait_for(lambda: h.server.stats()["peers_down"] == 2)
-        assert p.hello("map03")["code"] == proto.ErrorCode.TOO_MANY_SERVERS
-        assert p.hello("map01")["t"] == "welcome"  # known ids keep their record
+        assert p.hello("map03")["code"] == proto.ErrorCode.TOO_MANY_SERVERS  # at the bound
+        h.commit()  # journaled: both records now hold nothing in flight
+        assert h.wait_for(lambda: sum(a for _, a in h.server.peer_seqs().values()) == 2)
+        welcome = p.hello("map03")
+        assert welcome["t"] == "welcome" and welcome["acked"] == 0
+        assert h.server.stats()["records_freed"] == 1
+        assert sorted(h.server.peer_seqs()) == ["map02", "map03"]  # map01 (oldest) freed
+        back = p.hello("map01")  # its seq was remembered: it resumes exactly
+        assert back["t"] == "welcome" and back["acked"] == 1 and back["next_seq"] == 2
     finally:
         p.close()
         h.stop()
@@ -197,24 +208,28 @@ def test_a_full_input_queue_holds_batches_never_drops_them():
         h.stop()
 
 
-def test_held_bytes_past_the_bound_pauses_reading():
-    inputs = InputQueue(batches_max=1)
+def test_held_bytes_past_the_bound_leave_the_rest_waiting_unprocessed():
+    # held_bytes counts what the engine holds until it is journaled (in the bridge or in
+    # the input queue). Past the bound the server's further frames wait unprocessed (read
+    # from the socket, so its heartbeats still count), and all arrive in order later.
     h = Harness(BridgeConfig(**BASE, held_bytes_max=1 << 16))
-    h.inputs.batches_max = inputs.batches_max
+    h.inputs.batches_max = 1
     p = RawPeer(h.endpoint)
     try:
         assert p.hello()["t"] == "welcome"
         big = 5000  # 5000 quest events = 40 KB of columns per batch
         for seq in range(1, 6):
             p.send(quests(seq, big, first=seq * big))
-        # one batch queued, then batches are held until their bytes pass the bound: then
-        # the server stops reading, so the rest wait in the socket (TCP back-pressure)
-        assert h.wait_for(lambda: h.server.stats()["held_bytes"] > 1 << 16)
-        held = h.server.stats()["held_batches"]
-        assert held < 4 and h.server.stats()["frames_in"] < 6
+        assert h.wait_for(lambda: h.server.stats()["inbound_frames"] > 0
+                          and h.server.stats()["frames_in"] == 6)
+        st = h.server.stats()
+        assert st["held_bytes"] == 2 * big * 8  # one batch queued, one held: then the bound
+        assert st["held_batches"] == 1 and st["inbound_frames"] == 3
+        assert h.server.peer_held_bytes() == {"map01": st["held_bytes"]}
         seen = []
         assert h.wait_for(lambda: len(seen) == 5, step=lambda: seen.extend(h.commit()))
         assert [b.seq for b in seen] == [1, 2, 3, 4, 5]
+        assert h.wait_for(lambda: h.server.stats()["held_bytes"] == 0)
     finally:
         p.close()
         h.stop()
