@@ -2,17 +2,23 @@
 
 Zeny is conserved (held = initial + sources - sinks), stock is never negative, NPCs stand
 on walkable cells inside their map, influence, hazard intensity, needs and hp stay within
-their bounds, and every world action that left a tick passes the rules' checks.
+their bounds, and every world action that left a tick obeys the rules written out below
+(``action_violations``): restated from the scenario data and the rAthena facts, not by
+calling the ``check`` that guards ``emit`` (a rule broken on both sides alike would pass).
 """
 
 from __future__ import annotations
+
+import math
+import weakref
 
 import numpy as np
 import pytest
 
 from actors.midgard import audit, make_event_source
-from actors.midgard.actions import check_batch
 from actors.midgard.generate import generate
+from actors.midgard.schema import WEATHER_CODES
+from engine.actions import ACTION_KINDS, ACTION_SCHEMAS
 from engine.config import make_config
 from engine.runner import build_world
 from engine.scenario import Scenario, load_scenario
@@ -90,7 +96,174 @@ def violations(world) -> list[str]:
     if len(np.unique(keys)) != len(keys):
         out.append("two hazards of one type on one map")
     if world.last_actions is not None:
-        out += check_batch(st, world.last_actions)
+        out += action_violations(world, world.last_actions)
+    return out
+
+
+# -- the rules for world actions, stated again from the scenario ------------------------------
+INT32_MAX = 2**31 - 1
+RATHENA_STACK_MAX = 30_000  # rAthena MAX_AMOUNT
+TEXT_BYTES_MAX = 255  # rAthena CHAT_SIZE_MAX
+_OPEN_CELLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _open_cells(world, spec) -> list[np.ndarray]:
+    if world not in _OPEN_CELLS:
+        _OPEN_CELLS[world] = _walk_limits(spec)
+    return _OPEN_CELLS[world]
+
+
+def _walk_limits(spec) -> list[np.ndarray]:
+    """Per map, the cells the scenario's walk rules leave open (noise cells aside).
+
+    A mask says it cell by cell; otherwise the border band and the blocked rectangles are
+    closed, and the 5x5 squares around warp cells and warp arrivals are open again.
+    """
+    names = [m.name for m in spec.maps]
+    out = []
+    for m in spec.maps:
+        if m.walk.mask is not None:
+            out.append(np.array([[c == "." for c in row] for row in m.walk.mask]))
+            continue
+        b = m.walk.border
+        ok = np.zeros((m.height, m.width), bool)
+        ok[b : m.height - b, b : m.width - b] = True
+        for x0, y0, x1, y1 in m.walk.blocks:
+            ok[y0 : y1 + 1, x0 : x1 + 1] = False
+        out.append(ok)
+    for i, m in enumerate(spec.maps):
+        for w in m.warps:
+            for mi, cx, cy in ((i, w.x, w.y), (names.index(w.to), w.to_x, w.to_y)):
+                if spec.maps[mi].walk.mask is None:
+                    out[mi][max(cy - 2, 0) : cy + 3, max(cx - 2, 0) : cx + 3] = True
+    return out
+
+
+def action_violations(world, batch) -> list[str]:
+    """Every way the tick's actions break the world's rules, as readable lines."""
+    spec = world.resources["midgard"].spec  # the validated scenario data, not the Static
+    open_cells = _open_cells(world, spec)
+    rules = spec.rules
+    n_maps = len(spec.maps)
+    width = np.array([m.width for m in spec.maps])
+    height = np.array([m.height for m in spec.maps])
+    item_ids = {it.id for it in spec.items}
+    item_price = {it.id: it.price_zeny for it in spec.items}
+    map_ix = {m.name: i for i, m in enumerate(spec.maps)}
+    # markets: one per (town, item), numbered in (map id, item's place in the catalogue) order
+    item_row = {it.id: k for k, it in enumerate(spec.items)}
+    markets = sorted((map_ix[t.map], item_row[mi.item], mi.item) for t in spec.towns
+                     for mi in t.market)
+    lines = {line.encode() for name in ("greet", "trade", "quest", "refuse", "hazard",
+                                        "conflict", "takeover")
+             for line in getattr(spec.dialogue, name)}
+    hazard_lines = {line.encode() for line in spec.dialogue.hazard}
+    loud_hazards = {h.name.encode() for h in spec.hazard_types if h.kind == "hazard"}
+    weather_codes = {WEATHER_CODES[h.weather] for h in spec.hazard_types if h.weather}
+    npc = world.tables["npc"]
+    out: list[str] = []
+    tick = batch.tick
+
+    def bad(kind: str, what: str, mask) -> None:
+        mask = np.asarray(mask, bool)
+        if mask.any():
+            out.append(f"tick {tick} {kind}: {what} ({int(mask.sum())} of {len(mask)})")
+
+    # ids: tick << 24 | position, positions 0.. in kind order, no gaps
+    seq = 0
+    for kind in ACTION_KINDS:
+        if kind not in batch.kinds:
+            continue
+        ids = batch.kinds[kind]["action_id"]
+        want = (np.int64(tick) << 24) + np.arange(seq, seq + len(ids))
+        bad(kind, "action ids are not this tick's positions in kind order", ids != want)
+        seq += len(ids)
+        assert set(batch.kinds[kind]) == {n for n, _ in ACTION_SCHEMAS[kind]} | {"action_id"}
+    gone = batch.kinds.get("despawn_npc", {}).get("npc_id", np.empty(0, np.int64))
+    for kind, c in batch.kinds.items():
+        if "map_id" in c:
+            m = c["map_id"].astype(np.int64)
+            lo = -1 if kind == "broadcast" else 0  # -1: a broadcast to every map
+            bad(kind, f"map_id outside [{lo}, {n_maps})", (m < lo) | (m >= n_maps))
+        if "x" in c:
+            m = np.clip(c["map_id"].astype(np.int64), 0, n_maps - 1)
+            x, y = c["x"].astype(np.int64), c["y"].astype(np.int64)
+            inside = (x >= 0) & (y >= 0) & (x < width[m]) & (y < height[m])
+            bad(kind, "cell outside the map's width x height", ~inside)
+            shut = [not open_cells[mm][yy, xx]
+                    for mm, xx, yy in zip(m[inside], x[inside], y[inside], strict=True)]
+            bad(kind, "cell closed by the map's border, blocks or mask", shut)
+        if "text" in c:
+            t = c["text"]
+            bad(kind, "empty text", np.char.str_len(t) == 0)
+            bad(kind, f"text over {TEXT_BYTES_MAX} bytes", np.char.str_len(t) > TEXT_BYTES_MAX)
+        if kind in ("move_npc", "npc_say"):  # an NPC alive now, or one that left this tick
+            ok = npc.is_current(c["npc_id"]) | np.isin(c["npc_id"], gone)
+            bad(kind, "npc_id not a live NPC", ~ok)
+        elif kind == "spawn_npc":
+            h = c["npc_id"]
+            ok = npc.is_current(h)
+            bad(kind, "npc_id not a live NPC", ~ok)
+            s = (h[ok] & 0xFFFFFFFF).astype(np.int64)
+            where = np.stack([npc["map"][s], npc["x"][s], npc["y"][s]]).astype(np.int64)
+            said = np.stack([c["map_id"][ok], c["x"][ok], c["y"][ok]]).astype(np.int64)
+            bad(kind, "not where the NPC stands", (where != said).any(axis=0))
+        elif kind == "despawn_npc":
+            bad(kind, "npc_id still alive", npc.is_current(c["npc_id"]))
+        if kind == "npc_say":
+            bad(kind, "text is not one of the scenario's dialogue lines",
+                ~np.isin(c["text"], list(lines)))
+        elif kind == "broadcast":
+            words = [bytes(t).split(b": ", 1) for t in c["text"]]
+            wrong = [len(w) != 2 or w[1] not in hazard_lines
+                     or w[0] not in {n + b" on " + spec.maps[int(m)].name.encode()
+                                     for n in loud_hazards}
+                     for w, m in zip(words, c["map_id"], strict=True)]
+            bad(kind, "text is not '<hazard> on <its map>: <hazard line>'", wrong)
+        elif kind == "set_price":
+            k = c["market_id"].astype(np.int64)
+            known = (k >= 0) & (k < len(markets))
+            bad(kind, "market_id unknown", ~known)
+            for j in np.flatnonzero(known):
+                town, _, item = markets[k[j]]
+                base = item_price[item]
+                lo = max(1, math.ceil(base * rules.economy.price_band_min))
+                hi = max(min(math.floor(base * rules.economy.price_band_max), INT32_MAX), base)
+                p = int(c["price_zeny"][j])
+                if int(c["map_id"][j]) != town or int(c["item_id"][j]) != item:
+                    out.append(f"tick {tick} set_price: market {k[j]} is item {item} in map "
+                               f"{town}, not {int(c['item_id'][j])} in {int(c['map_id'][j])}")
+                if not lo <= p <= hi:
+                    out.append(f"tick {tick} set_price: {p} outside [{lo}, {hi}] for item {item}")
+        elif kind == "set_weather":
+            bad(kind, "weather not one of the scenario's weather codes",
+                ~np.isin(c["weather"], list(weather_codes)))
+            bad(kind, "on not 0 or 1", c["on"] > 1)
+        elif kind == "set_hazard":
+            ht = c["hazard_type"].astype(np.int64)
+            bad(kind, "hazard_type unknown", (ht < 0) | (ht >= len(spec.hazard_types)))
+            it = c["intensity"]
+            bad(kind, "intensity outside [0, intensity_max]",
+                ~((it >= 0) & (it <= rules.hazard.intensity_max)))
+            bad(kind, "on not 0 or 1", c["on"] > 1)
+        elif kind == "start_quest":
+            bad(kind, "quest_id not a scenario quest",
+                ~np.isin(c["quest_id"], [q.id for q in spec.quests]))
+            bad(kind, "char_id outside [1, int32 max]",
+                (c["char_id"] < 1) | (c["char_id"] > INT32_MAX))
+        elif kind == "give_reward":
+            z, a = c["zeny"].astype(np.int64), c["amount"].astype(np.int64)
+            item = c["item_id"].astype(np.int64)
+            bad(kind, "zeny outside [0, reward_zeny_max] or int32",
+                (z < 0) | (z > min(rules.actions.reward_zeny_max, INT32_MAX)))
+            bad(kind, "amount outside [0, reward_amount_max] or rAthena's 30000",
+                (a < 0) | (a > min(rules.actions.reward_amount_max, RATHENA_STACK_MAX)))
+            bad(kind, "item_id unknown", ~(np.isin(item, list(item_ids)) | (item == 0)))
+            bad(kind, "item 0 with an amount, or an item without one", (item == 0) != (a == 0))
+            bad(kind, "nothing given", (z == 0) & (a == 0))
+            done = world.events["quest_done"]["char_id"]
+            bad(kind, "reward to a character that finished no quest this tick",
+                ~np.isin(c["char_id"], done))
     return out
 
 
