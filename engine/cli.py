@@ -24,6 +24,7 @@ from engine.errors import (
     EXIT_ENVIRONMENT,
     EXIT_OK,
     EXIT_USER_ERROR,
+    EnvironmentFailure,
     NornError,
     UserError,
 )
@@ -59,7 +60,7 @@ def _model_hook(model: str, name: str) -> Callable | None:
 # -- norn run ---------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from engine.config import bridge_table, make_config
-    from engine.recorder import Recorder
+    from engine.recorder import Recorder, discard_dirs
     from engine.runner import build_world, make_header, run
     from engine.scenario import load_scenario, parse_scenario
 
@@ -118,9 +119,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             else Path("runs")
             / (f"{scenario.name}-s{config.seed}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
         )
-        if out.exists() and args.replace:
-            shutil.rmtree(out)
-        world = build_world(scenario, config)
+        created = _prepare_run_dir(out, replace=args.replace)  # fail fast, before the build
+        try:
+            world = build_world(scenario, config)
+        except BaseException:
+            discard_dirs(created)  # a scenario refused by its model leaves no empty run dir
+            raise
         recorder = Recorder.create(
             out,
             make_header(scenario, config, world),
@@ -214,6 +218,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_ENVIRONMENT if stall else EXIT_OK
 
 
+def _prepare_run_dir(out: Path, *, replace: bool) -> list[Path]:
+    """Remove the old run on --replace, then create the new run directory, writable.
+
+    Anything the OS refuses (a read-only location, a tree this user may not remove, a file
+    in the way) is one EnvironmentFailure naming the path and the reason: exit 3. Returns
+    the directories created.
+    """
+    from engine.recorder import prepare_run_dir
+
+    try:
+        exists = out.exists()
+    except OSError as e:
+        raise EnvironmentFailure.from_os(out, "cannot look at the run directory", e) from e
+    if exists and replace:
+        try:
+            shutil.rmtree(out)
+        except OSError as e:
+            raise EnvironmentFailure.from_os(out, "cannot remove the old run (--replace)", e
+                                             ) from e
+    return prepare_run_dir(out)
+
+
+def _io_failure(exc: BaseException) -> str | None:
+    """The one-line reason when ``exc`` is an OS or storage I/O error, else None."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        return f"{reason} ({exc.filename})" if exc.filename is not None else reason
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - duckdb is a dependency
+        return None
+    if isinstance(exc, duckdb.IOException):
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
 def _start_bridge(
     args, world, model: str, durable: dict[str, int], out_dir: Path, bridge_cfg: dict[str, Any]
 ):
@@ -224,17 +264,24 @@ def _start_bridge(
     if view_fn is None:
         raise UserError(f"model {model!r} cannot be served: it has no bridge_view")
     view = WorldView(**view_fn(world))
-    server = BridgeServer(
-        args.serve,
-        world.inputs,
-        view,
-        BridgeConfig(**bridge_cfg),
-        durable_seqs=durable,
-        dead_letter_path=out_dir / "dead_letters.duckdb",
-        start_tick=world.tick,
-    )
-    world.sinks.append(server)
-    server.start()
+    dead_letters = out_dir / "dead_letters.duckdb"
+    try:
+        server = BridgeServer(
+            args.serve,
+            world.inputs,
+            view,
+            BridgeConfig(**bridge_cfg),
+            durable_seqs=durable,
+            dead_letter_path=dead_letters,
+            start_tick=world.tick,
+        )
+        world.sinks.append(server)
+        server.start()  # the dead-letter store is opened on the bridge thread; errors land here
+    except Exception as exc:
+        reason = _io_failure(exc)
+        if reason is None:
+            raise
+        raise EnvironmentFailure(f"{dead_letters}: cannot start the bridge: {reason}") from exc
     return server
 
 
@@ -456,6 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"norn: error: {exc.filename}: not found", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as exc:  # the machine refused something no cause above turned into words
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        print(f"norn: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         return 130
 

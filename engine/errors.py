@@ -90,9 +90,21 @@ class NornBug(NornError):
 
 
 class EnvironmentFailure(NornError):
-    """The environment failed (fsync error, disk full); fatal and never retried."""
+    """The environment failed (fsync error, disk full, an unwritable path); fatal, never retried."""
 
     exit_code = EXIT_ENVIRONMENT
+
+    @classmethod
+    def from_os(cls, path: object, action: str, exc: OSError) -> EnvironmentFailure:
+        """One line naming ``path``, what could not be done, and the OS's reason.
+
+        ``path: cannot create the run directory: Permission denied`` (and the path the OS
+        refused, when it is another one, e.g. a parent directory).
+        """
+        reason = exc.strerror or str(exc)
+        refused = exc.filename
+        where = f" ({refused})" if refused is not None and str(refused) != str(path) else ""
+        return cls(f"{path}: {action}: {reason}{where}")
 
 
 def require(condition: bool, message: str) -> None:

@@ -8,6 +8,8 @@ The frame layout around the payloads is ``engine.journal``'s.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import numpy as np
 from engine import journal, snapshot_io, state
 from engine.decisions import RECORD
 from engine.digest import CHUNK_RECORD
-from engine.errors import JournalError
+from engine.errors import EnvironmentFailure, JournalError
 from engine.events import EVENT_KIND_IDS, EVENT_KINDS, EVENT_SCHEMAS
 from engine.inputs import InputBatch
 from engine.tick import TickRecord
@@ -78,6 +80,53 @@ def decode_tick(payload: bytes) -> TickRecord:
     )
 
 
+def make_dir(path: Path, what: str) -> None:
+    """``mkdir -p path``; an OS refusal becomes one EnvironmentFailure naming ``path``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:  # something that is not a directory is in the way
+        raise EnvironmentFailure(f"{path}: cannot create {what}: it exists and is not a "
+                                 "directory") from e
+    except OSError as e:
+        raise EnvironmentFailure.from_os(path, f"cannot create {what}", e) from e
+
+
+def prepare_run_dir(out_dir: str | Path) -> list[Path]:
+    """Create the run directory and prove it writable, before anything costly is built.
+
+    A read-only location, a file where the directory should be, or a directory this user
+    may not write: one EnvironmentFailure naming the path and the OS's reason (exit 3).
+    Returns the directories it created, deepest first (``discard_dirs`` undoes them).
+    """
+    out = Path(out_dir)
+    created = []
+    try:
+        p = out
+        while not p.exists() and p != p.parent:
+            created.append(p)
+            p = p.parent
+    except OSError as e:
+        raise EnvironmentFailure.from_os(out, "cannot look at the run directory", e) from e
+    make_dir(out, "the run directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".norn-write-check-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        discard_dirs(created)
+        raise EnvironmentFailure.from_os(out, "cannot write the run directory", e) from e
+    return created
+
+
+def discard_dirs(dirs: list[Path]) -> None:
+    """Remove directories ``prepare_run_dir`` created, deepest first, if still empty."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
 def initial_chunks(world) -> bytes:
     """Every region's chunk hashes at tick 0, so verify can follow the chunk-level state."""
     return pack({r.key: r.hashes.tobytes() for r in world.digest.regions})
@@ -97,7 +146,7 @@ class Recorder:
         cls, out_dir: str | Path, header: dict, *, fsync: bool, snapshot_every: int
     ) -> Recorder:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        prepare_run_dir(out)
         path = out / JOURNAL_NAME
         if path.exists():
             raise JournalError(
@@ -119,7 +168,7 @@ class Recorder:
         arrays, meta = state.capture(world)
         rel = f"{SNAPSHOT_DIR}/tick-{world.tick:09d}.arrow"
         path = self.out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(path.parent, "the snapshots directory")
         snapshot_io.write_snapshot(path, arrays, meta)
         digest = world.digest.combine(world.tick, state_only=True)
         self.writer.append(journal.KIND_SNAPSHOT, pack({"t": world.tick, "file": rel, "d": digest}))
