@@ -146,8 +146,10 @@ class DecisionBook:
             raise BoundError("decisions_pending_max", self.pending_max, total, "decision requests")
         options = np.atleast_2d(options)
         context = np.atleast_2d(context)
-        if options.shape[1] > OPTIONS or context.shape[1] > CONTEXT:
-            raise BoundError("decision_options_max/context_max", OPTIONS, options.shape[1])
+        if options.shape[1] > OPTIONS:
+            raise BoundError("decision_options_max", OPTIONS, options.shape[1], "options")
+        if context.shape[1] > CONTEXT:
+            raise BoundError("decision_context_max", CONTEXT, context.shape[1], "context floats")
         n_options = np.broadcast_to(np.asarray(n_options, dtype=np.int64), (n,))
         fallback = np.broadcast_to(np.asarray(fallback, dtype=np.int64), (n,))
         if (n_options < 1).any() or (n_options > options.shape[1]).any():

@@ -293,8 +293,6 @@ def test_decision_context_bound_at_max_and_one_past():
     assert len(book.take_new()) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="engine/decisions.py reports a context overflow with "
-                   "the options limit (8) and the options width as the requested count")
 def test_decision_context_overflow_names_the_context_limit_and_size():
     book = DecisionBook()
     with pytest.raises(BoundError) as info:
