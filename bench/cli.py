@@ -5,7 +5,8 @@ Usage::
     norn bench SCENARIO [--json] [--compare BASELINE.json] [--plot FILE.png] [--peers]
                         [--repeat N] [--sizes N [N ...]] [--ticks N] [--out FILE.json]
 
-SCENARIO is one of core, scale, actors, journal, bridge, boltzmann, or all. The run
+SCENARIO is one of core, scale, actors, journal, bridge, boltzmann, or all (and fuzz,
+run only by name: ``--ticks`` is its number of frames; see bench/scenarios/fuzz.py). The run
 measures the machine's memory bandwidth first, then each scenario's cases (each in a
 fresh process unless ``--in-process``), prints a human report (``--json``: the result
 document instead) and writes the result JSON to ``--out`` (default
@@ -26,13 +27,14 @@ from typing import Any
 
 from bench.machine import ROOT, machine_info, triad_bandwidth
 from bench.report import plot, render, render_compare
-from bench.suite import SCENARIOS, Options, run_scenario
+from bench.suite import EXTRA_SCENARIOS, SCENARIOS, Options, run_scenario
 
 SCHEMA = "norn-bench/1"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", choices=[*SCENARIOS, "all"], help="what to measure")
+    p.add_argument("scenario", choices=[*SCENARIOS, *EXTRA_SCENARIOS, "all"],
+                   help="what to measure")
     p.add_argument("--json", action="store_true", help="print the result document as JSON")
     p.add_argument("--compare", metavar="BASELINE", help="a saved result JSON to compare with")
     p.add_argument("--plot", metavar="FILE", help="write a PNG of the scaling curve")
@@ -82,6 +84,7 @@ def collect(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str
         triad_gbs=triad["gb_per_s"],
         quiet_wait_s=args.quiet_wait,
         log=log,
+        quiet=args.json,
     )
     scenarios = {name: run_scenario(name, opts) for name in names}
     return {

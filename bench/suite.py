@@ -15,6 +15,8 @@ from typing import Any
 from bench.harness import CaseSpec, run_case
 
 SCENARIOS = ("core", "scale", "actors", "journal", "bridge", "boltzmann")
+#: Run only when named, never by ``all``: ``fuzz`` is a robustness soak, not a speed figure.
+EXTRA_SCENARIOS = ("fuzz",)
 
 
 def _stderr(msg: str) -> None:
@@ -33,6 +35,7 @@ class Options:
     triad_gbs: float = 0.0
     quiet_wait_s: float = 0.0
     log: Callable[[str], None] = field(default=_stderr)
+    quiet: bool = False  # --json: no progress line on the terminal
 
     def rep(self, default: int, tiny: int = 2) -> int:
         return self.repeat if self.repeat is not None else (tiny if self.tiny else default)
@@ -255,6 +258,12 @@ def boltzmann(opts: Options) -> dict:
             "notes": notes, "steps": steps, "plot": "boltzmann"}
 
 
+def fuzz(opts: Options) -> dict:
+    from bench.scenarios.fuzz import run
+
+    return run(opts)
+
+
 RUNNERS: dict[str, Callable[[Options], dict]] = {
     "core": core,
     "scale": scale,
@@ -262,6 +271,7 @@ RUNNERS: dict[str, Callable[[Options], dict]] = {
     "journal": journal,
     "bridge": bridge,
     "boltzmann": boltzmann,
+    "fuzz": fuzz,
 }
 
 
