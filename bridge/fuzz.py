@@ -317,8 +317,11 @@ def _is_int(v: Any, lo: int, hi: int) -> bool:
 
 
 def unpack_like_engine(data: bytes, spec: Spec) -> dict[str, Any] | int:
-    """The frame as the engine decodes it, or the error code it refuses it with."""
+    """The frame as the engine decodes it, or the error code it refuses it with (0: the
+    frame is over twice ``frame_bytes_max``, so the connection is dropped)."""
     n = len(data)
+    if n > 2 * spec.frame_bytes_max:
+        return 0  # ZeroMQ drops the connection (section 1): nothing to expect
     if n > spec.frame_bytes_max:
         return 4
     try:
@@ -347,6 +350,8 @@ def model(parts: list[bytes], st: SidState | None, spec: Spec,
     if len(parts) != 1:
         return [_rej(1)]
     msg = unpack_like_engine(parts[0], spec)
+    if msg == 0:
+        return None
     if type(msg) is int:
         return [_rej(msg)]
     t = msg["t"]
@@ -665,7 +670,7 @@ class _Ctx:
     known: dict[str, int] = field(default_factory=dict)
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=64)  # a round uses at most 16 cycles, in index order
 def _cycle(seed: int, spec: Spec, lane: int, rnd: int) -> tuple[Frame, ...]:
     s = settings_for(seed, spec)
     mode = mode_of(s, lane, rnd)
@@ -1804,6 +1809,7 @@ class _Sock:
     frames: list[Frame] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     matched: list[Outcome] | None = None
+    fenced: bool = False  # the answer to this connection's own fence arrived
 
 
 def token_of(msg: Any) -> str | None:
@@ -2043,6 +2049,9 @@ def _read(sk: _Sock, rep: FuzzReport) -> None:
             msg = msgpack.unpackb(data, raw=False)
         except Exception:
             msg = None
+        if _is_fence_answer(msg):
+            sk.fenced = True
+            continue
         tok = token_of(msg)
         if tok is None:
             rep.acks += type(msg) is dict and msg.get("t") == proto.ACK
@@ -2087,6 +2096,18 @@ def _sync(tg: Any, rep: FuzzReport, socks: dict[bytes, _Sock], fence: zmq.Socket
     if got != "e6":
         rep.fail(f"round {rep.rounds - 1}: the fence (hb without a session) got {got}, "
                  f"not hello_required")
+    if not full:
+        # Without the engine's counters: a fence on every connection, answered only once
+        # the engine is done with that connection's frames (replies keep their order).
+        for sk in socks.values():
+            sk.sock.send(FENCE)
+        for sk in socks.values():
+            while not sk.fenced and time.monotonic() < deadline:
+                if sk.sock.poll(5):
+                    _read(sk, rep)
+            if not sk.fenced:
+                rep.fail(f"round {rep.rounds - 1}: no answer to the fence on "
+                         f"{sk.frames[0].rid.decode()} in {timeout_s} s")
     # every answer was sent before the fence's: read until each connection's fits, or
     # until nothing more arrives
     for sk in socks.values():
