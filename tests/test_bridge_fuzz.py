@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import msgpack
 import numpy as np
@@ -241,6 +242,28 @@ def test_structured_fuzz_every_frame_answered_as_documented():
     assert rep.good_events > 0 and rep.journaled_batches > 500
     assert rep.errors_by_code[proto.ErrorCode.INVALID_EVENTS] > 0
     assert rep.checked == ["answers", "counters", "journal", "queue bounds", "rss", "alive"]
+
+
+def test_structured_fuzz_against_a_bare_endpoint_checks_the_answers():
+    """Given only an endpoint (the engine journals on its own), every answer is checked."""
+    h = Harness(fuzz.fuzz_config(), demo_view())
+    stop = threading.Event()
+
+    def journal():
+        while not stop.is_set():
+            h.commit()
+            stop.wait(0.005)
+
+    t = threading.Thread(target=journal, daemon=True)
+    t.start()
+    try:
+        rep = fuzz.run_fuzz(h.endpoint, 77, 1500, exclude=FINDINGS, good_client=False)
+    finally:
+        stop.set()
+        t.join()
+        h.stop()
+    assert rep.ok, rep.summary()
+    assert rep.checked == ["answers"] and rep.replies > 1000
 
 
 def test_deeply_nested_fields_never_crash_the_bridge():
