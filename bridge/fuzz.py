@@ -2013,6 +2013,7 @@ def run_fuzz(
             for sk in socks.values():
                 sk.sock.close(0)
             if progress is not None:
+                rep.seconds = time.monotonic() - t0
                 progress(hi, frames, rep)
         else:
             if full:
