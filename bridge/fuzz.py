@@ -2309,8 +2309,9 @@ def replay(spec: Spec, config: BridgeConfig, view: Any, frames: list[Frame]
     fence frame whose answer says the engine is done with the frame. Server ids start at
     the seq the generator says they had. Returns the frame that killed the bridge thread
     or raised inside it (an ``internal_errors`` count; None if none), its traceback, and
-    the first frame of that connection whose answers the model did not allow (None if all
-    fit): the root cause when a session the engine should have refused led to the crash.
+    the first frame of that connection (of any, without a crash) whose answers the model
+    did not allow (None if all fit): the root cause when a session the engine should have
+    refused led to the crash.
     """
     from bridge.testing import Harness
 
@@ -2322,6 +2323,7 @@ def replay(spec: Spec, config: BridgeConfig, view: Any, frames: list[Frame]
         groups.setdefault(f.rid, []).append(f)
     h = Harness(config, view, durable_seqs=durable)
     ctx = zmq.Context()
+    first_deviation = None
     try:
         for n, group in enumerate(groups.values()):
             z = ctx.socket(zmq.DEALER)
@@ -2356,9 +2358,10 @@ def replay(spec: Spec, config: BridgeConfig, view: Any, frames: list[Frame]
                         return f, f"internal error (contained): {text}", deviation
                     if deviation is None and tuple(tokens) not in {o.tokens for o in f.expect}:
                         deviation = f
+                        first_deviation = first_deviation or f
             finally:
                 z.close(0)
-        return None, None, None
+        return None, None, first_deviation
     finally:
         ctx.destroy(linger=0)
         h.stop()
