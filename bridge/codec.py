@@ -99,8 +99,21 @@ def _utf8_bad(data: bytes, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     cont = (u8 & 0xC0) == 0x80
     nonempty = lens > 0
     ends = starts + lens
+    # starts inside a character (a continuation byte first)
     bad |= nonempty & cont[np.minimum(starts, total - 1)]
-    bad |= nonempty & (ends < total) & cont[np.minimum(ends, total - 1)]
+    # ends inside a character: the last lead byte (within the last 4) needs more bytes than
+    # the event has left. Such a character may look whole in the concatenation, so the
+    # decode below cannot see it; the next event is judged on its own bytes.
+    found = ~nonempty
+    for k in range(4):
+        p = ends - 1 - k
+        here = ~found & (p >= starts)
+        pc = np.clip(p, 0, total - 1)
+        lead = here & ~cont[pc]
+        b = u8[pc]
+        need = np.where(b < 0xC0, 1, np.where(b < 0xE0, 2, np.where(b < 0xF0, 3, 4)))
+        bad |= lead & (p + need > ends)
+        found |= lead
     pos = 0
     for _ in range(n + 1):  # one iteration per invalid event at most
         try:

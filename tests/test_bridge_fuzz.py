@@ -173,7 +173,7 @@ def test_hostile_frames_over_a_socket_are_each_answered_and_memory_stays_bounded
 #: What today's engine gets wrong (issue 9 findings): the suite that must pass leaves these
 #: shapes out, and each has its own strict xfail test below. Remove an entry (and the xfail)
 #: once the engine is fixed.
-FINDINGS = ("cont_start",)
+FINDINGS: tuple[str, ...] = ()
 SPEC = fuzz.Spec.from_server(fuzz.fuzz_config(), demo_view())
 
 
@@ -283,10 +283,6 @@ def test_a_server_id_with_a_trailing_newline_is_refused():
     assert rep.shapes["post:hello.server_id.newline"] + rep.shapes["wild:hello.server_id.newline"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 9 finding 3: a column text starting with a UTF-8 continuation byte also rejects "
-    "the valid event before it (codec._utf8_bad marks both), against section 6: each event "
-    "is checked on its own"))
 def test_each_text_is_checked_on_its_own():
     rep = _fuzz(4, 1500, only=("text", "valid"), exclude=())
     assert rep.ok, rep.summary()

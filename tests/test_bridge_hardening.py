@@ -527,3 +527,24 @@ def test_frames_up_to_twice_the_limit_are_answered_and_one_byte_more_drops_the_c
     finally:
         p.close()
         h.stop()
+
+
+# -- found by the fuzzer: each text is judged on its own bytes ---------------------------------
+@pytest.mark.parametrize(("texts", "bad"), [
+    ([b"ok", b"\x80stray"], [1]),              # a stray continuation starts the second
+    ([b"caf\xc3", b"\xa9!"], [0, 1]),           # one character split across two events
+    ([b"\xe2\x82", b"\xac"], [0, 1]),           # a 3-byte character split after 2 bytes
+    ([b"\xf0\x9f\x98\x80", b"fine"], []),       # a 4-byte character whole
+    ([b"end\xf0\x9f", b"x"], [0]),              # cut short, and the next is whole
+])
+def test_each_column_text_is_valid_utf8_on_its_own(texts, bad):
+    from bridge.codec import EventDecoder
+
+    n = len(texts)
+    frame = encode_columns(proto.EVENTS, 1, "npc_talk", {
+        "char_id": np.full(n, 150000), "npc_id": np.arange(n, dtype=np.int64),
+        "text": texts})
+    view = demo_view()
+    dec = EventDecoder(view.map_names, view.map_sizes).decode(proto.unpack(frame, 1 << 20))
+    assert dec.invalid.tolist() == bad
+    assert all(r == "not valid UTF-8" for r in dec.invalid_reasons)
