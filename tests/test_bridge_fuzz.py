@@ -19,7 +19,6 @@ import threading
 import msgpack
 import numpy as np
 import psutil
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
