@@ -13,7 +13,7 @@ document instead) and writes the result JSON to ``--out`` (default
 ``runs/bench/SCENARIO-TIME.json``). Exit status: 0, or 1 when a correctness check of a
 scenario failed (never for a missed speed goal: that is a figure, not an error).
 
-``engine.cli`` calls ``register(subparsers)``; ``python -m bench.cli`` works on its own.
+``norn.engine.cli`` calls ``register(subparsers)``; ``python -m norn.bench.cli`` works on its own.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.machine import ROOT, machine_info, triad_bandwidth
-from bench.report import plot, render, render_compare
-from bench.suite import EXTRA_SCENARIOS, SCENARIOS, Options, run_scenario
+from norn.bench.machine import ROOT, machine_info, triad_bandwidth
+from norn.bench.report import plot, render, render_compare
+from norn.bench.suite import EXTRA_SCENARIOS, SCENARIOS, Options, run_scenario
 
 SCHEMA = "norn-bench/1"
 
@@ -133,7 +133,7 @@ def cmd_bench(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     if args.json:
         doc = dict(result)
         if baseline is not None:
-            from bench.stats import compare
+            from norn.bench.stats import compare
 
             doc["compare"] = [r.__dict__ for r in compare(result, baseline)]
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")

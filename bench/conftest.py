@@ -29,6 +29,6 @@ def npcs() -> int:
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Add Norn's own machine record (numba threads, git commit, flags) to the JSON."""
-    from bench.machine import machine_info as norn_machine
+    from norn.bench.machine import machine_info as norn_machine
 
     machine_info["norn"] = norn_machine()

@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from bench.machine import ROOT, LoadMeter, peak_rss_bytes, wait_for_quiet
-from bench.stats import percentile_ms, summarize
-from engine import clock
-from engine.config import RunConfig, make_config
-from engine.runner import CompileTimer, build_world, run
-from engine.scenario import Scenario
-from engine.world import World
+from norn.bench.machine import ROOT, LoadMeter, peak_rss_bytes, wait_for_quiet
+from norn.bench.stats import percentile_ms, summarize
+from norn.engine import clock
+from norn.engine.config import RunConfig, make_config
+from norn.engine.runner import CompileTimer, build_world, run
+from norn.engine.scenario import Scenario
+from norn.engine.world import World
 
 #: marks the worker's result line on stdout, so stray prints from libraries cannot break it
 RESULT_MARK = "NORN-BENCH-RESULT "
@@ -43,7 +42,7 @@ class CaseSpec:
 
     scenario: str
     name: str
-    target: str  # "bench.scenarios.core:empty_world"
+    target: str  # "norn.bench.scenarios.core:empty_world"
     params: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 1800.0
 
@@ -77,7 +76,7 @@ def run_case(
         return result
     payload = json.dumps({"target": spec.target, "params": spec.params})
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.worker", payload],
+        [sys.executable, "-m", "norn.bench.worker", payload],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,

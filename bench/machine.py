@@ -18,10 +18,11 @@ from typing import Any
 
 import numba
 import numpy as np
-
-from engine.fingerprint import all_cpu_flags as cpu_flags  # all flags: SIMD width moves figures
-from engine.fingerprint import cpu_model
-from engine.fingerprint import package_version as _version
+from norn.engine.fingerprint import (
+    all_cpu_flags as cpu_flags,  # all flags: SIMD width moves figures
+)
+from norn.engine.fingerprint import cpu_model
+from norn.engine.fingerprint import package_version as _version
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.machine import describe
-from bench.stats import compare
+from norn.bench.machine import describe
+from norn.bench.stats import compare
 
 
 def _num(x: Any) -> str:

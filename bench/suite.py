@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.harness import CaseSpec, run_case
+from norn.bench.harness import CaseSpec, run_case
 
 SCENARIOS = ("core", "scale", "actors", "journal", "bridge", "boltzmann")
 #: Run only when named, never by ``all``: ``fuzz`` is a robustness soak, not a speed figure.
@@ -46,7 +46,7 @@ class Options:
 
 def _case(opts: Options, scenario: str, name: str, target: str, **params: Any) -> dict:
     opts.log(f"  {scenario}/{name} ...")
-    spec = CaseSpec(scenario, name, f"bench.scenarios.{target}", params)
+    spec = CaseSpec(scenario, name, f"norn.bench.scenarios.{target}", params)
     result = run_case(spec, isolate=opts.isolate, quiet_wait_s=opts.quiet_wait_s)
     result = {k: v for k, v in result.items() if not k.startswith("_")}
     return {"name": name, **result}
@@ -83,7 +83,11 @@ def core(opts: Options) -> dict:
 
 
 def scale(opts: Options) -> dict:
-    from bench.scenarios.world import GOAL_BYTES_PER_NPC, GOAL_WORLD_NPCS, GOAL_WORLD_TICKS_PER_S
+    from norn.bench.scenarios.world import (
+        GOAL_BYTES_PER_NPC,
+        GOAL_WORLD_NPCS,
+        GOAL_WORLD_TICKS_PER_S,
+    )
 
     sizes = opts.sizes or ([2000] if opts.tiny else [10_000, 100_000, 1_000_000])
     cases = []
@@ -151,7 +155,7 @@ def journal(opts: Options) -> dict:
 
 
 def bridge(opts: Options) -> dict:
-    from bench.scenarios.world import GOAL_INGEST_EVENTS_PER_S, GOAL_RTT_SLACK_MS
+    from norn.bench.scenarios.world import GOAL_INGEST_EVENTS_PER_S, GOAL_RTT_SLACK_MS
 
     events = 20_000 if opts.tiny else 2_000_000
     tick_ms = 20 if opts.tiny else 100
@@ -175,9 +179,9 @@ def bridge(opts: Options) -> dict:
 
 
 def boltzmann(opts: Options) -> dict:
-    from bench.machine import LoadMeter
-    from bench.peers.envs import PeerUnavailable, run_peer
-    from bench.scenarios.boltzmann import (
+    from norn.bench.machine import LoadMeter
+    from norn.bench.peers.envs import PeerUnavailable, run_peer
+    from norn.bench.scenarios.boltzmann import (
         GOAL_AGENT_STEPS_PER_S,
         GOAL_AGENTS,
         gini_tolerance,
@@ -259,7 +263,7 @@ def boltzmann(opts: Options) -> dict:
 
 
 def fuzz(opts: Options) -> dict:
-    from bench.scenarios.fuzz import run
+    from norn.bench.scenarios.fuzz import run
 
     return run(opts)
 

@@ -5,18 +5,17 @@ pytest-benchmark's statistics and history (``--benchmark-compare``)."""
 from __future__ import annotations
 
 import pytest
-
-from engine.runner import build_world, run
-from engine.tick import step
+from norn.engine.runner import build_world, run
+from norn.engine.tick import step
 
 pytestmark = pytest.mark.benchmark(min_rounds=10, warmup=True)
 
 
 @pytest.fixture(scope="module")
 def boltzmann_world(agents):
-    from actors.boltzmann import scenario_text
-    from bench.harness import bench_config
-    from engine.scenario import parse_scenario
+    from norn.actors.boltzmann import scenario_text
+    from norn.bench.harness import bench_config
+    from norn.engine.scenario import parse_scenario
 
     config = bench_config()
     world = build_world(parse_scenario(scenario_text(agents), "boltzmann.toml"), config)
@@ -26,8 +25,8 @@ def boltzmann_world(agents):
 
 @pytest.fixture(scope="module")
 def midgard_world(npcs):
-    from bench.harness import bench_config
-    from bench.scenarios.world import NotAvailable, generated
+    from norn.bench.harness import bench_config
+    from norn.bench.scenarios.world import NotAvailable, generated
 
     try:
         scenario = generated(npcs, seed=1)
@@ -46,9 +45,8 @@ def test_boltzmann_tick(benchmark, boltzmann_world, agents):
 
 def test_boltzmann_ceiling_step(benchmark, agents):
     import numpy as np
-
-    from actors.boltzmann import BLOCK_ROWS
-    from bench.scenarios.boltzmann import _ceiling_give, _ceiling_receive
+    from norn.actors.boltzmann import BLOCK_ROWS
+    from norn.bench.scenarios.boltzmann import _ceiling_give, _ceiling_receive
 
     wealth = np.ones(agents, dtype=np.int64)
     starts = np.zeros(-(-agents // BLOCK_ROWS) + 1, dtype=np.int64)
@@ -64,14 +62,14 @@ def test_boltzmann_ceiling_step(benchmark, agents):
 
 
 def test_core_empty_tick(benchmark):
-    from bench.scenarios.world import core_world
+    from norn.bench.scenarios.world import core_world
 
     world = core_world(1000, 8, False, 1)()
     benchmark.pedantic(step, args=(world,), rounds=500, warmup_rounds=10)
 
 
 def test_core_digest_tick_1m_rows(benchmark):
-    from bench.scenarios.world import core_world
+    from norn.bench.scenarios.world import core_world
 
     world = core_world(1_000_000, 8, True, 1)()
     benchmark.pedantic(step, args=(world,), rounds=30, warmup_rounds=2)
@@ -97,7 +95,7 @@ def test_actor_kind_systems(benchmark, midgard_world, kind):
 
 
 def test_journal_write_and_verify(benchmark, tmp_path_factory):
-    from bench.scenarios.world import journal_case
+    from norn.bench.scenarios.world import journal_case
 
     result = benchmark.pedantic(
         journal_case,
@@ -111,7 +109,7 @@ def test_journal_write_and_verify(benchmark, tmp_path_factory):
 
 
 def test_bridge_columnar_ingest(benchmark):
-    from bench.scenarios.world import bridge_ingest_case
+    from norn.bench.scenarios.world import bridge_ingest_case
 
     result = benchmark.pedantic(
         bridge_ingest_case, kwargs={"columnar": True, "events": 1_000_000,

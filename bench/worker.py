@@ -1,6 +1,6 @@
 """Runs one benchmark case in this (fresh) process and prints its result as one JSON line.
 
-``python -m bench.worker '{"target": "module:function", "params": {...}}'``; the parent
+``python -m norn.bench.worker '{"target": "module:function", "params": {...}}'``; the parent
 (``bench.harness.run_case``) reads the line that starts with ``RESULT_MARK``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.harness import RESULT_MARK, call_target, strip_private
+from norn.bench.harness import RESULT_MARK, call_target, strip_private
 
 
 def main(argv: list[str] | None = None) -> int:

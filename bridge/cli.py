@@ -1,7 +1,7 @@
 """Bridge subcommands of ``norn``: ``sim-server`` and ``bridge keygen``.
 
 ``engine/cli.py`` calls ``register(subparsers)``; each subcommand sets ``func`` to a
-function taking the parsed arguments and returning an exit code. ``python -m bridge.cli``
+function taking the parsed arguments and returning an exit code. ``python -m norn.bridge.cli``
 runs them without the rest of the CLI.
 """
 
@@ -12,15 +12,14 @@ import sys
 from dataclasses import asdict
 
 import orjson
-
-from engine.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USER_ERROR, NornError
+from norn.engine.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USER_ERROR, NornError
 
 
 def cmd_sim_server(args: argparse.Namespace) -> int:
     """Run the simulated rAthena map server and print its summary."""
-    from bridge.client import ClientConfig
-    from bridge.keys import read_key
-    from bridge.sim_server import run_sim_server
+    from norn.bridge.client import ClientConfig
+    from norn.bridge.keys import read_key
+    from norn.bridge.sim_server import run_sim_server
 
     cfg = ClientConfig(batch_events=args.batch_events, batch_ms=args.batch_ms,
                        columnar=not args.rows)
@@ -65,7 +64,7 @@ def cmd_sim_server(args: argparse.Namespace) -> int:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     """Write a CurveZMQ key pair (NAME.public, NAME.secret) into --out."""
-    from bridge.keys import write_keypair
+    from norn.bridge.keys import write_keypair
 
     pub, sec = write_keypair(args.out, args.name)
     print(f"wrote {pub} (share) and {sec} (keep secret, mode 0600)")

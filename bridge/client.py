@@ -32,11 +32,16 @@ from typing import Any
 import msgpack
 import numpy as np
 import zmq
-
-from bridge import protocol as proto
-from bridge.codec import ActionsFrame, columns_to_rows, decode_actions, encode_columns, encode_rows
-from engine import clock
-from engine.errors import BoundError
+from norn.bridge import protocol as proto
+from norn.bridge.codec import (
+    ActionsFrame,
+    columns_to_rows,
+    decode_actions,
+    encode_columns,
+    encode_rows,
+)
+from norn.engine import clock
+from norn.engine.errors import BoundError
 
 
 @dataclass

@@ -24,8 +24,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
-
-from bridge.protocol import (
+from norn.bridge.protocol import (
     ACTIONS,
     EVENTS,
     RESULTS,
@@ -42,9 +41,9 @@ from bridge.protocol import (
     pack,
     wire_columns,
 )
-from engine import limits
-from engine.actions import ACTION_KINDS, ACTION_SCHEMAS
-from engine.events import TEXT_DTYPE
+from norn.engine import limits
+from norn.engine.actions import ACTION_KINDS, ACTION_SCHEMAS
+from norn.engine.events import TEXT_DTYPE
 
 MAP_NAME_WIRE_BYTES_MAX = 64  # longer strings in a maps dictionary are refused outright
 

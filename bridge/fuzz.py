@@ -7,7 +7,7 @@ Written from ``bridge/PROTOCOL.md``, not from the server's code. Three parts:
   its ZeroMQ message parts and what the engine must answer (``expect``). Every setting of
   a run (lanes, cycle length, family weights, the mix of sessions) derives from the one
   seed (TigerBeetle's VOPR style), so a failure is reproduced from its seed and index
-  (``python -m bridge.fuzz show SEED INDEX``).
+  (``python -m norn.bridge.fuzz show SEED INDEX``).
 - **The model** ``model(parts, state, spec)`` is the protocol document as code: for one
   frame and the sending session's state, the acceptable answers (error codes, welcome,
   silence), whether the frame consumes a seq and how many events it brings. Where the
@@ -24,7 +24,7 @@ Written from ``bridge/PROTOCOL.md``, not from the server's code. Three parts:
   RSS stays bounded, (e) every batch that reached the input queue is within the wire
   schemas' bounds. A crash (the thread dying, or an exception the engine contained and
   counted in ``internal_errors``) is isolated to one frame by replaying the round on a
-  fresh engine (``python -m bridge.fuzz replay SEED INDEX``).
+  fresh engine (``python -m norn.bridge.fuzz replay SEED INDEX``).
 
 How a stream stays predictable: frames go out in rounds of ``lanes * cycle`` frames;
 index ``i`` belongs to lane ``i % lanes`` at position ``(i // lanes) % cycle`` of round
@@ -58,9 +58,8 @@ from typing import Any
 import msgpack
 import numpy as np
 import zmq
-
-from bridge import protocol as proto
-from bridge.config import BridgeConfig
+from norn.bridge import protocol as proto
+from norn.bridge.config import BridgeConfig
 
 #: Containers a client frame may nest, if this protocol version bounds it (else None).
 NESTING_MAX: int | None = getattr(proto, "FRAME_NESTING_MAX", None)
@@ -1563,8 +1562,8 @@ class HarnessTarget:
 def _serve(conn: Any, config: dict[str, Any], maps: tuple, good: str | None, spec: Spec
            ) -> None:
     """The engine side of a ``ProcessTarget``: a Harness answering commands on a pipe."""
-    from bridge.loadgen import demo_view
-    from bridge.testing import Harness
+    from norn.bridge.loadgen import demo_view
+    from norn.bridge.testing import Harness
 
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - a crash's trace comes by the pipe
     h = Harness(BridgeConfig(**config), demo_view(maps))
@@ -1597,7 +1596,7 @@ class ProcessTarget:
     def __init__(self, config: BridgeConfig | None = None, maps: tuple | None = None) -> None:
         import multiprocessing as mp
 
-        from bridge.loadgen import TEST_MAPS, demo_view
+        from norn.bridge.loadgen import TEST_MAPS, demo_view
 
         self.config = config or fuzz_config()
         self.maps = maps or TEST_MAPS
@@ -1696,7 +1695,7 @@ class GoodClient:
     """The reference ``BridgeClient`` sending player moves with unique char ids."""
 
     def __init__(self, endpoint: str, server_id: str, spec: Spec) -> None:
-        from bridge.client import BridgeClient, ClientConfig
+        from norn.bridge.client import BridgeClient, ClientConfig
 
         counter = self
 
@@ -2275,7 +2274,7 @@ def _on_crash(rep: FuzzReport, seed: int, spec: Spec, tg: Any, socks: dict[bytes
         if culprit is not None:
             crash.update(index=culprit.index, shape=culprit.shape, frame=culprit.describe(),
                          where=f"seed {seed} index {culprit.index}: {culprit.shape} "
-                               f"(python -m bridge.fuzz replay {seed} {culprit.index})",
+                               f"(python -m norn.bridge.fuzz replay {seed} {culprit.index})",
                          trace_tail=_tail(iso_trace or trace),
                          signature=culprit.shape.split(":", 1)[1])
             if first is not None:  # the connection went wrong earlier: the root cause
@@ -2313,7 +2312,7 @@ def replay(spec: Spec, config: BridgeConfig, view: Any, frames: list[Frame]
     did not allow (None if all fit): the root cause when a session the engine should have
     refused led to the crash.
     """
-    from bridge.testing import Harness
+    from norn.bridge.testing import Harness
 
     durable: dict[str, int] = {}
     groups: dict[bytes, list[Frame]] = {}
@@ -2377,8 +2376,8 @@ def connection_of(seed: int, index: int, spec: Spec) -> list[Frame]:
 
 # -- command line ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bridge.fuzz show|replay SEED INDEX`` / ``run SEED FRAMES``."""
-    p = argparse.ArgumentParser(prog="python -m bridge.fuzz",
+    """``python -m norn.bridge.fuzz show|replay SEED INDEX`` / ``run SEED FRAMES``."""
+    p = argparse.ArgumentParser(prog="python -m norn.bridge.fuzz",
                                 description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sh = sub.add_parser("show", help="print frames of a seed (fuzz_config, the test maps)")
@@ -2395,7 +2394,7 @@ def main(argv: list[str] | None = None) -> int:
     ru.add_argument("frames", type=int)
     ru.add_argument("--exclude", nargs="*", default=[])
     args = p.parse_args(argv)
-    from bridge.loadgen import demo_view
+    from norn.bridge.loadgen import demo_view
 
     if args.cmd == "show":
         spec = Spec.from_server(fuzz_config(), demo_view())
@@ -2420,7 +2419,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"the engine died on #{culprit.index}:\n{trace}")
         return 1
-    from bridge.testing import Harness
+    from norn.bridge.testing import Harness
 
     h = Harness(fuzz_config(), demo_view())
     try:

@@ -6,7 +6,7 @@ and, for event batches, the engine columns the edge must produce against the vec
 world (with the rejected events, their field and reason). ``PROTOCOL.md`` shows the same
 bytes in hex. Everything is generated here, so one switch regenerates all of it:
 
-    python -m bridge.golden --write
+    python -m norn.bridge.golden --write
 
 and ``tests/test_bridge_protocol.py`` fails when the committed files differ from what
 this code produces (a change in the wire format shows up as a reviewed diff).
@@ -23,10 +23,9 @@ from typing import Any
 
 import msgpack
 import numpy as np
-
-from bridge import protocol as proto
-from bridge.codec import EventDecoder, encode_actions, encode_columns, encode_rows
-from bridge.config import BridgeConfig
+from norn.bridge import protocol as proto
+from norn.bridge.codec import EventDecoder, encode_actions, encode_columns, encode_rows
+from norn.bridge.config import BridgeConfig
 
 VECTORS_DIR = Path(__file__).parent / "vectors"
 PROTOCOL_MD = Path(__file__).parent / "PROTOCOL.md"
@@ -268,7 +267,7 @@ def write_all(out_dir: Path = VECTORS_DIR, doc: Path = PROTOCOL_MD) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bridge.golden")
+    parser = argparse.ArgumentParser(prog="python -m norn.bridge.golden")
     parser.add_argument("--write", action="store_true",
                         help="regenerate bridge/vectors/ and PROTOCOL.md's hex blocks")
     args = parser.parse_args(argv)

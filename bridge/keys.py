@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 import zmq
-
-from engine.errors import ConfigError
+from norn.engine.errors import ConfigError
 
 Z85_KEY_CHARS = 40
 

@@ -5,7 +5,7 @@
   journaled (so acks flow) and emits actions (it echoes a ``start_quest`` for every
   ``quest_done``, which is how the round trip is timed). With a journal it restarts where
   it stopped, passing the journal's highest seq per source as ``durable_seqs``: that is
-  what the SIGKILL test kills and restarts (``python -m bridge.loadgen mini-engine``).
+  what the SIGKILL test kills and restarts (``python -m norn.bridge.loadgen mini-engine``).
 - ``measure_ingest``: events/s from a client process through a real TCP socket into the
   server and the queue, drained by a consumer thread.
 - ``measure_round_trip``: event sent to the action it causes received, at a tick length.
@@ -29,16 +29,15 @@ from typing import Any
 import crc32c
 import msgpack
 import numpy as np
-
-from bridge.client import BridgeClient, ClientConfig
-from bridge.codec import ActionsFrame
-from bridge.config import BridgeConfig
-from bridge.server import BridgeServer
-from bridge.view import WorldView
-from engine import clock
-from engine.actions import ActionBuffer
-from engine.events import EVENT_SCHEMAS
-from engine.inputs import InputBatch, InputQueue
+from norn.bridge.client import BridgeClient, ClientConfig
+from norn.bridge.codec import ActionsFrame
+from norn.bridge.config import BridgeConfig
+from norn.bridge.server import BridgeServer
+from norn.bridge.view import WorldView
+from norn.engine import clock
+from norn.engine.actions import ActionBuffer
+from norn.engine.events import EVENT_SCHEMAS
+from norn.engine.inputs import InputBatch, InputQueue
 
 #: The test world's maps (rAthena names, sizes in cells); tests build their own views.
 TEST_MAPS: tuple[tuple[str, int, int], ...] = (
@@ -375,7 +374,7 @@ def measure_round_trip(
 
 # -- command line (a stand-in engine process for tests, and the measurements) ---------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bridge.loadgen")
+    parser = argparse.ArgumentParser(prog="python -m norn.bridge.loadgen")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("mini-engine", help="serve the bridge with a minimal journaled tick loop")
     p.add_argument("--endpoint", required=True)

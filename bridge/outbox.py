@@ -16,9 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from bridge.codec import encode_actions
-from engine.actions import ACTION_KINDS, ActionBatch
+from norn.bridge.codec import encode_actions
+from norn.engine.actions import ACTION_KINDS, ActionBatch
 
 
 @dataclass

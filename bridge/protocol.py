@@ -21,11 +21,10 @@ from typing import Any, Literal
 
 import msgpack
 import numpy as np
-
-from engine import limits
-from engine.actions import ACTION_SCHEMAS
-from engine.errors import require
-from engine.events import EVENT_SCHEMAS
+from norn.engine import limits
+from norn.engine.actions import ACTION_SCHEMAS
+from norn.engine.errors import require
+from norn.engine.events import EVENT_SCHEMAS
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)

@@ -5,7 +5,7 @@ bridge only through non-blocking calls: ``emit`` (an ``ActionSink``: queue this 
 actions, bounded, and return), ``committed`` (the tick is durable: its actions may leave),
 the input queue's journaled listener (acks may leave) and, in lockstep, ``wait_progress``
 (the barrier on the servers' declared progress). Everything the protocol promises lives in
-``bridge.session.Session``, a socket-free state machine; this module is the thin loop that
+``norn.bridge.session.Session``, a socket-free state machine; this module is the thin loop that
 reads frames off the ROUTER into it, hands it what the tick thread queued, and sends what
 it says, woken through a pipe so actions leave within microseconds of ``committed``.
 
@@ -30,17 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from norn.bridge.config import BridgeConfig
+from norn.bridge.dead_letter import DeadLetterStore
+from norn.bridge.keys import read_allowed, read_key
+from norn.bridge.session import Sent, Session
+from norn.bridge.view import WorldView
+from norn.engine import clock as engine_clock
+from norn.engine.actions import ActionBatch
+from norn.engine.errors import EXIT_BUG, ConfigError, NornError
+from norn.engine.inputs import InputQueue
 from zmq.utils import z85 as zmq_z85
-
-from bridge.config import BridgeConfig
-from bridge.dead_letter import DeadLetterStore
-from bridge.keys import read_allowed, read_key
-from bridge.session import Sent, Session
-from bridge.view import WorldView
-from engine import clock as engine_clock
-from engine.actions import ActionBatch
-from engine.errors import EXIT_BUG, ConfigError, NornError
-from engine.inputs import InputQueue
 
 
 class BridgeDown(NornError):

@@ -43,16 +43,15 @@ from enum import IntEnum
 from typing import Any
 
 import numpy as np
-
-from bridge import protocol as proto
-from bridge.codec import EventDecoder
-from bridge.config import BridgeConfig
-from bridge.dead_letter import DeadLetterStore
-from bridge.outbox import PeerOutbox, RecentActions, frames_for, select_for
-from bridge.view import WorldView
-from engine.actions import ActionBatch
-from engine.events import EVENT_SCHEMAS, empty_columns
-from engine.inputs import InputBatch, InputQueue
+from norn.bridge import protocol as proto
+from norn.bridge.codec import EventDecoder
+from norn.bridge.config import BridgeConfig
+from norn.bridge.dead_letter import DeadLetterStore
+from norn.bridge.outbox import PeerOutbox, RecentActions, frames_for, select_for
+from norn.bridge.view import WorldView
+from norn.engine.actions import ActionBatch
+from norn.engine.events import EVENT_SCHEMAS, empty_columns
+from norn.engine.inputs import InputBatch, InputQueue
 
 #: Kind of the empty batch that carries the seq of a batch whose kind was unknown.
 PLACEHOLDER_KIND = "map_snapshot"

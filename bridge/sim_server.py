@@ -32,12 +32,11 @@ from typing import Any
 
 import numpy as np
 import xxhash
-
-from bridge import protocol as proto
-from bridge.client import BridgeClient, ClientConfig
-from bridge.codec import ActionsFrame
-from engine import clock, limits
-from engine.errors import EnvironmentFailure, UserError
+from norn.bridge import protocol as proto
+from norn.bridge.client import BridgeClient, ClientConfig
+from norn.bridge.codec import ActionsFrame
+from norn.engine import clock, limits
+from norn.engine.errors import EnvironmentFailure, UserError
 
 CHAR_ID_BASE = 150000
 ACCOUNT_ID_BASE = 2000000

@@ -16,7 +16,7 @@ whose ``quest_id`` names it, so the journal can be checked for exactly-once deli
 - once the faults stop, every batch every server made is journaled, exactly once, in order.
 
 ``run(seed)`` returns a ``SimReport``; ``tests/test_bridge_session_sim.py`` runs thousands
-of seeds, and a failing seed is reproduced with ``python -m bridge.simnet SEED``.
+of seeds, and a failing seed is reproduced with ``python -m norn.bridge.simnet SEED``.
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 
 import msgpack
 import numpy as np
-
-from bridge import protocol as proto
-from bridge.codec import encode_columns
-from bridge.config import BridgeConfig
-from bridge.dead_letter import DeadLetterStore
-from bridge.loadgen import demo_view
-from bridge.session import Sent, Session
-from engine.inputs import InputBatch, InputQueue
+from norn.bridge import protocol as proto
+from norn.bridge.codec import encode_columns
+from norn.bridge.config import BridgeConfig
+from norn.bridge.dead_letter import DeadLetterStore
+from norn.bridge.loadgen import demo_view
+from norn.bridge.session import Sent, Session
+from norn.engine.inputs import InputBatch, InputQueue
 
 STEP_S = 0.01  # simulated seconds per step
 TICK_STEPS = 5  # the engine ticks every 5 steps (50 ms)

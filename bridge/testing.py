@@ -12,15 +12,14 @@ from typing import Any
 
 import msgpack
 import zmq
-
-from bridge import protocol as proto
-from bridge.config import BridgeConfig
-from bridge.loadgen import demo_view
-from bridge.server import BridgeServer
-from bridge.view import WorldView
-from engine import clock
-from engine.actions import ActionBatch
-from engine.inputs import InputBatch, InputQueue
+from norn.bridge import protocol as proto
+from norn.bridge.config import BridgeConfig
+from norn.bridge.loadgen import demo_view
+from norn.bridge.server import BridgeServer
+from norn.bridge.view import WorldView
+from norn.engine import clock
+from norn.engine.actions import ActionBatch
+from norn.engine.inputs import InputBatch, InputQueue
 
 #: Bridge timings for tests: fast heartbeats, a peer timeout long enough for raw peers.
 FAST = BridgeConfig(heartbeat_ms=50, peer_timeout_ms=3000)

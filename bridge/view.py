@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge import protocol as proto
-from engine import limits
-from engine.errors import ConfigError
+from norn.bridge import protocol as proto
+from norn.engine import limits
+from norn.engine.errors import ConfigError
 
 
 @dataclass(frozen=True)

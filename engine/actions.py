@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-
-from engine import limits
-from engine.errors import BoundError
-from engine.events import TEXT_DTYPE
+from norn.engine import limits
+from norn.engine.errors import BoundError
+from norn.engine.events import TEXT_DTYPE
 
 _NPC = ("npc_id", np.int64)
 _MAP = ("map_id", np.int16)

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from engine.errors import (
+from norn.engine.errors import (
     EXIT_DIVERGED,
     EXIT_ENVIRONMENT,
     EXIT_OK,
@@ -51,7 +50,7 @@ def _progress(enabled: bool, total: int, label: str):
 
 
 def _model_hook(model: str, name: str) -> Callable | None:
-    from engine.scenario import MODELS
+    from norn.engine.scenario import MODELS
 
     module = importlib.import_module(MODELS[model].partition(":")[0])
     return getattr(module, name, None)
@@ -59,10 +58,10 @@ def _model_hook(model: str, name: str) -> Callable | None:
 
 # -- norn run ---------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from engine.config import bridge_table, make_config
-    from engine.recorder import Recorder, discard_dirs
-    from engine.runner import build_world, make_header, run
-    from engine.scenario import load_scenario, parse_scenario
+    from norn.engine.config import bridge_table, make_config
+    from norn.engine.recorder import Recorder, discard_dirs
+    from norn.engine.runner import build_world, make_header, run
+    from norn.engine.scenario import load_scenario, parse_scenario
 
     overrides = dict(
         seed=args.seed,
@@ -80,8 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     resend: list = []
     ticks = None  # config.ticks
     if args.resume:
-        from bridge.config import BridgeConfig
-        from replays.resume import resume
+        from norn.bridge.config import BridgeConfig
+        from norn.replays.resume import resume
 
         if not args.out:
             raise UserError("--resume needs --out DIR (the run to continue)")
@@ -225,7 +224,7 @@ def _prepare_run_dir(out: Path, *, replace: bool) -> list[Path]:
     in the way) is one EnvironmentFailure naming the path and the reason: exit 3. Returns
     the directories created.
     """
-    from engine.recorder import prepare_run_dir
+    from norn.engine.recorder import prepare_run_dir
 
     try:
         exists = out.exists()
@@ -257,8 +256,8 @@ def _io_failure(exc: BaseException) -> str | None:
 def _start_bridge(
     args, world, model: str, durable: dict[str, int], out_dir: Path, bridge_cfg: dict[str, Any]
 ):
-    from bridge.config import BridgeConfig
-    from bridge.server import BridgeServer, WorldView
+    from norn.bridge.config import BridgeConfig
+    from norn.bridge.server import BridgeServer, WorldView
 
     view_fn = _model_hook(model, "bridge_view")
     if view_fn is None:
@@ -293,7 +292,7 @@ def _start_sim(endpoint: str, players: int, config):
     cmd = [
         sys.executable,
         "-m",
-        "engine.cli",
+        "norn.engine.cli",
         "sim-server",
         "--connect",
         endpoint,
@@ -362,7 +361,7 @@ def _print_run_report(r: dict[str, Any]) -> None:
 
 # -- norn replay ------------------------------------------------------------------------
 def cmd_replay_info(args: argparse.Namespace) -> int:
-    from replays.reader import open_run
+    from norn.replays.reader import open_run
 
     run = open_run(args.dir)
     h = run.header
@@ -390,8 +389,8 @@ def cmd_replay_info(args: argparse.Namespace) -> int:
 
 
 def cmd_replay_verify(args: argparse.Namespace) -> int:
-    from replays.reader import open_run
-    from replays.verify import verify
+    from norn.replays.reader import open_run
+    from norn.replays.verify import verify
 
     total = open_run(args.dir).tick_frames
     bar = _progress(not args.json, total, "verify")
@@ -481,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay_verify)
 
-    for module in ("bridge.cli", "bench.cli"):
+    for module in ("norn.bridge.cli", "norn.bench.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

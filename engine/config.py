@@ -10,10 +10,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+from norn.engine import limits
+from norn.engine.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from engine import limits
-from engine.errors import ConfigError
 
 
 class RunConfig(BaseModel):

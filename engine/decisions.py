@@ -18,9 +18,8 @@ import threading
 from typing import Protocol
 
 import numpy as np
-
-from engine import limits
-from engine.errors import BoundError
+from norn.engine import limits
+from norn.engine.errors import BoundError
 
 OPTIONS = limits.decision_options_max
 CONTEXT = limits.decision_context_max

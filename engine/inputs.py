@@ -22,10 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-from engine import limits
-from engine.errors import BoundError
-from engine.events import EVENT_SCHEMAS
+from norn.engine import limits
+from norn.engine.errors import BoundError
+from norn.engine.events import EVENT_SCHEMAS
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,8 @@ from types import TracebackType
 from typing import NamedTuple, Self
 
 import crc32c
-
-from engine import limits
-from engine.errors import (
+from norn.engine import limits
+from norn.engine.errors import (
     BoundError,
     EnvironmentFailure,
     JournalCorruptError,

@@ -38,9 +38,8 @@ from collections.abc import Iterator, Mapping
 
 import numba
 import numpy as np
-
-from engine import limits
-from engine.errors import BoundError
+from norn.engine import limits
+from norn.engine.errors import BoundError
 
 HEADER = (("dst", np.int32), ("dst_gen", np.uint32), ("src", np.int32), ("seq", np.int32))
 

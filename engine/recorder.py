@@ -15,14 +15,13 @@ from typing import Any
 
 import msgpack
 import numpy as np
-
-from engine import journal, snapshot_io, state
-from engine.decisions import RECORD
-from engine.digest import CHUNK_RECORD
-from engine.errors import EnvironmentFailure, JournalError
-from engine.events import EVENT_KIND_IDS, EVENT_KINDS, EVENT_SCHEMAS
-from engine.inputs import InputBatch
-from engine.tick import TickRecord
+from norn.engine import journal, snapshot_io, state
+from norn.engine.decisions import RECORD
+from norn.engine.digest import CHUNK_RECORD
+from norn.engine.errors import EnvironmentFailure, JournalError
+from norn.engine.events import EVENT_KIND_IDS, EVENT_KINDS, EVENT_SCHEMAS
+from norn.engine.inputs import InputBatch
+from norn.engine.tick import TickRecord
 
 JOURNAL_NAME = "journal.norn"
 SNAPSHOT_DIR = "snapshots"

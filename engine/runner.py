@@ -14,17 +14,16 @@ from typing import Any
 
 import numpy as np
 import xxhash
+from norn.engine import clock, state
+from norn.engine.config import RunConfig
+from norn.engine.decisions import DeterministicResolver
+from norn.engine.errors import NornBug
+from norn.engine.fingerprint import fingerprint
+from norn.engine.recorder import FORMAT, Recorder, initial_chunks
+from norn.engine.scenario import Scenario
+from norn.engine.tick import TickRecord, step
+from norn.engine.world import World
 from numba.core import event as numba_event
-
-from engine import clock, state
-from engine.config import RunConfig
-from engine.decisions import DeterministicResolver
-from engine.errors import NornBug
-from engine.fingerprint import fingerprint
-from engine.recorder import FORMAT, Recorder, initial_chunks
-from engine.scenario import Scenario
-from engine.tick import TickRecord, step
-from engine.world import World
 
 
 class CompileTimer:

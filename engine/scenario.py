@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError
+from norn.engine.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO_DIR = ROOT / "scenarios"
@@ -22,9 +22,9 @@ DEFAULT_SCENARIO = "midgard.toml"
 
 #: model name -> "module:function" building plugins into a World from scenario data.
 MODELS: dict[str, str] = {
-    "toy": "actors.toy:build_world",
-    "boltzmann": "actors.boltzmann:build_world",
-    "midgard": "actors.midgard:build_world",
+    "toy": "norn.actors.toy:build_world",
+    "boltzmann": "norn.actors.boltzmann:build_world",
+    "midgard": "norn.actors.midgard:build_world",
 }
 
 

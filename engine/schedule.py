@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.errors import ScheduleError
+from norn.engine.errors import ScheduleError
 
 PHASES: tuple[str, ...] = ("ingest", "deliver", "act", "decide", "apply", "emit", "commit")
 

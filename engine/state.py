@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from engine.errors import SnapshotError
+from norn.engine.errors import SnapshotError
 
 
 def capture(world) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from engine import limits
-from engine.errors import BoundError, StaleEntityError
+from norn.engine import limits
+from norn.engine.errors import BoundError, StaleEntityError
 
 SLOT_BITS = 32
 SLOT_MASK = (1 << SLOT_BITS) - 1

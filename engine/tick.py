@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from engine.decisions import RECORD
-from engine.digest import CHUNK_RECORD
-from engine.errors import NornBug, NornError
-from engine.events import EVENT_KINDS, EVENT_SCHEMAS, empty_columns
-from engine.inputs import InputBatch
+from norn.engine.decisions import RECORD
+from norn.engine.digest import CHUNK_RECORD
+from norn.engine.errors import NornBug, NornError
+from norn.engine.events import EVENT_KINDS, EVENT_SCHEMAS, empty_columns
+from norn.engine.inputs import InputBatch
 
 
 @dataclass

@@ -15,16 +15,15 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-
-from engine import limits
-from engine.actions import ActionBuffer, ActionSink
-from engine.decisions import DecisionBook, DeterministicResolver, Resolver
-from engine.digest import Digest, Region
-from engine.events import EVENT_KINDS, empty_columns
-from engine.inputs import InputBatch, InputQueue
-from engine.messages import Channel
-from engine.schedule import Schedule, System
-from engine.table import Column, Table
+from norn.engine import limits
+from norn.engine.actions import ActionBuffer, ActionSink
+from norn.engine.decisions import DecisionBook, DeterministicResolver, Resolver
+from norn.engine.digest import Digest, Region
+from norn.engine.events import EVENT_KINDS, empty_columns
+from norn.engine.inputs import InputBatch, InputQueue
+from norn.engine.messages import Channel
+from norn.engine.schedule import Schedule, System
+from norn.engine.table import Column, Table
 
 
 class Plugin(Protocol):

@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from engine import journal, snapshot_io, state
-from engine.config import RunConfig
-from engine.errors import JournalError, JournalVersionError
-from engine.recorder import FORMAT, JOURNAL_NAME, decode_tick, unpack
-from engine.runner import build_world
-from engine.scenario import parse_scenario
-from engine.tick import TickRecord
-from engine.world import World
+from norn.engine import journal, snapshot_io, state
+from norn.engine.config import RunConfig
+from norn.engine.errors import JournalError, JournalVersionError
+from norn.engine.recorder import FORMAT, JOURNAL_NAME, decode_tick, unpack
+from norn.engine.runner import build_world
+from norn.engine.scenario import parse_scenario
+from norn.engine.tick import TickRecord
+from norn.engine.world import World
 
 
 @dataclass

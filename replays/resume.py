@@ -14,14 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import journal, state
-from engine.actions import ActionBatch
-from engine.decisions import DeterministicResolver
-from engine.errors import JournalError
-from engine.recorder import JOURNAL_NAME, Recorder
-from engine.tick import step
-from engine.world import World
-from replays.reader import RunJournal, durable_seqs, open_run
+from norn.engine import journal, state
+from norn.engine.actions import ActionBatch
+from norn.engine.decisions import DeterministicResolver
+from norn.engine.errors import JournalError
+from norn.engine.recorder import JOURNAL_NAME, Recorder
+from norn.engine.tick import step
+from norn.engine.world import World
+from norn.replays.reader import RunJournal, durable_seqs, open_run
 
 
 @dataclass

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from engine.digest import CHUNK_RECORD
-from engine.fingerprint import differences, fingerprint
-from engine.tick import step
-from replays.reader import chunk_state, open_run
+from norn.engine.digest import CHUNK_RECORD
+from norn.engine.fingerprint import differences, fingerprint
+from norn.engine.tick import step
+from norn.replays.reader import chunk_state, open_run
 
 
 @dataclass
@@ -115,7 +114,7 @@ def _write_rank(world) -> dict[str, int]:
     Several regions usually diverge in the same tick (a wrong column feeds the systems
     after it); the one written earliest in the tick is the likeliest cause.
     """
-    from engine.schedule import PHASES
+    from norn.engine.schedule import PHASES
 
     rank: dict[str, int] = {}
     all_keys = world.digest.keys()

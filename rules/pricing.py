@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-
-from engine.rng import uniform
+from norn.engine.rng import uniform
 
 # counters written by the kernels (indices into a stats vector)
 C_NPC_BOUGHT, C_NPC_SOLD, C_REFUSED, C_PLAYER_BOUGHT, C_PLAYER_SOLD, C_UNKNOWN = range(6)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-
-from engine.rng import uniform
+from norn.engine.rng import uniform
 
 # hazard type parameter columns (keep in step with actors.midgard.static.HAZARD_PARAMS)
 (

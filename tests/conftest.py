@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from bridge.testing import FAST, Harness, RawPeer
+from norn.bridge.testing import FAST, Harness, RawPeer
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from engine import journal
-from engine.config import make_config
-from engine.recorder import JOURNAL_NAME, decode_tick
-from engine.runner import build_world
-from engine.scenario import load_scenario, parse_scenario
+from norn.engine import journal
+from norn.engine.config import make_config
+from norn.engine.recorder import JOURNAL_NAME, decode_tick
+from norn.engine.runner import build_world
+from norn.engine.scenario import load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +33,7 @@ def default_toy():
 def norn(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "norn.engine.cli", *args],
         cwd=ROOT,
         env=full_env,
         capture_output=True,

@@ -15,11 +15,10 @@ import numba
 import numpy as np
 import psutil
 import pytest
-
-from bench import cli
-from bench.machine import ROOT
-from bench.stats import compare, summarize
-from engine.fingerprint import all_cpu_flags, cpu_model
+from norn.bench import cli
+from norn.bench.machine import ROOT
+from norn.bench.stats import compare, summarize
+from norn.engine.fingerprint import all_cpu_flags, cpu_model
 
 SCENARIOS = ("core", "scale", "actors", "journal", "bridge", "boltzmann")
 
@@ -133,7 +132,7 @@ def test_cli_json_and_compare(tmp_path, capsys):
 
 
 def test_norn_bench_is_registered():
-    from engine.cli import build_parser
+    from norn.engine.cli import build_parser
 
     args = build_parser().parse_args(["bench", "boltzmann", "--peers", "--sizes", "1000"])
     assert args.scenario == "boltzmann" and args.peers and args.sizes == [1000]

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-
-from actors.boltzmann import gini, scenario_text, settled_wealth, total_wealth
-from bench.scenarios.boltzmann import ceiling_run, gini_tolerance, numpy_run
-from engine.config import make_config
-from engine.runner import build_world, run
-from engine.scenario import load_scenario, parse_scenario
-from engine.tick import step
+from norn.actors.boltzmann import gini, scenario_text, settled_wealth, total_wealth
+from norn.bench.scenarios.boltzmann import ceiling_run, gini_tolerance, numpy_run
+from norn.engine.config import make_config
+from norn.engine.runner import build_world, run
+from norn.engine.scenario import load_scenario, parse_scenario
+from norn.engine.tick import step
 
 
 def world(agents: int, seed: int = 5, **cfg):
@@ -67,9 +66,9 @@ def test_synctest_snapshot_restore_is_exact():
 
 
 def test_a_recorded_run_verifies(tmp_path):
-    from engine.recorder import Recorder
-    from engine.runner import make_header
-    from replays.verify import verify
+    from norn.engine.recorder import Recorder
+    from norn.engine.runner import make_header
+    from norn.replays.verify import verify
 
     w, scenario, config = world(4000)
     rec = Recorder.create(tmp_path / "run", make_header(scenario, config, w), fsync=False,

@@ -38,8 +38,8 @@ TICKS = 100_000  # the engine runs until the test stops it (SIGTERM: a clean sto
 def _servable() -> str | None:
     """None when the default scenario can be served, else why not."""
     try:
-        from engine.cli import _model_hook
-        from engine.scenario import load_scenario
+        from norn.engine.cli import _model_hook
+        from norn.engine.scenario import load_scenario
     except ImportError as exc:
         return f"engine CLI not available: {exc}"
     model = load_scenario(None).model
@@ -61,13 +61,13 @@ def _free_port() -> int:
 
 
 def _norn(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "norn.engine.cli", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def _sim(endpoint: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bridge.cli", "sim-server", "--connect", endpoint,
+        [sys.executable, "-m", "norn.bridge.cli", "sim-server", "--connect", endpoint,
          "--players", str(PLAYERS), "--seed", str(SEED), "--steps", str(STEPS),
          "--step-ms", str(STEP_MS), "--connect-timeout-s", "20", "--drain-timeout-s", "30",
          "--json"],
@@ -85,7 +85,7 @@ def _stop(engine: subprocess.Popen) -> tuple[int, str, str]:
 
 
 def _input_counts(run_dir: Path) -> dict[str, int]:
-    from replays.reader import open_run
+    from norn.replays.reader import open_run
 
     counts: dict[str, int] = {}
     for rec in open_run(run_dir).ticks():
@@ -154,7 +154,7 @@ def test_sigkill_and_resume_apply_every_event_once_and_replay_verifies(tmp_path)
     # replaying the killed-and-resumed run's journal from tick 0, uninterrupted and without
     # any socket, reproduces every recorded digest including the final one
     verify = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "replay", "verify", str(tmp_path / "B")],
+        [sys.executable, "-m", "norn.engine.cli", "replay", "verify", str(tmp_path / "B")],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "match" in verify.stdout
@@ -166,7 +166,7 @@ LS_STEPS, LS_TICKS = 60, 100  # the simulator stamps ticks 1..61; the engine run
 
 def _sim_lockstep(endpoint: str, step_ms: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bridge.cli", "sim-server", "--connect", endpoint,
+        [sys.executable, "-m", "norn.bridge.cli", "sim-server", "--connect", endpoint,
          "--players", str(PLAYERS), "--seed", str(SEED), "--steps", str(LS_STEPS),
          "--step-ms", str(step_ms), "--lockstep", "--connect-timeout-s", "30",
          "--drain-timeout-s", "60", "--json"],
@@ -179,14 +179,14 @@ def _lockstep_args(endpoint: str, out: Path) -> list[str]:
 
 
 def _digests(run_dir: Path) -> dict[int, int]:
-    from replays.reader import open_run
+    from norn.replays.reader import open_run
 
     return {rec.tick: rec.digest for rec in open_run(run_dir).ticks()}
 
 
 def _last_tick_safe(run_dir: Path) -> int:
     try:
-        from replays.reader import open_run
+        from norn.replays.reader import open_run
 
         return open_run(run_dir).last_tick
     except Exception:

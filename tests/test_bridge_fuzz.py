@@ -4,7 +4,7 @@ Three layers: hypothesis drives the decoder in-process with arbitrary msgpack va
 only ever raise ``ProtocolError``); a seeded stream of hostile frames goes through a
 real socket (random bytes, truncated frames, wrong types, huge declared lengths, unknown
 kinds and types, out-of-range ids, multi-frame messages), checking that each one is
-answered and that the server's memory stays bounded; and ``bridge.fuzz``'s structure-aware
+answered and that the server's memory stays bounded; and ``norn.bridge.fuzz``'s structure-aware
 stream (every client message before and after the handshake, mutated field by field, from
 thousands of routing ids and server ids) is checked frame by frame against PROTOCOL.md,
 with canaries proving the checks catch a broken engine.
@@ -21,14 +21,13 @@ import numpy as np
 import psutil
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from bridge import fuzz
-from bridge import protocol as proto
-from bridge.codec import EventDecoder, encode_columns, encode_rows
-from bridge.config import BridgeConfig
-from bridge.loadgen import demo_view
-from bridge.session import Session
-from bridge.testing import Harness, RawPeer
+from norn.bridge import fuzz
+from norn.bridge import protocol as proto
+from norn.bridge.codec import EventDecoder, encode_columns, encode_rows
+from norn.bridge.config import BridgeConfig
+from norn.bridge.loadgen import demo_view
+from norn.bridge.session import Session
+from norn.bridge.testing import Harness, RawPeer
 
 VIEW = demo_view()
 DECODER = EventDecoder(VIEW.map_names, VIEW.map_sizes, events_per_batch_max=1000)
@@ -342,7 +341,7 @@ def test_canary_a_bug_is_caught_and_isolated_to_its_frame(monkeypatch):
 
 def test_norn_bench_fuzz_tiny(tmp_path):
     """``norn bench fuzz --tiny`` end to end (engine in this process, a short stream)."""
-    from bench import cli
+    from norn.bench import cli
 
     out = tmp_path / "fuzz.json"
     rc = cli.main(["fuzz", "--tiny", "--in-process", "--ticks", "1500", "--out", str(out)])
@@ -357,5 +356,5 @@ def test_norn_bench_fuzz_tiny(tmp_path):
     assert figs["replies"] > 0 and figs["rss_peak_mb"] > 0
     assert len(case["crashes"]) == figs["crashes"]
     for c in case["crashes"]:  # a crash names the frame that reproduces it
-        assert "python -m bridge.fuzz replay" in c["where"], c
+        assert "python -m norn.bridge.fuzz replay" in c["where"], c
     assert rc == (0 if all(c["ok"] for c in scen["checks"]) else 1)

@@ -10,17 +10,16 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 import pytest
-
-from bridge import protocol as proto
-from bridge.codec import encode_columns, encode_rows
-from bridge.config import BridgeConfig
-from bridge.dead_letter import DeadLetterStore
-from bridge.loadgen import demo_view
-from bridge.server import BridgeDown
-from bridge.session import Sent, Session
-from bridge.testing import Harness, RawPeer
-from engine.actions import ActionBatch
-from engine.inputs import InputQueue
+from norn.bridge import protocol as proto
+from norn.bridge.codec import encode_columns, encode_rows
+from norn.bridge.config import BridgeConfig
+from norn.bridge.dead_letter import DeadLetterStore
+from norn.bridge.loadgen import demo_view
+from norn.bridge.server import BridgeDown
+from norn.bridge.session import Sent, Session
+from norn.bridge.testing import Harness, RawPeer
+from norn.engine.actions import ActionBatch
+from norn.engine.inputs import InputQueue
 
 BASE = {"heartbeat_ms": 50, "peer_timeout_ms": 3000}
 
@@ -169,14 +168,13 @@ def test_an_exception_while_handling_a_frame_is_counted_dead_lettered_and_contai
 
 
 def test_a_dead_bridge_thread_stops_the_tick_with_bridge_down(monkeypatch):
-    import bridge.session
 
     h = Harness(BridgeConfig(**BASE))
     try:
         def boom(self, now):
             raise RuntimeError("the loop itself failed")
 
-        monkeypatch.setattr(bridge.session.Session, "work", boom)
+        monkeypatch.setattr(Session, "work", boom)
         h.server._wake()
         assert h.wait_for(lambda: h.server.crashed is not None)
         with pytest.raises(BridgeDown, match="bridge thread died"):
@@ -190,11 +188,10 @@ def test_a_dead_bridge_thread_stops_the_tick_with_bridge_down(monkeypatch):
 
 
 def test_a_run_whose_bridge_thread_dies_exits_4_naming_it(tmp_path, monkeypatch, capsys):
-    import bridge.session
-    from engine import cli
+    from norn.engine import cli
 
     calls = {"n": 0}
-    real = bridge.session.Session.work
+    real = Session.work
 
     def dies_later(self, now):
         calls["n"] += 1
@@ -202,7 +199,7 @@ def test_a_run_whose_bridge_thread_dies_exits_4_naming_it(tmp_path, monkeypatch,
             raise RuntimeError("injected bridge failure")
         real(self, now)
 
-    monkeypatch.setattr(bridge.session.Session, "work", dies_later)
+    monkeypatch.setattr(Session, "work", dies_later)
     code = cli.main(["run", "--ticks", "100000", "--clock", "realtime",
                      "--tick-ms", "10", "--serve", "tcp://127.0.0.1:0", "--out",
                      str(tmp_path / "run"), "--json", "--no-fsync"])
@@ -538,7 +535,7 @@ def test_frames_up_to_twice_the_limit_are_answered_and_one_byte_more_drops_the_c
     ([b"end\xf0\x9f", b"x"], [0]),              # cut short, and the next is whole
 ])
 def test_each_column_text_is_valid_utf8_on_its_own(texts, bad):
-    from bridge.codec import EventDecoder
+    from norn.bridge.codec import EventDecoder
 
     n = len(texts)
     frame = encode_columns(proto.EVENTS, 1, "npc_talk", {

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-
-from bridge import protocol as proto
-from bridge.codec import encode_columns, encode_rows
-from bridge.config import BridgeConfig
-from bridge.testing import Harness, RawPeer
+from norn.bridge import protocol as proto
+from norn.bridge.codec import encode_columns, encode_rows
+from norn.bridge.config import BridgeConfig
+from norn.bridge.testing import Harness, RawPeer
 
 BASE = {"heartbeat_ms": 50, "peer_timeout_ms": 5000}
 

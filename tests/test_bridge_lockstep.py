@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from bridge import protocol as proto
-from bridge.client import BridgeClient, ClientConfig
-from bridge.codec import encode_columns
-from bridge.config import BridgeConfig
-from bridge.testing import FAST, Harness, RawPeer
-from engine.actions import ActionBatch, ActionBuffer
+from norn.bridge import protocol as proto
+from norn.bridge.client import BridgeClient, ClientConfig
+from norn.bridge.codec import encode_columns
+from norn.bridge.config import BridgeConfig
+from norn.bridge.testing import FAST, Harness, RawPeer
+from norn.engine.actions import ActionBatch, ActionBuffer
 
 LOCKSTEP_CAPS = ("columns", "rows", proto.LOCKSTEP_CAP)
 

@@ -8,10 +8,9 @@ import sys
 import msgpack
 import numpy as np
 import pytest
-
-from bridge import golden
-from bridge import protocol as proto
-from bridge.codec import (
+from norn.bridge import golden
+from norn.bridge import protocol as proto
+from norn.bridge.codec import (
     EventDecoder,
     columns_to_rows,
     decode_actions,
@@ -21,10 +20,10 @@ from bridge.codec import (
     pack_text,
     unpack_text,
 )
-from bridge.config import BridgeConfig
-from engine.actions import ACTION_SCHEMAS
-from engine.errors import ConfigError
-from engine.events import EVENT_SCHEMAS
+from norn.bridge.config import BridgeConfig
+from norn.engine.actions import ACTION_SCHEMAS
+from norn.engine.errors import ConfigError
+from norn.engine.events import EVENT_SCHEMAS
 
 MAPS = [n for n, _, _ in golden.WORLD_MAPS]
 
@@ -35,7 +34,7 @@ def decoder(**kw) -> EventDecoder:
 
 # -- golden vectors --------------------------------------------------------------------------------
 def test_committed_vectors_match_the_code():
-    """Regenerate with `python -m bridge.golden --write` and review the diff."""
+    """Regenerate with `python -m norn.bridge.golden --write` and review the diff."""
     for vec in golden.build_vectors():
         path = golden.VECTORS_DIR / f"{vec['name']}.msgpack"
         assert path.read_bytes() == vec["bytes"], f"{path} drifted from the code"

@@ -8,16 +8,15 @@ import time
 import numpy as np
 import pytest
 import zmq
-
-from bridge import protocol as proto
-from bridge.client import BridgeClient, ClientConfig
-from bridge.codec import ActionsFrame, encode_columns, encode_rows
-from bridge.config import BridgeConfig
-from bridge.dead_letter import read_dead_letters
-from bridge.keys import read_key, write_keypair
-from bridge.testing import FAST, Harness, RawPeer
-from engine import clock
-from engine.actions import ActionBatch, ActionBuffer
+from norn.bridge import protocol as proto
+from norn.bridge.client import BridgeClient, ClientConfig
+from norn.bridge.codec import ActionsFrame, encode_columns, encode_rows
+from norn.bridge.config import BridgeConfig
+from norn.bridge.dead_letter import read_dead_letters
+from norn.bridge.keys import read_key, write_keypair
+from norn.bridge.testing import FAST, Harness, RawPeer
+from norn.engine import clock
+from norn.engine.actions import ActionBatch, ActionBuffer
 
 SHORT = BridgeConfig(heartbeat_ms=50, peer_timeout_ms=300)  # raw peers do not heartbeat
 

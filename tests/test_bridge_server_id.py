@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from bridge import protocol as proto
-from bridge.codec import encode_columns
-from engine import limits
+from norn.bridge import protocol as proto
+from norn.bridge.codec import encode_columns
+from norn.engine import limits
 
 MAX = limits.source_name_bytes_max  # 64: the wire's server_id bound is the same
 

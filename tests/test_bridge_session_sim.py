@@ -1,4 +1,4 @@
-"""The bridge protocol under faults: thousands of seeded runs of ``bridge.simnet``.
+"""The bridge protocol under faults: thousands of seeded runs of ``norn.bridge.simnet``.
 
 Each seed draws its map servers and its faults (frames lost, repeated, delayed and so
 reordered, broken connections, engine crashes that keep only the journal); every run must
@@ -10,9 +10,8 @@ duplicates, must each be caught.
 from __future__ import annotations
 
 import pytest
-
-from bridge import simnet
-from bridge.session import Session
+from norn.bridge import simnet
+from norn.bridge.session import Session
 
 SEEDS = 2000
 

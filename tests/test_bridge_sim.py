@@ -12,20 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bridge import protocol as proto
-from bridge.cli import main as bridge_main
-from bridge.client import BridgeClient, ClientConfig
-from bridge.codec import ActionsFrame, EventDecoder, encode_columns
-from bridge.loadgen import (
+from norn.bridge import protocol as proto
+from norn.bridge.cli import main as bridge_main
+from norn.bridge.client import BridgeClient, ClientConfig
+from norn.bridge.codec import ActionsFrame, EventDecoder, encode_columns
+from norn.bridge.loadgen import (
     MiniEngine,
     decode_batch,
     measure_ingest,
     measure_round_trip,
     read_mini_journal,
 )
-from bridge.sim_server import ACCOUNT_ID_BASE, CHAR_ID_BASE, SIM_MAPS, SimWorld
-from engine import clock
+from norn.bridge.sim_server import ACCOUNT_ID_BASE, CHAR_ID_BASE, SIM_MAPS, SimWorld
+from norn.engine import clock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +121,7 @@ def test_sim_server_cli_against_a_serving_engine(capsys):
     assert applied == out["generated_by_kind"]
     assert engine.applied["action_result"] == out["actions_received"]
     # the simulator hosts the maps both sides know, at the smaller of the two sizes
-    from bridge.loadgen import TEST_MAPS
+    from norn.bridge.loadgen import TEST_MAPS
 
     engine_sizes = {n: (w, h) for n, w, h in TEST_MAPS}
     shared = [(n, min(w, engine_sizes[n][0]), min(h, engine_sizes[n][1]))
@@ -174,7 +173,7 @@ def test_measure_round_trip_smoke():
 # -- SIGKILL the engine in the middle of a stream --------------------------------------------------
 def _start_engine(endpoint: str, journal: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge.loadgen", "mini-engine", "--endpoint", endpoint,
+        [sys.executable, "-m", "norn.bridge.loadgen", "mini-engine", "--endpoint", endpoint,
          "--journal", str(journal), "--tick-ms", "20"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()

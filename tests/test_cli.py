@@ -70,8 +70,8 @@ def test_journal_of_another_format_version_is_refused(tmp_path):
         norn("run", "--scenario", "toy", "--ticks", "3", "--out", str(run_dir), "--json").returncode
         == 0
     )
-    from engine import journal
-    from engine.recorder import JOURNAL_NAME, pack, unpack
+    from norn.engine import journal
+    from norn.engine.recorder import JOURNAL_NAME, pack, unpack
 
     def bump(frame):
         if frame.kind == journal.KIND_HEADER:
@@ -230,7 +230,7 @@ def test_a_scenario_refused_by_its_model_leaves_no_empty_run_directory(tmp_path)
 
 
 def test_any_other_os_refusal_is_one_line_exit_3_not_a_traceback(monkeypatch, capsys):
-    from engine import cli
+    from norn.engine import cli
 
     def refused(args):
         raise PermissionError(13, "Permission denied", "/some/run/journal.norn")
@@ -258,7 +258,7 @@ def nobody_norn():
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "HOME": str(cache)}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*NOBODY, sys.executable, "-m", "engine.cli", *args], cwd=ROOT,
+        return subprocess.run([*NOBODY, sys.executable, "-m", "norn.engine.cli", *args], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=300)
 
     try:

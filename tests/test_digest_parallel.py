@@ -16,9 +16,9 @@ import sys
 
 import numpy as np
 import pytest
+from norn.engine import digest
+from norn.engine.tick import step
 
-from engine import digest
-from engine.tick import step
 from tests.helpers import ROOT, toy_world
 
 #: world sizes (walkers) x chunk_rows: one chunk, a few, many, with partial last chunks
@@ -102,8 +102,8 @@ SCRIPT = """
 import json, sys
 import numba
 import xxhash
-from engine import digest
-from engine.tick import step
+from norn.engine import digest
+from norn.engine.tick import step
 from tests.helpers import toy_world
 
 mode, worlds, ticks = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])

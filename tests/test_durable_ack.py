@@ -23,17 +23,17 @@ import threading
 
 import numpy as np
 import pytest
+from norn.bridge import protocol as proto
+from norn.bridge.codec import encode_columns
+from norn.bridge.loadgen import demo_view
+from norn.bridge.server import BridgeServer
+from norn.bridge.testing import FAST, RawPeer
+from norn.engine import journal
+from norn.engine.errors import EnvironmentFailure
+from norn.engine.inputs import InputBatch
+from norn.engine.recorder import JOURNAL_NAME, Recorder, decode_tick
+from norn.engine.runner import make_header, run
 
-from bridge import protocol as proto
-from bridge.codec import encode_columns
-from bridge.loadgen import demo_view
-from bridge.server import BridgeServer
-from bridge.testing import FAST, RawPeer
-from engine import journal
-from engine.errors import EnvironmentFailure
-from engine.inputs import InputBatch
-from engine.recorder import JOURNAL_NAME, Recorder, decode_tick
-from engine.runner import make_header, run
 from tests.helpers import toy_world
 
 WAIT_S = 30.0  # an upper bound on waits for the tick thread; never a timing assertion

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from norn.engine.tick import step
 
-from engine.tick import step
 from tests.helpers import ROOT, journal_digests, norn, toy_world
 
 
@@ -47,9 +47,9 @@ def test_different_seeds_give_different_worlds(tmp_path):
 RESTORE_SCRIPT = """
 import sys
 from pathlib import Path
-from engine import snapshot_io, state
-from engine.tick import step
-from replays.reader import open_run
+from norn.engine import snapshot_io, state
+from norn.engine.tick import step
+from norn.replays.reader import open_run
 run = open_run(sys.argv[1])
 world = run.build_world()
 arrays, meta = snapshot_io.read_snapshot(Path(sys.argv[1]) / "snapshots" / "tick-000000040.arrow")
@@ -81,7 +81,7 @@ def test_snapshot_restored_in_a_fresh_process_continues_bit_identically(tmp_path
     assert r.returncode == 0, r.stderr
     uninterrupted = journal_digests(out)
     (tmp_path / "toy_inputs.py").write_text(
-        "from actors.toy import login_batches\n"
+        "from norn.actors.toy import login_batches\n"
         "def feed(world):\n"
         "    for b in login_batches(world.seed, world.tick + 1):\n"
         "        assert world.inputs.offer(b)\n"
@@ -107,7 +107,7 @@ def test_snapshot_restored_in_a_fresh_process_continues_bit_identically(tmp_path
 
 def test_synctest_passes_on_the_toy_world():
     world, _, config = toy_world(seed=9, synctest=True)
-    from engine.runner import run
+    from norn.engine.runner import run
 
     summary = run(world, config, ticks=40)
     assert summary.ticks == 40
@@ -115,10 +115,9 @@ def test_synctest_passes_on_the_toy_world():
 
 def test_synctest_catches_a_system_that_writes_undeclared_state():
     import numpy as np
-
-    from engine.errors import NornBug
-    from engine.runner import build_world, run
-    from engine.table import Column
+    from norn.engine.errors import NornBug
+    from norn.engine.runner import build_world, run
+    from norn.engine.table import Column
 
     _, scenario, config = toy_world(seed=9, synctest=True)
 
@@ -134,7 +133,7 @@ def test_synctest_catches_a_system_that_writes_undeclared_state():
 
             world.add_system("sneak.write", "act", write_without_declaring)
 
-    from engine.world import World
+    from norn.engine.world import World
 
     original_build = World.build
 
@@ -167,7 +166,7 @@ class HiddenState:
         self.calls = 0
 
     def build(self, world):
-        from engine.table import Column
+        from norn.engine.table import Column
 
         world.add_table("ledger", [Column("v", np.int64)], 8).spawn(1)
 
@@ -180,8 +179,8 @@ class HiddenState:
 
 
 def _world_with(monkeypatch, plugin, **cfg):
-    from engine.runner import build_world
-    from engine.world import World
+    from norn.engine.runner import build_world
+    from norn.engine.world import World
 
     _, scenario, config = toy_world(seed=9, **cfg)
     original_build = World.build
@@ -197,8 +196,8 @@ def _world_with(monkeypatch, plugin, **cfg):
 
 
 def test_synctest_catches_state_kept_outside_the_tables_naming_tick_and_column(monkeypatch):
-    from engine.errors import NornBug
-    from engine.runner import run
+    from norn.engine.errors import NornBug
+    from norn.engine.runner import run
 
     world, config = _world_with(monkeypatch, HiddenState(), synctest=True)
     with pytest.raises(NornBug) as info:
@@ -211,7 +210,7 @@ def test_synctest_catches_state_kept_outside_the_tables_naming_tick_and_column(m
 
 def test_hidden_state_canary_goes_unnoticed_without_the_synctest(monkeypatch):
     """The canary is not caught by anything else: a plain run of it completes."""
-    from engine.runner import run
+    from norn.engine.runner import run
 
     world, config = _world_with(monkeypatch, HiddenState(), synctest=False)
     summary = run(world, config, ticks=HiddenState.FROM + 3)

@@ -9,21 +9,21 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from engine import limits
-from engine.actions import ActionBuffer
-from engine.decisions import (
+from norn.engine import limits
+from norn.engine.actions import ActionBuffer
+from norn.engine.decisions import (
     SOURCE_DEADLINE,
     SOURCE_INVALID,
     SOURCE_RESOLVER,
     DecisionBook,
     DeterministicResolver,
 )
-from engine.errors import BoundError, ScheduleError, StaleEntityError
-from engine.inputs import InputBatch, InputQueue
-from engine.messages import Channel
-from engine.schedule import Schedule, System
-from engine.table import Column, Table
+from norn.engine.errors import BoundError, ScheduleError, StaleEntityError
+from norn.engine.inputs import InputBatch, InputQueue
+from norn.engine.messages import Channel
+from norn.engine.schedule import Schedule, System
+from norn.engine.table import Column, Table
+
 from tests.helpers import toy_world
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -11,16 +11,15 @@ import crc32c
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from engine import journal, limits
-from engine.errors import (
+from norn.engine import journal, limits
+from norn.engine.errors import (
     BoundError,
     EnvironmentFailure,
     JournalCorruptError,
     JournalError,
     JournalVersionError,
 )
-from engine.journal import Frame, JournalReader, JournalWriter
+from norn.engine.journal import Frame, JournalReader, JournalWriter
 
 FRAMES = [
     (journal.KIND_HEADER, b"header: seed=7"),

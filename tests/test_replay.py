@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from norn.engine import journal
+from norn.engine.config import make_config
+from norn.engine.errors import JournalCorruptError
+from norn.engine.recorder import JOURNAL_NAME, Recorder, decode_tick, encode_tick
+from norn.engine.runner import build_world, make_header, run
+from norn.engine.scenario import MODELS, parse_scenario
+from norn.replays.verify import verify
 
-from engine import journal
-from engine.config import make_config
-from engine.errors import JournalCorruptError
-from engine.recorder import JOURNAL_NAME, Recorder, decode_tick, encode_tick
-from engine.runner import build_world, make_header, run
-from engine.scenario import MODELS, parse_scenario
-from replays.verify import verify
 from tests.helpers import norn
 
 
 def _record_toy(tmp_path, ticks=30, seed=4, inputs=True, sink=None, close=True):
     """A recorded toy run; ``close=False`` leaves it as a crash would (no end frame)."""
-    from actors.toy import login_batches
+    from norn.actors.toy import login_batches
 
     text = 'name = "toy-replay"\nmodel = "toy"\n[toy]\nwalkers = 200\ncapacity = 250\n'
     scenario = parse_scenario(text, "toy-replay.toml")
@@ -88,7 +88,7 @@ def test_altered_input_is_reported_as_divergence_at_its_tick(tmp_path):
         assert rec.inputs, "the test needs an input at this tick"
         cols = dict(rec.inputs[0].columns)
         cols["base_level"] = cols["base_level"] + np.int16(1)
-        from engine.inputs import InputBatch
+        from norn.engine.inputs import InputBatch
 
         rec.inputs[0] = InputBatch(
             rec.inputs[0].source, rec.inputs[0].seq, rec.inputs[0].kind, cols
@@ -133,7 +133,7 @@ def test_a_flipped_byte_in_the_middle_is_refused_with_its_offset(tmp_path):
 
 
 def test_resume_after_a_crash_continues_the_same_world(tmp_path):
-    from replays.resume import resume
+    from norn.replays.resume import resume
 
     run_dir = _record_toy(tmp_path, ticks=25, inputs=False)
     path = run_dir / JOURNAL_NAME
@@ -160,7 +160,7 @@ def journal_digests_of(path):
 def test_resume_rebuilds_the_actions_of_the_last_ticks_for_resending(tmp_path):
     """Actions are not journaled: a resumed run rebuilds recent ones from the journal, equal
     to what the live run emitted, so a crash before they left loses none."""
-    from replays.resume import resume
+    from norn.replays.resume import resume
 
     emitted = {}
 
@@ -203,8 +203,8 @@ def test_a_crashed_unbridged_run_resumed_from_the_cli_equals_the_uninterrupted_o
 
 
 def test_source_hash_follows_the_state_code_and_verify_names_a_change(tmp_path, monkeypatch):
-    from engine import fingerprint as fp
-    from replays import verify as verify_mod
+    from norn.engine import fingerprint as fp
+    from norn.replays import verify as verify_mod
 
     for pkg in fp.STATE_PACKAGES:
         (tmp_path / pkg).mkdir()

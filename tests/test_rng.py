@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from engine import rng
+from norn.engine import rng
 
 # Random123 tests/kat_vectors (DEShawResearch/random123), the three "philox4x32 10" lines:
 # name, rounds, counter (4 words), key (2 words), expected output (4 words).

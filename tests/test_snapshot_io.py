@@ -12,10 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-from engine import snapshot_io
-from engine.errors import EnvironmentFailure, SnapshotError
-from engine.snapshot_io import read_snapshot, write_snapshot
+from norn.engine import snapshot_io
+from norn.engine.errors import EnvironmentFailure, SnapshotError
+from norn.engine.snapshot_io import read_snapshot, write_snapshot
 
 PADDED = np.dtype({
     "names": ["b", "a", "c"],

@@ -171,3 +171,19 @@ def f(): pass
     ):
         assert any(needle in f for f in found), (needle, found)
     assert violations("np.argsort(v, kind='stable')\n", "engine/x.py") == []
+
+
+def test_pyproject_lists_every_package_under_norn():
+    """A wheel must hold what an editable install sees: every folder with an __init__.py."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"])
+    found = {
+        "norn." + ".".join(p.parent.relative_to(ROOT).parts)
+        for top in ("engine", "actors", "rules", "bridge", "llm", "replays", "bench")
+        for p in (ROOT / top).rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert listed == found, f"add to pyproject: {sorted(found - listed)}; "\
+        f"remove: {sorted(listed - found)}"

@@ -10,15 +10,15 @@ from __future__ import annotations
 import tomllib
 
 import numpy as np
+from norn.actors.midgard.generate import generate
+from norn.actors.midgard.tomlw import dumps
+from norn.engine.events import EVENT_SCHEMAS, TEXT_DTYPE
+from norn.engine.inputs import InputBatch
+from norn.engine.scenario import load_scenario, parse_scenario
+from norn.engine.tick import step
+from norn.rules import pricing
+from norn.rules import spread as sp
 
-from actors.midgard.generate import generate
-from actors.midgard.tomlw import dumps
-from engine.events import EVENT_SCHEMAS, TEXT_DTYPE
-from engine.inputs import InputBatch
-from engine.scenario import load_scenario, parse_scenario
-from engine.tick import step
-from rules import pricing
-from rules import spread as sp
 from tests.test_world_invariants import build, violations
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from norn.actors.midgard.generate import generate
+from norn.engine import snapshot_io, state
+from norn.engine.runner import run
+from norn.engine.scenario import load_scenario
 
-from actors.midgard.generate import generate
-from engine import snapshot_io, state
-from engine.runner import run
-from engine.scenario import load_scenario
 from tests.helpers import journal_digests, norn
 from tests.test_world_invariants import build, step_with_events
 
@@ -52,7 +52,7 @@ def test_snapshot_restore_continues_bit_identically(tmp_path):
 
 
 def test_synctest_passes_on_the_default_world():
-    from engine.config import make_config
+    from norn.engine.config import make_config
 
     world, source = build(load_scenario("midgard"), seed=6, synctest=True)
     config = make_config(None, seed=6, synctest=True)

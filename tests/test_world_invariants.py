@@ -14,15 +14,14 @@ import weakref
 
 import numpy as np
 import pytest
-
-from actors.midgard import audit, make_event_source
-from actors.midgard.generate import generate
-from actors.midgard.schema import WEATHER_CODES
-from engine.actions import ACTION_KINDS, ACTION_SCHEMAS
-from engine.config import make_config
-from engine.runner import build_world
-from engine.scenario import Scenario, load_scenario
-from engine.tick import step
+from norn.actors.midgard import audit, make_event_source
+from norn.actors.midgard.generate import generate
+from norn.actors.midgard.schema import WEATHER_CODES
+from norn.engine.actions import ACTION_KINDS, ACTION_SCHEMAS
+from norn.engine.config import make_config
+from norn.engine.runner import build_world
+from norn.engine.scenario import Scenario, load_scenario
+from norn.engine.tick import step
 
 
 def build(scenario: Scenario, seed: int = 1, **cfg):
@@ -280,7 +279,7 @@ def run_checked(world, source, ticks: int) -> dict[str, int]:
 
 
 def test_default_world_keeps_every_invariant_every_tick():
-    from engine.inputs import InputBatch
+    from norn.engine.inputs import InputBatch
 
     world, source = build(load_scenario("midgard"), seed=11)
     assert not violations(world)
@@ -318,7 +317,7 @@ def test_generated_worlds_keep_every_invariant_every_tick(params):
 
 
 def test_a_bad_action_is_refused_before_it_leaves():
-    from actors.midgard.actions import InvalidAction, emit
+    from norn.actors.midgard.actions import InvalidAction, emit
 
     world, _ = build(generate(maps=4, npcs=20, markets=4, factions=2, hazards=0, seed=9))
     st = world.resources["midgard"]

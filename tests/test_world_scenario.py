@@ -7,13 +7,13 @@ import tomllib
 
 import numpy as np
 import pytest
+from norn.actors.midgard import bridge_view, load
+from norn.actors.midgard.generate import generate
+from norn.actors.midgard.static import build_static
+from norn.actors.midgard.tomlw import dumps
+from norn.engine.errors import ConfigError
+from norn.engine.scenario import load_scenario, parse_scenario
 
-from actors.midgard import bridge_view, load
-from actors.midgard.generate import generate
-from actors.midgard.static import build_static
-from actors.midgard.tomlw import dumps
-from engine.errors import ConfigError
-from engine.scenario import load_scenario, parse_scenario
 from tests.helpers import ROOT, norn
 
 
@@ -200,7 +200,7 @@ def test_bridge_view_names_maps_sizes_and_caps():
 
 
 def test_event_source_is_a_pure_function_of_seed_and_tick(default_data):
-    from actors.midgard import make_event_source
+    from norn.actors.midgard import make_event_source
 
     a = make_event_source(default_data, 5)
     b = make_event_source(default_data, 5)
@@ -221,7 +221,8 @@ def test_event_source_is_a_pure_function_of_seed_and_tick(default_data):
 
 
 def test_summary_tells_what_happened():
-    from actors.midgard import summary
+    from norn.actors.midgard import summary
+
     from tests.test_world_invariants import build, step_with_events
 
     world, source = build(load_scenario("midgard"), seed=2)

@@ -13,14 +13,13 @@ it next tick and answers with a ``fill`` carrying the zeny and goods back.
 from __future__ import annotations
 
 import numpy as np
-
-from actors.midgard.actions import emit
-from actors.midgard.static import Static
-from engine.errors import require
-from engine.rng import register_stream
-from engine.table import Column
-from engine.world import World
-from rules import pricing
+from norn.actors.midgard.actions import emit
+from norn.actors.midgard.static import Static
+from norn.engine.errors import require
+from norn.engine.rng import register_stream
+from norn.engine.table import Column
+from norn.engine.world import World
+from norn.rules import pricing
 
 SOURCES = ("birth", "wages", "player_purchase")
 SINKS = ("death", "player_sale", "quest_reward", "upkeep", "unclaimed")

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-
-from actors.economy import book
-from actors.midgard.actions import emit
-from actors.midgard.static import Static
-from actors.midgard.tables import lookup, room
-from engine.table import Column
-from engine.world import World
-from rules import spread as sp
+from norn.actors.economy import book
+from norn.actors.midgard.actions import emit
+from norn.actors.midgard.static import Static
+from norn.actors.midgard.tables import lookup, room
+from norn.engine.table import Column
+from norn.engine.world import World
+from norn.rules import spread as sp
 
 STAT_COLUMNS = (
     "conflicts",

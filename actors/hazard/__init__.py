@@ -12,14 +12,13 @@ events) start, raise or end hazards, and players' mob kills push monster surges 
 from __future__ import annotations
 
 import numpy as np
-
-from actors.midgard.actions import emit
-from actors.midgard.static import Static
-from actors.midgard.tables import lookup, room
-from engine.rng import register_stream
-from engine.table import Column
-from engine.world import World
-from rules import spread as sp
+from norn.actors.midgard.actions import emit
+from norn.actors.midgard.static import Static
+from norn.actors.midgard.tables import lookup, room
+from norn.engine.rng import register_stream
+from norn.engine.table import Column
+from norn.engine.world import World
+from norn.rules import spread as sp
 
 S_SPREAD = register_stream("hazard.spread")
 S_START = register_stream("hazard.start")

@@ -13,20 +13,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from actors.economy import SINKS, SOURCES, EconomyPlugin, audit, set_initial
-from actors.faction import FactionPlugin
-from actors.hazard import HazardPlugin
-from actors.midgard.events import make_event_source
-from actors.midgard.players import PlayersPlugin
-from actors.midgard.schema import Scenario as ScenarioSpec
-from actors.midgard.schema import validate
-from actors.midgard.static import Static, build_static
-from actors.npc import NpcPlugin
-from engine.errors import require
-from engine.scenario import Scenario
-from engine.world import World
-from rules.utility import STATE_MASK, STATE_NAMES
+from norn.actors.economy import SINKS, SOURCES, EconomyPlugin, audit, set_initial
+from norn.actors.faction import FactionPlugin
+from norn.actors.hazard import HazardPlugin
+from norn.actors.midgard.events import make_event_source
+from norn.actors.midgard.players import PlayersPlugin
+from norn.actors.midgard.schema import Scenario as ScenarioSpec
+from norn.actors.midgard.schema import validate
+from norn.actors.midgard.static import Static, build_static
+from norn.actors.npc import NpcPlugin
+from norn.engine.errors import require
+from norn.engine.scenario import Scenario
+from norn.engine.world import World
+from norn.rules.utility import STATE_MASK, STATE_NAMES
 
 __all__ = ["audit", "bridge_view", "build_world", "load", "make_event_source", "summary"]
 
@@ -34,7 +33,7 @@ __all__ = ["audit", "bridge_view", "build_world", "load", "make_event_source", "
 def load(data: dict[str, Any], source: str) -> ScenarioSpec:
     """The validated scenario; a ``[generate]`` table is expanded first."""
     if "generate" in data:
-        from actors.midgard.generate import expand
+        from norn.actors.midgard.generate import expand
 
         data = expand(data, source)
     return validate(data, source)

@@ -10,10 +10,9 @@ the rules: the tick stops naming the system.
 from __future__ import annotations
 
 import numpy as np
-
-from actors.midgard.schema import WEATHER_CODES
-from actors.midgard.static import Static
-from engine.actions import ActionBatch
+from norn.actors.midgard.schema import WEATHER_CODES
+from norn.actors.midgard.static import Static
+from norn.engine.actions import ActionBatch
 
 
 class InvalidAction(ValueError):
@@ -114,7 +113,7 @@ def check(st: Static, kind: str, cols: dict[str, np.ndarray]) -> str | None:
 def emit(world: object, kind: str, **cols: np.ndarray) -> None:
     """Check a batch of ``kind`` actions against the rules, then queue it for this tick."""
     st: Static = world.resources["midgard"]
-    from engine.actions import ACTION_SCHEMAS
+    from norn.engine.actions import ACTION_SCHEMAS
 
     typed = {}
     for name, dt in ACTION_SCHEMAS[kind]:

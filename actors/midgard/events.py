@@ -15,11 +15,10 @@ from typing import Any
 
 import numba
 import numpy as np
-
-from actors.midgard.schema import Scenario
-from engine.events import EVENT_SCHEMAS, TEXT_DTYPE
-from engine.inputs import InputBatch
-from engine.rng import register_stream, uniform, uniform_array, uniform_int_array
+from norn.actors.midgard.schema import Scenario
+from norn.engine.events import EVENT_SCHEMAS, TEXT_DTYPE
+from norn.engine.inputs import InputBatch
+from norn.engine.rng import register_stream, uniform, uniform_array, uniform_int_array
 
 SOURCE = "gen"
 S_SESSION = register_stream("players.session")
@@ -214,6 +213,6 @@ class PlayerEvents:
 
 def make_event_source(data: dict[str, Any], seed: int) -> Callable[[int], list[InputBatch]]:
     """The batches for a tick, deterministic from the scenario, the seed and the tick."""
-    from actors.midgard import load
+    from norn.actors.midgard import load
 
     return PlayerEvents(load(data, "scenario"), seed)

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from actors.midgard.schema import fail
-from actors.midgard.tomlw import dumps
-from engine.rng import register_stream, uniform_array, uniform_int_array
-from engine.scenario import SCENARIO_DIR, Scenario, parse_scenario
+from norn.actors.midgard.schema import fail
+from norn.actors.midgard.tomlw import dumps
+from norn.engine.rng import register_stream, uniform_array, uniform_int_array
+from norn.engine.scenario import SCENARIO_DIR, Scenario, parse_scenario
 
 S_GEN = register_stream("midgard.generate")
 BASE_SCENARIO = SCENARIO_DIR / "midgard.toml"

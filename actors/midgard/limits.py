@@ -7,7 +7,7 @@ faction id indexes a (factions,) column. Scenario validation refuses anything pa
 
 from __future__ import annotations
 
-from engine import limits as engine_limits
+from norn.engine import limits as engine_limits
 
 maps_max = 4096  # map ids are int16; next-hop routing is a maps x maps int8 matrix (16 MiB)
 map_side_max = 2048  # cells per side (x, y are int16)

@@ -10,11 +10,10 @@ offline players are evicted and the overflow waits for its next event.
 from __future__ import annotations
 
 import numpy as np
-
-from actors.midgard.static import Static
-from actors.midgard.tables import lookup, room
-from engine.table import Column
-from engine.world import World
+from norn.actors.midgard.static import Static
+from norn.actors.midgard.tables import lookup, room
+from norn.engine.table import Column
+from norn.engine.world import World
 
 STAT_COLUMNS = ("logins", "logouts", "moves", "map_changes", "level_ups", "refused", "invalid")
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from norn.actors.midgard import limits as lim
+from norn.engine.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from actors.midgard import limits as lim
-from engine.errors import ConfigError
 
 Frac = Annotated[float, Field(ge=0.0, le=1.0)]
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]

@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from actors.midgard.schema import WEATHER_CODES, Scenario, ScenarioError, fail
-from engine.events import TEXT_DTYPE
-from rules import grid
-from rules.routing import nearest_source, next_hops, reverse_csr
+from norn.actors.midgard.schema import WEATHER_CODES, Scenario, ScenarioError, fail
+from norn.engine.events import TEXT_DTYPE
+from norn.rules import grid
+from norn.rules.routing import nearest_source, next_hops, reverse_csr
 
 USE_CODES = {"food": 0, "potion": 1, "luxury": 2}
 CARVE_RADIUS = 2  # cells kept walkable around warp cells and arrivals

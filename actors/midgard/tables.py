@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from engine.table import Table
+from norn.engine.table import Table
 
 
 def room(table: Table) -> int:

@@ -13,17 +13,16 @@ the same faction, so the population lives on and slots are reused under new gene
 from __future__ import annotations
 
 import numpy as np
-
-from actors.economy import book
-from actors.faction import reputation_of
-from actors.midgard.actions import emit
-from actors.midgard.static import Static
-from actors.midgard.tables import lookup, room
-from actors.npc import kernels as kern
-from engine.rng import register_stream, uniform_array, uniform_int_array
-from engine.table import Column
-from engine.world import World
-from rules.utility import (
+from norn.actors.economy import book
+from norn.actors.faction import reputation_of
+from norn.actors.midgard.actions import emit
+from norn.actors.midgard.static import Static
+from norn.actors.midgard.tables import lookup, room
+from norn.actors.npc import kernels as kern
+from norn.engine.rng import register_stream, uniform_array, uniform_int_array
+from norn.engine.table import Column
+from norn.engine.world import World
+from norn.rules.utility import (
     FLEE,
     IDLE,
     SETUP,

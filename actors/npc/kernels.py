@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-
-from engine.rng import _block, register_stream, uniform
-from rules.grid import place, step_random, step_toward
-from rules.utility import (
+from norn.engine.rng import _block, register_stream, uniform
+from norn.rules.grid import place, step_random, step_toward
+from norn.rules.utility import (
     COMFORT,
     COURAGE,
     DILIGENCE,

@@ -13,14 +13,13 @@ from typing import Any
 
 import numba
 import numpy as np
+from norn.engine.config import format_validation_error
+from norn.engine.errors import ConfigError
+from norn.engine.rng import register_stream, uniform, uniform_int
+from norn.engine.scenario import Scenario
+from norn.engine.table import Column
+from norn.engine.world import World
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from engine.config import format_validation_error
-from engine.errors import ConfigError
-from engine.rng import register_stream, uniform, uniform_int
-from engine.scenario import Scenario
-from engine.table import Column
-from engine.world import World
 
 S_WANDER = register_stream("toy.wander")
 S_GIVE = register_stream("toy.give")
@@ -160,7 +159,7 @@ def _churn(world: World) -> None:
     live = t.live_slots()
     k = min(cfg.churn_count, len(live))
     if k:
-        from engine.rng import uniform_int_array
+        from norn.engine.rng import uniform_int_array
 
         pick = uniform_int_array(
             world.seed, world.tick, S_CHURN, np.arange(k, dtype=np.int64), len(live)
@@ -314,7 +313,7 @@ def build_world(world: World, scenario: Scenario) -> None:
 
 def login_batches(seed: int, tick: int, source: str = "gen") -> list:
     """A deterministic trickle of login events for tests and the toy demo."""
-    from engine.inputs import InputBatch
+    from norn.engine.inputs import InputBatch
 
     if tick % 3:
         return []

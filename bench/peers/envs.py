@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.machine import ROOT
+from norn.bench.machine import ROOT
 
 ENV_DIR = ROOT / ".bench-envs"
 PEER_DIR = Path(__file__).resolve().parent

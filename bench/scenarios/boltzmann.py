@@ -3,7 +3,7 @@
 Implementations, all at the same N agents and step count, each repetition a fresh model
 from wealth 1 (setup untimed):
 
-- ``engine``: ``actors.boltzmann`` stepped by the engine's ``run``: tables, counter RNG,
+- ``engine``: ``norn.actors.boltzmann`` stepped by the engine's ``run``: tables, counter RNG,
   channel, canonical delivery and the per-tick digest, nothing bypassed.
 - ``ceiling``: the same model hand-written as one numba kernel with the same Philox
   draws and no engine: the speed the engine is measured against. Because the draws are
@@ -29,14 +29,13 @@ from typing import Any
 import numba
 import numpy as np
 import xxhash
-
-from actors.boltzmann import BLOCK_ROWS, S_GIVE, gini, scenario_text, settled_wealth
-from bench.harness import bench_config, efficiency, measure_world, world_bytes_per_update
-from bench.machine import LoadMeter
-from bench.stats import summarize
-from engine.rng import uniform_int
-from engine.runner import build_world
-from engine.scenario import parse_scenario
+from norn.actors.boltzmann import BLOCK_ROWS, S_GIVE, gini, scenario_text, settled_wealth
+from norn.bench.harness import bench_config, efficiency, measure_world, world_bytes_per_update
+from norn.bench.machine import LoadMeter
+from norn.bench.stats import summarize
+from norn.engine.rng import uniform_int
+from norn.engine.runner import build_world
+from norn.engine.scenario import parse_scenario
 
 GOAL_AGENT_STEPS_PER_S = 80_000_000
 GOAL_AGENTS = 1_000_000

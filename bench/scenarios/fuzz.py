@@ -1,7 +1,7 @@
 """The ``fuzz`` scenario: a long structure-aware fuzz run against a real bridge.
 
 ``norn bench fuzz`` sends ``--ticks`` frames (default 1,000,000; ``--tiny`` 20,000) of the
-stream of ``--seed`` from ``bridge.fuzz`` to a BridgeServer in a fresh process (with
+stream of ``--seed`` from ``norn.bridge.fuzz`` to a BridgeServer in a fresh process (with
 ``--in-process``: a thread of this one) over loopback TCP, checking every answer, the
 server's counters, the journal and the queue as it goes (see ``bridge/fuzz.py``). It
 reports frames, replies, dead letters, the server's RSS at the start, peak and end,
@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from bridge import fuzz
+from norn.bridge import fuzz
 
 #: RSS growth of the engine process (start of the run to its end) still called bounded.
 RSS_GROWTH_MAX = 256 << 20
@@ -134,7 +134,7 @@ def run(opts: Any) -> dict[str, Any]:
                    f"{RSS_GROWTH_MAX // mib} MiB)"},
     ]
     if crashes:
-        notes.append("reproduce a crash: python -m bridge.fuzz replay SEED INDEX")
+        notes.append("reproduce a crash: python -m norn.bridge.fuzz replay SEED INDEX")
     notes += [f"engine {n}: {s}" for n, s in enumerate(settings[:5])]
     return {"cases": [case], "goals": [], "checks": checks, "notes": notes}
 
@@ -143,8 +143,8 @@ def _engine(isolate: bool) -> tuple[Any, Any]:
     """(target, harness to stop or None): a fresh engine with the fuzzing config."""
     if isolate:
         return fuzz.ProcessTarget(fuzz.fuzz_config()), None
-    from bridge.loadgen import demo_view
-    from bridge.testing import Harness
+    from norn.bridge.loadgen import demo_view
+    from norn.bridge.testing import Harness
 
     h = Harness(fuzz.fuzz_config(), demo_view())
     return fuzz.HarnessTarget(h, keep_journal=False), h

@@ -2,7 +2,7 @@
 
 Every case is a plain function returning a dict with ``figures`` (what ``--compare``
 reads), so the harness can run it in a fresh process. The generated Rune-Midgarts world
-comes from ``actors.midgard.generate`` and the bridge figures from ``bridge.loadgen``;
+comes from ``norn.actors.midgard.generate`` and the bridge figures from ``norn.bridge.loadgen``;
 when either is missing the case says so ("not available yet") instead of failing.
 """
 
@@ -16,21 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from bench.harness import (
+from norn.bench.harness import (
     bench_config,
     efficiency,
     measure_world,
     world_bytes_per_update,
 )
-from bench.machine import peak_rss_bytes
-from bench.stats import summarize
-from engine import clock
-from engine.config import RunConfig
-from engine.runner import build_world, make_header, run
-from engine.scenario import Scenario, parse_scenario
-from engine.table import Column
-from engine.world import World
+from norn.bench.machine import peak_rss_bytes
+from norn.bench.stats import summarize
+from norn.engine import clock
+from norn.engine.config import RunConfig
+from norn.engine.runner import build_world, make_header, run
+from norn.engine.scenario import Scenario, parse_scenario
+from norn.engine.table import Column
+from norn.engine.world import World
 
 # Goals of the world and bridge scenarios (issue #5 and DESIGN): checked here, never by tests.
 GOAL_WORLD_TICKS_PER_S = 30.0
@@ -72,15 +71,15 @@ def world_params(npcs: int) -> dict[str, int]:
 
 def generated(npcs: int, seed: int, players: int = 0) -> Scenario:
     try:
-        gen = importlib.import_module("actors.midgard.generate")
+        gen = importlib.import_module("norn.actors.midgard.generate")
     except ImportError as exc:
-        raise NotAvailable(f"actors.midgard.generate: {exc}") from exc
+        raise NotAvailable(f"norn.actors.midgard.generate: {exc}") from exc
     return gen.generate(**world_params(npcs), seed=seed, players=players)
 
 
 def event_hook(scenario: Scenario, seed: int) -> Callable[[World, int], None] | None:
     """The model's simulated input source, as ``norn run`` feeds it without a bridge."""
-    from engine.scenario import MODELS
+    from norn.engine.scenario import MODELS
 
     module = importlib.import_module(MODELS[scenario.model].partition(":")[0])
     make_source = getattr(module, "make_event_source", None)
@@ -172,7 +171,7 @@ class _CorePlugin:
         self.rows, self.systems, self.dirty = rows, systems, dirty
 
     def build(self, world: World) -> None:
-        from engine.schedule import PHASES
+        from norn.engine.schedule import PHASES
 
         cols = [Column("a", np.int64), Column("b", np.float32), Column("c", np.int32)]
         table = world.add_table("thing", cols, self.rows)
@@ -194,7 +193,7 @@ def _touch(world: World) -> None:
 
 def core_world(rows: int, systems: int, dirty: bool, seed: int) -> Callable[[], World]:
     def make() -> World:
-        from engine.runner import start
+        from norn.engine.runner import start
 
         world = World(seed)
         world.add_plugin(_CorePlugin(rows, systems, dirty))
@@ -235,7 +234,7 @@ def core_case(
 def _journal_core(
     make: Callable[[], World], config: RunConfig, rows: int, ticks: int, repeat: int
 ) -> tuple[dict[str, Any], World]:
-    from engine.recorder import Recorder
+    from norn.engine.recorder import Recorder
 
     tmp = Path(tempfile.mkdtemp(prefix="norn-bench-core-"))
     try:
@@ -256,7 +255,7 @@ def _journal_core(
             ticks_s.extend(s.tick_s)
             record_s.append(timed.seconds / ticks * 1e3)
             journal_bytes.append((tmp / f"run{r}" / "journal.norn").stat().st_size / ticks)
-        from bench.stats import percentile_ms
+        from norn.bench.stats import percentile_ms
 
         result = {
             "entities": rows,
@@ -296,8 +295,8 @@ def journal_case(
     npcs: int, ticks: int, repeat: int, seed: int, fsync: bool, players: int
 ) -> dict[str, Any]:
     """Record ``ticks`` ticks of a world with its inputs, then verify the journal."""
-    from engine.recorder import JOURNAL_NAME, Recorder
-    from replays.verify import verify
+    from norn.engine.recorder import JOURNAL_NAME, Recorder
+    from norn.replays.verify import verify
 
     try:
         scenario = generated(npcs, seed, players=players)
@@ -353,10 +352,10 @@ def journal_case(
 # -- bridge --------------------------------------------------------------------------------
 def bridge_ingest_case(columnar: bool, events: int, batch_events: int, repeat: int) -> dict:
     try:
-        loadgen = importlib.import_module("bridge.loadgen")
+        loadgen = importlib.import_module("norn.bridge.loadgen")
         fn = loadgen.measure_ingest
     except (ImportError, AttributeError) as exc:
-        return not_available("bridge.loadgen.measure_ingest", exc)
+        return not_available("norn.bridge.loadgen.measure_ingest", exc)
     runs = [fn(columnar, events, batch_events) for _ in range(repeat)]
     return {
         "events": events,
@@ -372,10 +371,10 @@ def bridge_ingest_case(columnar: bool, events: int, batch_events: int, repeat: i
 
 def bridge_rtt_case(ticks: int, tick_ms: int) -> dict:
     try:
-        loadgen = importlib.import_module("bridge.loadgen")
+        loadgen = importlib.import_module("norn.bridge.loadgen")
         fn = loadgen.measure_round_trip
     except (ImportError, AttributeError) as exc:
-        return not_available("bridge.loadgen.measure_round_trip", exc)
+        return not_available("norn.bridge.loadgen.measure_round_trip", exc)
     r = fn(ticks, tick_ms)
     return {
         "ticks": ticks,
