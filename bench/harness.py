@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from norn.bench.machine import ROOT, LoadMeter, peak_rss_bytes, wait_for_quiet
 from norn.bench.stats import percentile_ms, summarize
 from norn.engine import clock

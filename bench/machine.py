@@ -18,6 +18,7 @@ from typing import Any
 
 import numba
 import numpy as np
+
 from norn.engine.fingerprint import (
     all_cpu_flags as cpu_flags,  # all flags: SIMD width moves figures
 )

@@ -5,6 +5,7 @@ pytest-benchmark's statistics and history (``--benchmark-compare``)."""
 from __future__ import annotations
 
 import pytest
+
 from norn.engine.runner import build_world, run
 from norn.engine.tick import step
 
@@ -45,6 +46,7 @@ def test_boltzmann_tick(benchmark, boltzmann_world, agents):
 
 def test_boltzmann_ceiling_step(benchmark, agents):
     import numpy as np
+
     from norn.actors.boltzmann import BLOCK_ROWS
     from norn.bench.scenarios.boltzmann import _ceiling_give, _ceiling_receive
 

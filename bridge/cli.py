@@ -12,6 +12,7 @@ import sys
 from dataclasses import asdict
 
 import orjson
+
 from norn.engine.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USER_ERROR, NornError
 
 

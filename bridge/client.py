@@ -32,6 +32,7 @@ from typing import Any
 import msgpack
 import numpy as np
 import zmq
+
 from norn.bridge import protocol as proto
 from norn.bridge.codec import (
     ActionsFrame,

@@ -24,6 +24,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+
 from norn.bridge.protocol import (
     ACTIONS,
     EVENTS,

@@ -16,9 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from norn.engine import limits
 from norn.engine.errors import ConfigError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 #: Hard ceiling for one wire frame; a frame is decoded whole in memory.
 FRAME_BYTES_CEILING = 64 << 20

@@ -58,6 +58,7 @@ from typing import Any
 import msgpack
 import numpy as np
 import zmq
+
 from norn.bridge import protocol as proto
 from norn.bridge.config import BridgeConfig
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+
 from norn.bridge import protocol as proto
 from norn.bridge.codec import EventDecoder, encode_actions, encode_columns, encode_rows
 from norn.bridge.config import BridgeConfig

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import zmq
+
 from norn.engine.errors import ConfigError
 
 Z85_KEY_CHARS = 40

@@ -29,6 +29,7 @@ from typing import Any
 import crc32c
 import msgpack
 import numpy as np
+
 from norn.bridge.client import BridgeClient, ClientConfig
 from norn.bridge.codec import ActionsFrame
 from norn.bridge.config import BridgeConfig

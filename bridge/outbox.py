@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from norn.bridge.codec import encode_actions
 from norn.engine.actions import ACTION_KINDS, ActionBatch
 

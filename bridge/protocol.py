@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import msgpack
 import numpy as np
+
 from norn.engine import limits
 from norn.engine.actions import ACTION_SCHEMAS
 from norn.engine.errors import require

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils import z85 as zmq_z85
+
 from norn.bridge.config import BridgeConfig
 from norn.bridge.dead_letter import DeadLetterStore
 from norn.bridge.keys import read_allowed, read_key
@@ -39,7 +41,6 @@ from norn.engine import clock as engine_clock
 from norn.engine.actions import ActionBatch
 from norn.engine.errors import EXIT_BUG, ConfigError, NornError
 from norn.engine.inputs import InputQueue
-from zmq.utils import z85 as zmq_z85
 
 
 class BridgeDown(NornError):

@@ -43,6 +43,7 @@ from enum import IntEnum
 from typing import Any
 
 import numpy as np
+
 from norn.bridge import protocol as proto
 from norn.bridge.codec import EventDecoder
 from norn.bridge.config import BridgeConfig

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import xxhash
+
 from norn.bridge import protocol as proto
 from norn.bridge.client import BridgeClient, ClientConfig
 from norn.bridge.codec import ActionsFrame

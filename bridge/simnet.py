@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 import numpy as np
+
 from norn.bridge import protocol as proto
 from norn.bridge.codec import encode_columns
 from norn.bridge.config import BridgeConfig

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgpack
 import zmq
+
 from norn.bridge import protocol as proto
 from norn.bridge.config import BridgeConfig
 from norn.bridge.loadgen import demo_view

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
 from norn.engine import limits
 from norn.engine.errors import BoundError
 from norn.engine.events import TEXT_DTYPE

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from norn.engine.errors import (
     EXIT_DIVERGED,
     EXIT_ENVIRONMENT,

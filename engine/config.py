@@ -10,9 +10,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
 from norn.engine import limits
 from norn.engine.errors import ConfigError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class RunConfig(BaseModel):

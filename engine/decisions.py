@@ -18,6 +18,7 @@ import threading
 from typing import Protocol
 
 import numpy as np
+
 from norn.engine import limits
 from norn.engine.errors import BoundError
 

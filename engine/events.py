@@ -9,6 +9,7 @@ unknown names. Character id and account id are different numbers, as in rAthena.
 from __future__ import annotations
 
 import numpy as np
+
 from norn.engine import limits
 
 TEXT_DTYPE = np.dtype(f"S{limits.text_bytes_max}")

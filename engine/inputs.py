@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from norn.engine import limits
 from norn.engine.errors import BoundError
 from norn.engine.events import EVENT_SCHEMAS

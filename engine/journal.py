@@ -56,6 +56,7 @@ from types import TracebackType
 from typing import NamedTuple, Self
 
 import crc32c
+
 from norn.engine import limits
 from norn.engine.errors import (
     BoundError,

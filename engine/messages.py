@@ -38,6 +38,7 @@ from collections.abc import Iterator, Mapping
 
 import numba
 import numpy as np
+
 from norn.engine import limits
 from norn.engine.errors import BoundError
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+
 from norn.engine import journal, snapshot_io, state
 from norn.engine.decisions import RECORD
 from norn.engine.digest import CHUNK_RECORD

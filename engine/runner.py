@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import xxhash
+from numba.core import event as numba_event
+
 from norn.engine import clock, state
 from norn.engine.config import RunConfig
 from norn.engine.decisions import DeterministicResolver
@@ -23,7 +25,6 @@ from norn.engine.recorder import FORMAT, Recorder, initial_chunks
 from norn.engine.scenario import Scenario
 from norn.engine.tick import TickRecord, step
 from norn.engine.world import World
-from numba.core import event as numba_event
 
 
 class CompileTimer:

@@ -39,6 +39,7 @@ import msgpack
 import numpy as np
 import pyarrow as pa
 import xxhash
+
 from norn.engine.errors import EnvironmentFailure, SnapshotError
 
 __all__ = ["FORMAT_VERSION", "read_snapshot", "write_snapshot"]

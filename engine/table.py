@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from norn.engine import limits
 from norn.engine.errors import BoundError, StaleEntityError
 

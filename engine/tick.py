@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from norn.engine.decisions import RECORD
 from norn.engine.digest import CHUNK_RECORD
 from norn.engine.errors import NornBug, NornError

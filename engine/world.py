@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+
 from norn.engine import limits
 from norn.engine.actions import ActionBuffer, ActionSink
 from norn.engine.decisions import DecisionBook, DeterministicResolver, Resolver

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from norn.engine import journal, snapshot_io, state
 from norn.engine.config import RunConfig
 from norn.engine.errors import JournalError, JournalVersionError

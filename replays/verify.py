@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from norn.engine.digest import CHUNK_RECORD
 from norn.engine.fingerprint import differences, fingerprint
 from norn.engine.tick import step

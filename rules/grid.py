@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
 from norn.engine.rng import draw_u32, register_stream
 
 S_TERRAIN = register_stream("midgard.terrain")

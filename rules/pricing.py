@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
 from norn.engine.rng import uniform
 
 # counters written by the kernels (indices into a stats vector)

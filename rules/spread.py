@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
 from norn.engine.rng import uniform
 
 # hazard type parameter columns (keep in step with actors.midgard.static.HAZARD_PARAMS)

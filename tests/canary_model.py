@@ -7,6 +7,7 @@ order and writes the draws into ``walker.mood``. A replay draws different number
 from __future__ import annotations
 
 import numpy as np
+
 from norn.actors.toy import ToyConfig, ToyPlugin
 
 CANARY_TICK = 5

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from norn.engine import journal
 from norn.engine.config import make_config
 from norn.engine.recorder import JOURNAL_NAME, decode_tick

@@ -15,6 +15,7 @@ import numba
 import numpy as np
 import psutil
 import pytest
+
 from norn.bench import cli
 from norn.bench.machine import ROOT
 from norn.bench.stats import compare, summarize

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
 from norn.actors.boltzmann import gini, scenario_text, settled_wealth, total_wealth
 from norn.bench.scenarios.boltzmann import ceiling_run, gini_tolerance, numpy_run
 from norn.engine.config import make_config

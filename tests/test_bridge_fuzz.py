@@ -21,6 +21,7 @@ import numpy as np
 import psutil
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from norn.bridge import fuzz
 from norn.bridge import protocol as proto
 from norn.bridge.codec import EventDecoder, encode_columns, encode_rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 import pytest
+
 from norn.bridge import protocol as proto
 from norn.bridge.codec import encode_columns, encode_rows
 from norn.bridge.config import BridgeConfig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from norn.bridge import protocol as proto
 from norn.bridge.codec import encode_columns, encode_rows
 from norn.bridge.config import BridgeConfig

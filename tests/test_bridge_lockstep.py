@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from norn.bridge import protocol as proto
 from norn.bridge.client import BridgeClient, ClientConfig
 from norn.bridge.codec import encode_columns

@@ -8,6 +8,7 @@ import sys
 import msgpack
 import numpy as np
 import pytest
+
 from norn.bridge import golden
 from norn.bridge import protocol as proto
 from norn.bridge.codec import (

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 import zmq
+
 from norn.bridge import protocol as proto
 from norn.bridge.client import BridgeClient, ClientConfig
 from norn.bridge.codec import ActionsFrame, encode_columns, encode_rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from norn.bridge import protocol as proto
 from norn.bridge.codec import encode_columns
 from norn.engine import limits

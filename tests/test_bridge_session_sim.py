@@ -10,6 +10,7 @@ duplicates, must each be caught.
 from __future__ import annotations
 
 import pytest
+
 from norn.bridge import simnet
 from norn.bridge.session import Session
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from norn.bridge import protocol as proto
 from norn.bridge.cli import main as bridge_main
 from norn.bridge.client import BridgeClient, ClientConfig

@@ -16,9 +16,9 @@ import sys
 
 import numpy as np
 import pytest
+
 from norn.engine import digest
 from norn.engine.tick import step
-
 from tests.helpers import ROOT, toy_world
 
 #: world sizes (walkers) x chunk_rows: one chunk, a few, many, with partial last chunks

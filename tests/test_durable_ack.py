@@ -23,6 +23,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from norn.bridge import protocol as proto
 from norn.bridge.codec import encode_columns
 from norn.bridge.loadgen import demo_view
@@ -33,7 +34,6 @@ from norn.engine.errors import EnvironmentFailure
 from norn.engine.inputs import InputBatch
 from norn.engine.recorder import JOURNAL_NAME, Recorder, decode_tick
 from norn.engine.runner import make_header, run
-
 from tests.helpers import toy_world
 
 WAIT_S = 30.0  # an upper bound on waits for the tick thread; never a timing assertion

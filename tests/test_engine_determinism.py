@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from norn.engine.tick import step
 
+from norn.engine.tick import step
 from tests.helpers import ROOT, journal_digests, norn, toy_world
 
 
@@ -115,6 +115,7 @@ def test_synctest_passes_on_the_toy_world():
 
 def test_synctest_catches_a_system_that_writes_undeclared_state():
     import numpy as np
+
     from norn.engine.errors import NornBug
     from norn.engine.runner import build_world, run
     from norn.engine.table import Column

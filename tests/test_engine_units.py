@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from norn.engine import limits
 from norn.engine.actions import ActionBuffer
 from norn.engine.decisions import (
@@ -23,7 +24,6 @@ from norn.engine.inputs import InputBatch, InputQueue
 from norn.engine.messages import Channel
 from norn.engine.schedule import Schedule, System
 from norn.engine.table import Column, Table
-
 from tests.helpers import toy_world
 
 GOLDEN = Path(__file__).parent / "golden"

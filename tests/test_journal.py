@@ -11,6 +11,7 @@ import crc32c
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from norn.engine import journal, limits
 from norn.engine.errors import (
     BoundError,

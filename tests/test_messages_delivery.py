@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from norn.engine.messages import Channel, _histogram
 
 PAYLOAD = (("amount", np.int64), ("weight", np.float32))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from norn.engine import journal
 from norn.engine.config import make_config
 from norn.engine.errors import JournalCorruptError
@@ -12,7 +13,6 @@ from norn.engine.recorder import JOURNAL_NAME, Recorder, decode_tick, encode_tic
 from norn.engine.runner import build_world, make_header, run
 from norn.engine.scenario import MODELS, parse_scenario
 from norn.replays.verify import verify
-
 from tests.helpers import norn
 
 

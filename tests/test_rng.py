@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from norn.engine import rng
 
 # Random123 tests/kat_vectors (DEShawResearch/random123), the three "philox4x32 10" lines:

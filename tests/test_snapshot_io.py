@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
 from norn.engine import snapshot_io
 from norn.engine.errors import EnvironmentFailure, SnapshotError
 from norn.engine.snapshot_io import read_snapshot, write_snapshot

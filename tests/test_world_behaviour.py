@@ -10,6 +10,7 @@ from __future__ import annotations
 import tomllib
 
 import numpy as np
+
 from norn.actors.midgard.generate import generate
 from norn.actors.midgard.tomlw import dumps
 from norn.engine.events import EVENT_SCHEMAS, TEXT_DTYPE
@@ -18,7 +19,6 @@ from norn.engine.scenario import load_scenario, parse_scenario
 from norn.engine.tick import step
 from norn.rules import pricing
 from norn.rules import spread as sp
-
 from tests.test_world_invariants import build, violations
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+
 from norn.actors.midgard.generate import generate
 from norn.engine import snapshot_io, state
 from norn.engine.runner import run
 from norn.engine.scenario import load_scenario
-
 from tests.helpers import journal_digests, norn
 from tests.test_world_invariants import build, step_with_events
 

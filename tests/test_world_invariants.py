@@ -14,6 +14,7 @@ import weakref
 
 import numpy as np
 import pytest
+
 from norn.actors.midgard import audit, make_event_source
 from norn.actors.midgard.generate import generate
 from norn.actors.midgard.schema import WEATHER_CODES

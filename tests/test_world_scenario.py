@@ -7,13 +7,13 @@ import tomllib
 
 import numpy as np
 import pytest
+
 from norn.actors.midgard import bridge_view, load
 from norn.actors.midgard.generate import generate
 from norn.actors.midgard.static import build_static
 from norn.actors.midgard.tomlw import dumps
 from norn.engine.errors import ConfigError
 from norn.engine.scenario import load_scenario, parse_scenario
-
 from tests.helpers import ROOT, norn
 
 
@@ -222,7 +222,6 @@ def test_event_source_is_a_pure_function_of_seed_and_tick(default_data):
 
 def test_summary_tells_what_happened():
     from norn.actors.midgard import summary
-
     from tests.test_world_invariants import build, step_with_events
 
     world, source = build(load_scenario("midgard"), seed=2)

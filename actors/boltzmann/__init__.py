@@ -29,13 +29,14 @@ from typing import Any
 
 import numba
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from norn.engine.config import format_validation_error
 from norn.engine.errors import ConfigError
 from norn.engine.rng import register_stream, uniform_int
 from norn.engine.scenario import Scenario
 from norn.engine.table import Column
 from norn.engine.world import World
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 S_GIVE = register_stream("boltzmann.give")
 

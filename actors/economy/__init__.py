@@ -13,6 +13,7 @@ it next tick and answers with a ``fill`` carrying the zeny and goods back.
 from __future__ import annotations
 
 import numpy as np
+
 from norn.actors.midgard.actions import emit
 from norn.actors.midgard.static import Static
 from norn.engine.errors import require

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
 from norn.actors.economy import book
 from norn.actors.midgard.actions import emit
 from norn.actors.midgard.static import Static

@@ -12,6 +12,7 @@ events) start, raise or end hazards, and players' mob kills push monster surges 
 from __future__ import annotations
 
 import numpy as np
+
 from norn.actors.midgard.actions import emit
 from norn.actors.midgard.static import Static
 from norn.actors.midgard.tables import lookup, room

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from norn.actors.economy import SINKS, SOURCES, EconomyPlugin, audit, set_initial
 from norn.actors.faction import FactionPlugin
 from norn.actors.hazard import HazardPlugin

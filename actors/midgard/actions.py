@@ -10,6 +10,7 @@ the rules: the tick stops naming the system.
 from __future__ import annotations
 
 import numpy as np
+
 from norn.actors.midgard.schema import WEATHER_CODES
 from norn.actors.midgard.static import Static
 from norn.engine.actions import ActionBatch

@@ -15,6 +15,7 @@ from typing import Any
 
 import numba
 import numpy as np
+
 from norn.actors.midgard.schema import Scenario
 from norn.engine.events import EVENT_SCHEMAS, TEXT_DTYPE
 from norn.engine.inputs import InputBatch

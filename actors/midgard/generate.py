@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from norn.actors.midgard.schema import fail
 from norn.actors.midgard.tomlw import dumps
 from norn.engine.rng import register_stream, uniform_array, uniform_int_array

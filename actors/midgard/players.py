@@ -10,6 +10,7 @@ offline players are evicted and the overflow waits for its next event.
 from __future__ import annotations
 
 import numpy as np
+
 from norn.actors.midgard.static import Static
 from norn.actors.midgard.tables import lookup, room
 from norn.engine.table import Column

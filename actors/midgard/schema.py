@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from norn.actors.midgard import limits as lim
 from norn.engine.errors import ConfigError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Frac = Annotated[float, Field(ge=0.0, le=1.0)]
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from norn.actors.midgard.schema import WEATHER_CODES, Scenario, ScenarioError, fail
 from norn.engine.events import TEXT_DTYPE
 from norn.rules import grid

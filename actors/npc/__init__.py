@@ -13,6 +13,7 @@ the same faction, so the population lives on and slots are reused under new gene
 from __future__ import annotations
 
 import numpy as np
+
 from norn.actors.economy import book
 from norn.actors.faction import reputation_of
 from norn.actors.midgard.actions import emit

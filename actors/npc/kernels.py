@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
 from norn.engine.rng import _block, register_stream, uniform
 from norn.rules.grid import place, step_random, step_toward
 from norn.rules.utility import (

@@ -13,13 +13,14 @@ from typing import Any
 
 import numba
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from norn.engine.config import format_validation_error
 from norn.engine.errors import ConfigError
 from norn.engine.rng import register_stream, uniform, uniform_int
 from norn.engine.scenario import Scenario
 from norn.engine.table import Column
 from norn.engine.world import World
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 S_WANDER = register_stream("toy.wander")
 S_GIVE = register_stream("toy.give")

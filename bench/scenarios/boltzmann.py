@@ -29,6 +29,7 @@ from typing import Any
 import numba
 import numpy as np
 import xxhash
+
 from norn.actors.boltzmann import BLOCK_ROWS, S_GIVE, gini, scenario_text, settled_wealth
 from norn.bench.harness import bench_config, efficiency, measure_world, world_bytes_per_update
 from norn.bench.machine import LoadMeter

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from norn.bench.harness import (
     bench_config,
     efficiency,
