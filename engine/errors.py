@@ -1,11 +1,29 @@
-"""Typed errors. Three kinds of failure (STYLE habit 5):
+"""One exception hierarchy, one exit code per kind of failure (STYLE habit 5).
 
-- ``NornBug``: an internal invariant broke; the run stops naming seed, tick and system.
-- ``EnvironmentFailure``: the machine failed us (fsync, disk full); exit with a distinct code.
-- ``UserError``: bad config, scenario, journal or CLI input; exit 2 with one clear message.
+Every error Norn raises on purpose is a ``NornError``; its class decides the exit code of
+``norn`` (``exit_code_for``), so a failure means the same thing wherever it is raised:
+
+====  ================  ===========================================================
+code  meaning           classes
+====  ================  ===========================================================
+0     ok
+1     divergence        ``Diverged`` (and ``norn replay verify`` finding a mismatch)
+2     bad input         ``UserError``: ``ConfigError``, ``JournalError`` (corrupt,
+                        version), ``SnapshotError``, ``BoundError``; a named file
+                        that does not exist (``FileNotFoundError``)
+3     environment       ``EnvironmentFailure``; any other ``OSError``
+4     bug               ``NornBug``: ``StaleEntityError``, ``ScheduleError``,
+                        ``DefinitionError``; any exception Norn did not raise on purpose
+====  ================  ===========================================================
+
+An error names what it can: ``seed``, ``tick``, ``system``, ``table``, ``key``. The raiser
+fills in what it knows; outer layers add the rest with ``within`` (the tick loop adds the
+system, the run command the seed and tick) and never overwrite what an inner one said.
 """
 
 from __future__ import annotations
+
+from typing import Any, Self
 
 EXIT_OK = 0
 EXIT_DIVERGED = 1
@@ -13,13 +31,61 @@ EXIT_USER_ERROR = 2
 EXIT_ENVIRONMENT = 3
 EXIT_BUG = 4
 
+#: What an error can name, in the order its message shows them.
+CONTEXT_KEYS = ("seed", "tick", "system", "table", "key")
+
 
 class NornError(Exception):
-    """Base of every error Norn raises on purpose."""
+    """Base of every error Norn raises on purpose; ``exit_code`` says which kind it is."""
 
     exit_code = EXIT_BUG
 
+    def __init__(self, message: str = "", **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context: dict[str, Any] = {}
+        self.within(**context)
 
+    def within(self, **context: Any) -> Self:
+        """Add what an outer layer knows (seed, tick, ...); what is already named stays."""
+        unknown = set(context) - set(CONTEXT_KEYS)
+        if unknown:
+            raise TypeError(f"unknown error context {sorted(unknown)}; use {CONTEXT_KEYS}")
+        for k, v in context.items():
+            if v is not None:
+                self.context.setdefault(k, v)
+        return self
+
+    # what it names, None when nobody did
+    seed = property(lambda self: self.context.get("seed"))
+    tick = property(lambda self: self.context.get("tick"))
+    system = property(lambda self: self.context.get("system"))
+    table = property(lambda self: self.context.get("table"))
+    key = property(lambda self: self.context.get("key"))
+
+    def __str__(self) -> str:
+        where = " ".join(f"{k}={self.context[k]}" for k in CONTEXT_KEYS if k in self.context)
+        return f"{self.message} [{where}]" if where else self.message
+
+    def __reduce__(self):  # picklable whatever a subclass's __init__ takes
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[NornError], args: tuple, state: dict) -> NornError:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+# -- 1: divergence --------------------------------------------------------------------------
+class Diverged(NornError):
+    """Replaying the journal gave another digest than the one recorded."""
+
+    exit_code = EXIT_DIVERGED
+
+
+# -- 2: bad input ---------------------------------------------------------------------------
 class UserError(NornError):
     """Input from a person or a file was wrong; the message says what and where."""
 
@@ -52,43 +118,23 @@ class SnapshotError(UserError):
     """A snapshot file is missing, corrupt or from another format version."""
 
 
-class BoundError(NornError):
-    """A named ``*_max`` limit would be exceeded. Carries the limit's name and value."""
+class BoundError(UserError):
+    """A named ``*_max`` limit would be exceeded. Carries the limit's name and value.
 
-    exit_code = EXIT_USER_ERROR
+    Bad input: the limits are sized by config and scenario, so the user can raise them (or
+    send less); the message names the limit to change.
+    """
 
-    def __init__(self, name: str, limit: int, requested: int, what: str = "") -> None:
+    def __init__(self, name: str, limit: int, requested: int, what: str = "",
+                 **context: Any) -> None:
         detail = f" ({what})" if what else ""
-        super().__init__(f"{name}={limit} exceeded: {requested} requested{detail}")
+        super().__init__(f"{name}={limit} exceeded: {requested} requested{detail}", **context)
         self.name = name
         self.limit = limit
         self.requested = requested
 
 
-class StaleEntityError(NornError):
-    """An entity handle refers to a despawned slot or an older generation."""
-
-    exit_code = EXIT_BUG
-
-
-class ScheduleError(NornError):
-    """The schedule is malformed: unknown phase, or conflicting writes without an order."""
-
-    exit_code = EXIT_BUG
-
-
-class NornBug(NornError):
-    """An invariant failed inside a tick."""
-
-    exit_code = EXIT_BUG
-
-    def __init__(self, message: str, *, seed: int, tick: int, system: str) -> None:
-        super().__init__(f"{message} [seed={seed} tick={tick} system={system}]")
-        self.seed = seed
-        self.tick = tick
-        self.system = system
-
-
+# -- 3: environment -------------------------------------------------------------------------
 class EnvironmentFailure(NornError):
     """The environment failed (fsync error, disk full, an unwritable path); fatal, never retried."""
 
@@ -105,6 +151,36 @@ class EnvironmentFailure(NornError):
         refused = exc.filename
         where = f" ({refused})" if refused is not None and str(refused) != str(path) else ""
         return cls(f"{path}: {action}: {reason}{where}")
+
+
+# -- 4: bug ---------------------------------------------------------------------------------
+class NornBug(NornError):
+    """An invariant failed: Norn's or a plugin's code is wrong, not the input."""
+
+    exit_code = EXIT_BUG
+
+
+class StaleEntityError(NornBug):
+    """An entity handle refers to a despawned slot or an older generation."""
+
+
+class ScheduleError(NornBug):
+    """The schedule is malformed: unknown phase, or conflicting writes without an order."""
+
+
+class DefinitionError(NornBug):
+    """Plugins defined the world inconsistently: a table or channel twice, an unknown table."""
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The ``norn`` exit code of an exception that ended a command (table above)."""
+    if isinstance(exc, NornError):
+        return exc.exit_code
+    if isinstance(exc, FileNotFoundError):
+        return EXIT_USER_ERROR
+    if isinstance(exc, OSError):
+        return EXIT_ENVIRONMENT
+    return EXIT_BUG
 
 
 def require(condition: bool, message: str) -> None:
