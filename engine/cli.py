@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ticks = None  # config.ticks
     if args.resume:
         from norn.bridge.config import BridgeConfig
-        from norn.replays.resume import resume
+        from norn.engine.resume import resume
 
         if not args.out:
             raise UserError("--resume needs --out DIR (the run to continue)")
@@ -362,7 +362,7 @@ def _print_run_report(r: dict[str, Any]) -> None:
 
 # -- norn replay ------------------------------------------------------------------------
 def cmd_replay_info(args: argparse.Namespace) -> int:
-    from norn.replays.reader import open_run
+    from norn.engine.reader import open_run
 
     run = open_run(args.dir)
     h = run.header
@@ -390,7 +390,7 @@ def cmd_replay_info(args: argparse.Namespace) -> int:
 
 
 def cmd_replay_verify(args: argparse.Namespace) -> int:
-    from norn.replays.reader import open_run
+    from norn.engine.reader import open_run
     from norn.replays.verify import verify
 
     total = open_run(args.dir).tick_frames

@@ -17,8 +17,8 @@ import numpy as np
 
 from norn.engine.digest import CHUNK_RECORD
 from norn.engine.fingerprint import differences, fingerprint
+from norn.engine.reader import chunk_state, open_run
 from norn.engine.tick import step
-from norn.replays.reader import chunk_state, open_run
 
 
 @dataclass

@@ -133,7 +133,7 @@ def test_a_flipped_byte_in_the_middle_is_refused_with_its_offset(tmp_path):
 
 
 def test_resume_after_a_crash_continues_the_same_world(tmp_path):
-    from norn.replays.resume import resume
+    from norn.engine.resume import resume
 
     run_dir = _record_toy(tmp_path, ticks=25, inputs=False)
     path = run_dir / JOURNAL_NAME
@@ -160,7 +160,7 @@ def journal_digests_of(path):
 def test_resume_rebuilds_the_actions_of_the_last_ticks_for_resending(tmp_path):
     """Actions are not journaled: a resumed run rebuilds recent ones from the journal, equal
     to what the live run emitted, so a crash before they left loses none."""
-    from norn.replays.resume import resume
+    from norn.engine.resume import resume
 
     emitted = {}
 

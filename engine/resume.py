@@ -7,6 +7,9 @@ Actions are not journaled; they are a pure function of the journal. The actions 
 last ``resend_ticks`` ticks are rebuilt by replaying from a snapshot old enough and handed
 back, so the bridge can offer them again: a crash between a tick's commit and its actions
 leaving the engine loses none (map servers drop the repeats by action id).
+
+State code (restoring a world from its journal), so it lives in the engine, beside the
+runner it hands the world back to; it was ``replays/resume.py`` until the CLI left the core.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from pathlib import Path
 from norn.engine import journal, state
 from norn.engine.actions import ActionBatch
 from norn.engine.decisions import DeterministicResolver
-from norn.engine.errors import JournalError
+from norn.engine.errors import Diverged
+from norn.engine.reader import RunJournal, durable_seqs, open_run
 from norn.engine.recorder import JOURNAL_NAME, Recorder
 from norn.engine.tick import step
 from norn.engine.world import World
-from norn.replays.reader import RunJournal, durable_seqs, open_run
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Resumed:
 
 
 def resume(run_dir: str | Path, *, resend_ticks: int = 0) -> Resumed:
+    """Bring the run in ``run_dir`` back to its last committed tick, ready to continue."""
     run = open_run(run_dir)
     world = run.build_world()
     last = run.last_tick
@@ -42,9 +46,9 @@ def resume(run_dir: str | Path, *, resend_ticks: int = 0) -> Resumed:
     for rec in run.ticks(after=base):
         out = step(world, rec, emit=False)
         if out.digest != rec.digest:
-            raise JournalError(
-                f"{run.dir}: replay diverged at tick {rec.tick} while resuming; run "
-                "'norn replay verify' for details"
+            raise Diverged(
+                f"{run.dir}: replay diverged while resuming; run 'norn replay verify' for "
+                "details", seed=world.seed, tick=rec.tick,
             )
         if resend_ticks and rec.tick > last - resend_ticks and world.last_actions.count():
             resend.append(world.last_actions)
