@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import orjson
 
-from norn.engine.decisions import REQUEST
 from norn.llm import limits
 from norn.llm.guardrails import Guardrails
 from norn.llm.usecases import UseCase
@@ -47,7 +46,9 @@ class Work:
     bucket: int = 0
     exact: int = 0
     feats: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    variant: str = ""
+    tick: int = 0  # the tick it was submitted in
+    arm: int = 0  # 0 champion, 1 challenger
+    followers: list[Work] = field(default_factory=list)  # identical requests sharing it
 
     @property
     def rid(self) -> int:
@@ -198,6 +199,3 @@ def extract_requests(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return views if isinstance(views, list) else []
     return []
 
-
-def request_rows(n: int) -> np.ndarray:
-    return np.zeros(n, REQUEST)
