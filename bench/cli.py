@@ -13,7 +13,8 @@ document instead) and writes the result JSON to ``--out`` (default
 ``runs/bench/SCENARIO-TIME.json``). Exit status: 0, or 1 when a correctness check of a
 scenario failed (never for a missed speed goal: that is a figure, not an error).
 
-``norn.engine.cli`` calls ``register(subparsers)``; ``python -m norn.bench.cli`` works on its own.
+Registered through the ``norn.commands`` entry point group (``register``); ``python -m
+norn.bench.cli`` works on its own, with the same one-line errors and exit codes as ``norn``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 from norn.bench.machine import ROOT, machine_info, triad_bandwidth
 from norn.bench.report import plot, render, render_compare
 from norn.bench.suite import EXTRA_SCENARIOS, SCENARIOS, Options, run_scenario
+from norn.engine.cli import run_command
 
 SCHEMA = "norn-bench/1"
 
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="norn bench", description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return cmd_bench(args, argv if argv is not None else sys.argv[1:])
+    return run_command(lambda a: cmd_bench(a, argv if argv is not None else sys.argv[1:]), args,
+                       prog="norn bench")
 
 
 if __name__ == "__main__":

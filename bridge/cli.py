@@ -1,8 +1,10 @@
 """Bridge subcommands of ``norn``: ``sim-server`` and ``bridge keygen``.
 
-``engine/cli.py`` calls ``register(subparsers)``; each subcommand sets ``func`` to a
-function taking the parsed arguments and returning an exit code. ``python -m norn.bridge.cli``
-runs them without the rest of the CLI.
+Registered through the ``norn.commands`` entry point group (``register``); each
+subcommand sets ``func`` to a function taking the parsed arguments and returning an exit
+code. ``python -m norn.bridge.cli`` runs them without the rest of the CLI, with the same
+one-line errors and exit codes as ``norn``. The bridge's options of ``norn run`` are in
+``serve.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import asdict
 
 import orjson
 
-from norn.engine.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USER_ERROR, NornError
+from norn.engine.cli import run_command
+from norn.engine.errors import EXIT_ENVIRONMENT, EXIT_OK, UserError
 
 
 def cmd_sim_server(args: argparse.Namespace) -> int:
@@ -26,7 +29,7 @@ def cmd_sim_server(args: argparse.Namespace) -> int:
                        columnar=not args.rows)
     if args.curve_server_key:
         if not (args.curve_public and args.curve_secret):
-            raise NornUsage("--curve-server-key needs --curve-public and --curve-secret")
+            raise UserError("--curve-server-key needs --curve-public and --curve-secret")
         cfg.curve_server_key = read_key(args.curve_server_key)
         cfg.curve_public_key = read_key(args.curve_public)
         cfg.curve_secret_key = read_key(args.curve_secret)
@@ -72,10 +75,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class NornUsage(NornError):
-    exit_code = EXIT_USER_ERROR
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``sim-server`` and ``bridge keygen`` to the ``norn`` command line."""
     p = subparsers.add_parser(
@@ -119,13 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="norn", description="Norn bridge tools")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except NornError as exc:
-        print(f"norn: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

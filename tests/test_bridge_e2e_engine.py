@@ -38,7 +38,7 @@ TICKS = 100_000  # the engine runs until the test stops it (SIGTERM: a clean sto
 def _servable() -> str | None:
     """None when the default scenario can be served, else why not."""
     try:
-        from norn.engine.cli import _model_hook
+        from norn.engine.commands import model_hook as _model_hook
         from norn.engine.scenario import load_scenario
     except ImportError as exc:
         return f"engine CLI not available: {exc}"

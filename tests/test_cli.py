@@ -231,11 +231,12 @@ def test_a_scenario_refused_by_its_model_leaves_no_empty_run_directory(tmp_path)
 
 def test_any_other_os_refusal_is_one_line_exit_3_not_a_traceback(monkeypatch, capsys):
     from norn.engine import cli
+    from norn.replays import cli as replays_cli
 
     def refused(args):
         raise PermissionError(13, "Permission denied", "/some/run/journal.norn")
 
-    monkeypatch.setattr(cli, "cmd_replay_info", refused)
+    monkeypatch.setattr(replays_cli, "cmd_replay_info", refused)
     assert cli.main(["replay", "info", "/some/run"]) == 3
     err = capsys.readouterr().err
     assert err == "norn: error: /some/run/journal.norn: Permission denied\n"

@@ -13,8 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_DIRS = ("engine", "actors", "rules")
-# engine/clock.py: metrics and pacing. engine/cli.py: naming a new run directory (the edge).
-CLOCK_ALLOWED = {"engine/clock.py", "engine/cli.py"}
+# engine/clock.py: metrics and pacing. engine/commands.py (norn run): naming a new run
+# directory (the edge).
+CLOCK_ALLOWED = {"engine/clock.py", "engine/commands.py"}
 WALL_CLOCK = {
     ("time", n)
     for n in (

@@ -1,0 +1,378 @@
+"""``norn run``: build (or resume) a world, run it under its clock, journal it, report it.
+
+The engine's own subcommand (registered through ``norn.commands`` like every other).
+Packages above the engine extend it without the engine importing them: a **run
+extension** (entry point group ``norn.run_extensions``) adds its options, may set config
+overrides its options imply, and attaches to the built world for the run (the bridge
+serves it with ``--serve``, ``--sim-players`` and ``--lockstep-server``). Its attachment
+can feed the world's inputs, hold each tick at a barrier, and add to the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from norn.engine.actions import ActionBatch
+from norn.engine.cli import load_registered, print_json, progress
+from norn.engine.config import RunConfig
+from norn.engine.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_OK,
+    EnvironmentFailure,
+    NornBug,
+    NornError,
+    UserError,
+)
+from norn.engine.world import World
+
+#: The entry point group of ``norn run`` extensions (objects satisfying ``RunExtension``).
+RUN_EXTENSIONS_GROUP = "norn.run_extensions"
+
+
+# -- the extension point ----------------------------------------------------------------
+@dataclass
+class RunContext:
+    """What an extension attaching to a run sees: the world just built or resumed."""
+
+    args: argparse.Namespace
+    world: World
+    config: RunConfig
+    model: str  # the scenario's model name (its hooks: ``model_hook``)
+    out_dir: Path
+    durable: dict[str, int] = field(default_factory=dict)  # resume: journaled seq per source
+    resend: list[ActionBatch] = field(default_factory=list)  # resume: recent ticks' actions
+
+
+class Attachment(Protocol):
+    """An extension's part in one run, from the first tick to the report."""
+
+    #: The world's inputs come from here, so the scenario's own event source stays off.
+    feeds_inputs: bool
+    #: After ``close``: why this attachment stopped the run early (the run exits 3), or None.
+    failure: str | None
+
+    def before_tick(self, tick: int) -> bool:
+        """Called before each tick; False stops the run (the journal stays intact)."""
+        ...
+
+    def close(self) -> None:
+        """After the run loop, whatever ended it: stop threads, collect processes."""
+        ...
+
+    def report(self, report: dict[str, Any]) -> list[str]:
+        """Add its entries to the run report; return its lines for the human report."""
+        ...
+
+
+class RunExtension(Protocol):
+    """What a package adds to ``norn run``."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add its options to ``norn run``."""
+        ...
+
+    def configure(self, args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+        """Before the config is made: set the config overrides its options imply."""
+        ...
+
+    def resend_ticks(self, args: argparse.Namespace) -> int:
+        """On ``--resume``: how many recent ticks' actions to rebuild for it (0: none)."""
+        ...
+
+    def attach(self, run: RunContext) -> Attachment | None:
+        """Attach to the run when its options ask for it (None: not this time)."""
+        ...
+
+
+def run_extensions() -> list[RunExtension]:
+    """The installed ``norn run`` extensions, in entry point name order."""
+    from importlib.metadata import entry_points
+
+    found = []
+    for ep in sorted(entry_points(group=RUN_EXTENSIONS_GROUP), key=lambda ep: ep.name):
+        ext = load_registered(ep)
+        if ext is not None:
+            found.append(ext)
+    return found
+
+
+def model_hook(model: str, name: str) -> Callable | None:
+    """The optional function ``name`` of a world model's module (``bridge_view``, ...)."""
+    import importlib
+
+    from norn.engine.scenario import MODELS
+
+    module = importlib.import_module(MODELS[model].partition(":")[0])
+    return getattr(module, name, None)
+
+
+# -- norn run ---------------------------------------------------------------------------
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``run`` (and every installed run extension's options) to ``norn``."""
+    p = subparsers.add_parser("run", help="run a world (optionally serving the rAthena bridge)")
+    p.add_argument("--scenario", help="scenario TOML (default: the embedded Rune-Midgarts world)")
+    p.add_argument("--config", help="config TOML with [run] and [bridge] tables")
+    p.add_argument(
+        "--ticks", type=int,
+        help="ticks to run (with --resume: how many more; default: to the recorded length)",
+    )
+    p.add_argument("--seed", type=int)
+    p.add_argument("--tick-ms", type=int, dest="tick_ms")
+    p.add_argument("--out", help="run directory for the journal and snapshots")
+    p.add_argument("--replace", action="store_true", help="replace an existing run directory")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its journal"
+    )
+    p.add_argument("--clock", choices=["fast", "realtime", "lockstep"])
+    p.add_argument("--snapshot-every", type=int, dest="snapshot_every")
+    p.add_argument("--synctest", action="store_true", help="check every tick by snapshot/restore")
+    p.add_argument(
+        "--no-fsync", action="store_true", help="skip fsync (benchmarks; unsafe on crash)"
+    )
+    extensions = run_extensions()
+    for ext in extensions:
+        ext.add_arguments(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=lambda args: cmd_run(args, extensions))
+
+
+def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = None) -> int:
+    """Build or resume the world, run it, close the journal, print the report."""
+    from norn.engine.config import make_config
+    from norn.engine.recorder import Recorder, discard_dirs
+    from norn.engine.runner import build_world, make_header, run
+    from norn.engine.scenario import load_scenario, parse_scenario
+
+    extensions = run_extensions() if extensions is None else extensions
+    overrides = dict(
+        seed=args.seed,
+        ticks=args.ticks,
+        clock=args.clock,
+        snapshot_every=args.snapshot_every,
+        synctest=args.synctest or None,
+        tick_ms=args.tick_ms,
+    )
+    if args.no_fsync:
+        overrides["fsync"] = False
+    for ext in extensions:
+        ext.configure(args, overrides)
+    durable: dict[str, int] = {}
+    resend: list = []
+    ticks = None  # config.ticks
+    if args.resume:
+        from norn.engine.resume import resume
+
+        if not args.out:
+            raise UserError("--resume needs --out DIR (the run to continue)")
+        ttl = max((ext.resend_ticks(args) for ext in extensions), default=0)
+        resumed = resume(args.out, resend_ticks=ttl)
+        world, recorder, journal_run = resumed.world, resumed.recorder, resumed.run
+        durable, resend = resumed.durable, resumed.resend
+        recorded = journal_run.config()
+        fixed = ("seed", "tick_ms", "lockstep_servers")  # they decide what the ticks hold
+        changed = [k for k in fixed if overrides.get(k) is not None
+                   and overrides[k] != getattr(recorded, k)]
+        if changed:
+            raise UserError(f"--resume continues the recorded run; it cannot change {changed}")
+        config = make_config(
+            None,
+            **{
+                **recorded.model_dump(),
+                **{k: v for k, v in overrides.items() if v is not None and k not in fixed},
+            },
+        )
+        # without --ticks the run goes on to its recorded length; with it, that many more
+        ticks = args.ticks if args.ticks is not None else max(0, recorded.ticks - world.tick)
+        recorded_scenario = parse_scenario(
+            journal_run.header["scenario"]["text"], journal_run.header["scenario"]["source"]
+        )
+        scenario_model, scenario_name = recorded_scenario.model, recorded_scenario.name
+        scenario_data = recorded_scenario.data  # the event source goes on where it stopped
+    else:
+        scenario = load_scenario(args.scenario)
+        config = make_config(args.config, **overrides)
+        scenario_model, scenario_name, scenario_data = scenario.model, scenario.name, scenario.data
+        out = (
+            Path(args.out)
+            if args.out
+            else Path("runs")
+            / (f"{scenario.name}-s{config.seed}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
+        )
+        created = _prepare_run_dir(out, replace=args.replace)  # fail fast, before the build
+        try:
+            with _naming(seed=config.seed, tick=0):
+                world = build_world(scenario, config)
+        except BaseException:
+            discard_dirs(created)  # a scenario refused by its model leaves no empty run dir
+            raise
+        recorder = Recorder.create(
+            out,
+            make_header(scenario, config, world),
+            fsync=config.fsync,
+            snapshot_every=config.snapshot_every,
+        )
+    out_dir = recorder.out_dir
+
+    context = RunContext(args, world, config, scenario_model, out_dir, durable, resend)
+    attached: list[Attachment] = []
+    try:
+        for ext in extensions:
+            att = ext.attach(context)
+            if att is not None:
+                attached.append(att)
+        if config.lockstep_servers and not any(a.feeds_inputs for a in attached):
+            raise UserError("lockstep_servers needs a bridge serving the map servers it waits "
+                            "for (norn run --serve)")
+    except BaseException:
+        for att in attached:
+            att.close()
+        raise
+    before: list[Callable[[int], bool | None]] = [a.before_tick for a in attached]
+    if not any(a.feeds_inputs for a in attached) and scenario_data is not None:
+        make_source = model_hook(scenario_model, "make_event_source")
+        if make_source is not None:
+            source = make_source(scenario_data, config.seed)
+
+            def feed(tick: int) -> None:
+                for batch in source(tick):
+                    if not world.inputs.offer(batch):
+                        raise UserError("generated events exceed the input queue bounds")
+
+            before.append(feed)
+    before_tick = None
+    if len(before) == 1:
+        before_tick = before[0]
+    elif before:
+
+        def before_tick(tick: int) -> bool:
+            # in order; a barrier saying stop stops the rest too
+            return all(hook(tick) is not False for hook in before)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    bar = progress(not args.json, config.ticks, f"{scenario_name} seed {config.seed}")
+    on_tick = None
+    if bar is not None:
+        prog, task = bar
+        prog.start()
+
+        def on_tick(rec) -> None:
+            prog.advance(task)
+
+    try:
+        with _naming(seed=world.seed, tick=lambda: world.tick):
+            summary = run(world, config, recorder, ticks=ticks, on_tick=on_tick,
+                          before_tick=before_tick, stop=stop)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+        for att in attached:
+            att.close()
+    recorder.close(world, summary.stopped)
+    failures = [a.failure for a in attached if a.failure]
+    if failures:
+        print(f"norn: {failures[0]}", file=sys.stderr)
+
+    report = summary.as_dict()
+    report["run_dir"] = str(out_dir)
+    report["scenario"] = scenario_name
+    report["seed"] = config.seed
+    report["clock"] = config.clock
+    report["population"] = world.state_summary()
+    world_summary = model_hook(scenario_model, "summary")
+    if world_summary is not None:
+        report["world"] = world_summary(world)
+    lines = [line for att in attached for line in att.report(report)]
+    if args.json:
+        print_json(report)
+    else:
+        _print_run_report(report, lines)
+    return EXIT_ENVIRONMENT if failures else EXIT_OK
+
+
+@contextlib.contextmanager
+def _naming(*, seed: int, tick: int | Callable[[], int]) -> Iterator[None]:
+    """Name the seed and tick in any error leaving the block (unexpected ones are bugs).
+
+    ``tick`` may be a callable, read when the error happens (the tick that failed).
+    Interrupts and the machine's refusals (``OSError``) keep their own story.
+    """
+    try:
+        yield
+    except OSError:
+        raise
+    except NornError as exc:
+        exc.within(seed=seed, tick=tick() if callable(tick) else tick)
+        raise
+    except Exception as exc:
+        at = tick() if callable(tick) else tick
+        raise NornBug(f"{type(exc).__name__}: {exc}", seed=seed, tick=at) from exc
+
+
+def _prepare_run_dir(out: Path, *, replace: bool) -> list[Path]:
+    """Remove the old run on --replace, then create the new run directory, writable.
+
+    Anything the OS refuses (a read-only location, a tree this user may not remove, a file
+    in the way) is one EnvironmentFailure naming the path and the reason: exit 3. Returns
+    the directories created.
+    """
+    from norn.engine.recorder import prepare_run_dir
+
+    try:
+        exists = out.exists()
+    except OSError as e:
+        raise EnvironmentFailure.from_os(out, "cannot look at the run directory", e) from e
+    if exists and replace:
+        try:
+            shutil.rmtree(out)
+        except OSError as e:
+            raise EnvironmentFailure.from_os(out, "cannot remove the old run (--replace)", e
+                                             ) from e
+    return prepare_run_dir(out)
+
+
+def _print_run_report(r: dict[str, Any], extra: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    con.print(
+        f"[bold]Norn run[/bold] {r['scenario']} seed {r['seed']} ({r['clock']} clock) "
+        f"-> {r['run_dir']}  [{r['stopped']}]"
+    )
+    con.print(
+        f"ticks {r['first_tick']}..{r['last_tick']} ({r['ticks']}), "
+        f"{r['ticks_per_s']} ticks/s, tick p50 {r['tick_ms_p50']} ms p99 {r['tick_ms_p99']} ms, "
+        f"JIT compile {r['compile_s']} s (excluded), wall {r['wall_s']} s, overruns {r['overruns']}"
+    )
+    con.print(
+        f"last digest {r['last_digest']}; actions {r['actions']}; input batches "
+        f"{r['input_batches']}; decisions {r['decisions']}"
+    )
+    t = Table("phase", "seconds", title="time per phase")
+    for k, v in r["phase_s"].items():
+        t.add_row(k, f"{v:.4f}")
+    con.print(t)
+    t = Table("system", "seconds", title="time per system")
+    for k, v in r["system_s"].items():
+        t.add_row(k, f"{v:.4f}")
+    con.print(t)
+    con.print(f"population: {r['population']}")
+    if "world" in r:
+        con.print("[bold]what happened[/bold]")
+        for k, v in r["world"].items():
+            con.print(f"  {k}: {v}")
+    for line in extra:
+        con.print(line)
+    con.print(f"verify with: norn replay verify {r['run_dir']}")
