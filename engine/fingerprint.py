@@ -3,6 +3,12 @@
 ``verify`` warns when it replays on a different one: float results can depend on library
 versions and CPU features even when Norn's own rules are followed, and a run recorded
 before the state code changed diverges for that reason alone (``source`` tells which).
+
+``source`` hashes the state code only: every module of ``STATE_PACKAGES`` except the
+declared ``NOT_STATE`` ones (the command line, config loading, printing, messages), so
+editing a help text or an error message does not make ``verify`` warn that the code
+changed. A module belongs in ``NOT_STATE`` only if no tick's result can depend on it;
+``tests/test_fingerprint.py`` keeps the list true to the files.
 """
 
 from __future__ import annotations
@@ -17,18 +23,37 @@ import xxhash
 
 #: The packages whose code decides world state: a change in them can change a replay.
 STATE_PACKAGES = ("engine", "actors", "rules")
+#: Modules inside them that cannot change a replay, each with the reason: not hashed.
+NOT_STATE: dict[str, str] = {
+    "engine/cli.py": "the norn dispatcher: parsing, printing, exit codes",
+    "engine/commands.py": "norn run: options, the run directory, the printed report",
+    "engine/config.py": "loading and validating the run config; a replay uses the values "
+    "journaled in the header, every field of them",
+    "engine/errors.py": "exception classes and their messages",
+    "engine/fingerprint.py": "this fingerprint",
+    "engine/clock.py": "the wall clock, for metrics and pacing only (never read in a tick)",
+}
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def state_sources(root: Path = ROOT) -> list[Path]:
+    """The state code's Python files under ``root``, in hashing order (``NOT_STATE`` left out)."""
+    return [
+        path
+        for pkg in STATE_PACKAGES
+        for path in sorted((root / pkg).rglob("*.py"))
+        if path.relative_to(root).as_posix() not in NOT_STATE
+    ]
 
 
 @functools.cache
 def source_hash(root: Path = ROOT) -> str:
-    """xxh3 of the state packages' Python sources (paths and bytes, in sorted order)."""
+    """xxh3 of the state code's Python sources (paths and bytes, in sorted order)."""
     h = xxhash.xxh3_64()
-    for pkg in STATE_PACKAGES:
-        for path in sorted((root / pkg).rglob("*.py")):
-            h.update(path.relative_to(root).as_posix().encode() + b"\0")
-            h.update(path.read_bytes())
-            h.update(b"\0")
+    for path in state_sources(root):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
     return h.hexdigest()
 
 
