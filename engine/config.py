@@ -70,24 +70,28 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
+def _read_toml(file: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The config file's tables; a missing file, bad TOML or an unknown table is a ConfigError."""
+    path = Path(file)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(doc) - {"run", "bridge"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; allowed: [run], [bridge]")
+    return path, doc
+
+
 def make_config(file: str | Path | None = None, **overrides: Any) -> RunConfig:
     """Defaults, then the ``[run]`` table of ``file``, then non-None ``overrides``."""
     data: dict[str, Any] = {}
     where = "config"
     if file is not None:
-        path = Path(file)
+        path, doc = _read_toml(file)
         where = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            doc = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        unknown = set(doc) - {"run", "bridge"}
-        if unknown:
-            raise ConfigError(
-                f"{path}: unknown table(s) {sorted(unknown)}; allowed: [run], [bridge]"
-            )
         data.update(doc.get("run", {}))
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
@@ -97,6 +101,7 @@ def make_config(file: str | Path | None = None, **overrides: Any) -> RunConfig:
 
 
 def bridge_table(file: str | Path | None) -> dict[str, Any]:
+    """The ``[bridge]`` table of the config file (validated by the bridge's own model)."""
     if file is None:
         return {}
-    return tomllib.loads(Path(file).read_text()).get("bridge", {})
+    return _read_toml(file)[1].get("bridge", {})
