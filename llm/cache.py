@@ -63,11 +63,11 @@ class CacheStats:
 
 
 class DecisionCache:
-    def __init__(
-        self, entries_max: int = 1 << 16, bucket_entries_max: int = 4096
-    ) -> None:
+    def __init__(self, entries_max: int = 1 << 16, bucket_entries_max: int | None = None) -> None:
         if not 1 <= entries_max <= limits.cache_entries_max:
             raise ValueError(f"entries_max must be in 1..{limits.cache_entries_max}")
+        if bucket_entries_max is None:
+            bucket_entries_max = min(4096, entries_max)
         if not 1 <= bucket_entries_max <= entries_max:
             raise ValueError("bucket_entries_max must be in 1..entries_max")
         self.entries_max = entries_max

@@ -7,7 +7,8 @@ the answer schema the request asked for (``response_format`` json_schema, a forc
 ``input_schema``, or the request views in the prompt).
 
 Faults are a plan: a list of rules, the first matching rule of a call applies. A rule has
-``fault`` and selects calls by ``calls`` (0-based indices in arrival order), ``every`` (with
+``fault`` and selects calls by ``calls`` (0-based indices in arrival order since the plan
+was set), ``every`` (with
 ``offset``) or ``permille`` (by a hash of the request body: deterministic, not random).
 Faults: ``latency`` (``latency_s``, then a normal answer), ``rate_limited`` (429 with
 ``retry_after_s``), ``server_error`` (500), ``overloaded`` (529, Anthropic's), ``timeout``
@@ -80,9 +81,9 @@ class FakeServer:
                         return
                     self._send(200, b'{"ok":true}')
                     return
-                if self.path.endswith("/chat/completions"):
+                if self.path in ("/v1/chat/completions", "/chat/completions"):
                     flavour = "openai"
-                elif self.path.endswith("/messages"):
+                elif self.path == "/v1/messages":
                     flavour = "anthropic"
                 else:
                     self._send(404, b'{"error":"not found"}')
@@ -140,6 +141,7 @@ class FakeServer:
         check_plan(plan)
         with self.lock:
             self.plan = plan
+            self.calls = 0  # ``calls`` indices count from the plan's installation
 
     # -- answering ---------------------------------------------------------------------------
     def _fault(self, index: int, raw: bytes) -> dict[str, Any] | None:
