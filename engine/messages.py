@@ -40,7 +40,7 @@ import numba
 import numpy as np
 
 from norn.engine import limits
-from norn.engine.errors import BoundError
+from norn.engine.errors import BoundError, NornBug
 
 HEADER = (("dst", np.int32), ("dst_gen", np.uint32), ("src", np.int32), ("seq", np.int32))
 
@@ -400,7 +400,7 @@ class Channel:
             if not _is_strictly_increasing(cols["src"], cols["seq"]):
                 k = key[order]
                 dup = int(np.flatnonzero(k[1:] == k[:-1])[0])
-                raise ValueError(
+                raise NornBug(
                     f"channel {self.name}: duplicate (src, seq) = "
                     f"({int(cols['src'][dup])}, {int(cols['seq'][dup])}); "
                     "each source must number its messages"
@@ -410,7 +410,7 @@ class Channel:
             offsets = self._offsets[cur] = np.zeros(self.n_dst + 1, dtype=np.int64)
         bad, top, any_gen = _scan(cols["dst"], cols["dst_gen"], self.n_dst)
         if bad >= 0:
-            raise ValueError(
+            raise NornBug(
                 f"channel {self.name}: destination {int(cols['dst'][bad])} outside "
                 f"[0, {self.n_dst}) of table {self.dst_table}"
             )

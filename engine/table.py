@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from norn.engine import limits
-from norn.engine.errors import BoundError, StaleEntityError
+from norn.engine.errors import BoundError, DefinitionError, NornBug, SnapshotError, StaleEntityError
 
 SLOT_BITS = 32
 SLOT_MASK = (1 << SLOT_BITS) - 1
@@ -64,7 +64,7 @@ class Table:
         self.add_column(Column("generation", np.uint32, (), 0))
         for col in columns:
             if col.name in self.RESERVED:
-                raise ValueError(f"{name}: column name {col.name!r} is reserved")
+                raise DefinitionError(f"{name}: column name {col.name!r} is reserved")
             self.add_column(col)
         self.hwm = 0  # slots in [0, hwm) have ever been used; kernels iterate this prefix
         self._reserved = np.zeros(self.capacity, dtype=np.bool_)
@@ -74,7 +74,7 @@ class Table:
 
     def add_column(self, col: Column) -> None:
         if col.name in self.columns:
-            raise ValueError(f"{self.name}: duplicate column {col.name!r}")
+            raise DefinitionError(f"{self.name}: duplicate column {col.name!r}")
         arr = np.empty((self.capacity, *col.shape), dtype=col.dtype)
         arr[...] = col.fill
         self.specs[col.name] = col
@@ -216,16 +216,16 @@ class Table:
     # -- snapshot ---------------------------------------------------------------------
     def state_arrays(self) -> dict[str, np.ndarray]:
         if self.has_pending():
-            raise RuntimeError(f"{self.name}: snapshot with pending spawns/despawns")
+            raise NornBug(f"{self.name}: snapshot with pending spawns/despawns")
         return dict(self.columns)
 
     def restore_arrays(self, arrays: dict[str, np.ndarray], hwm: int) -> None:
         for name, arr in arrays.items():
             if name not in self.columns:
-                raise KeyError(f"{self.name}: snapshot has unknown column {name!r}")
+                raise SnapshotError(f"{self.name}: snapshot has unknown column {name!r}")
             dst = self.columns[name]
             if dst.shape != arr.shape or dst.dtype != arr.dtype:
-                raise ValueError(f"{self.name}.{name}: snapshot shape/dtype mismatch")
+                raise SnapshotError(f"{self.name}.{name}: snapshot shape/dtype mismatch")
             dst[...] = arr
         self.hwm = hwm
         self._reserved[:] = False

@@ -19,7 +19,7 @@ from norn.engine.decisions import (
     DecisionBook,
     DeterministicResolver,
 )
-from norn.engine.errors import BoundError, ScheduleError, StaleEntityError
+from norn.engine.errors import BoundError, NornBug, ScheduleError, StaleEntityError
 from norn.engine.inputs import InputBatch, InputQueue
 from norn.engine.messages import Channel
 from norn.engine.schedule import Schedule, System
@@ -138,12 +138,12 @@ def test_inbox_contents_and_order_do_not_depend_on_emission_order(data):
 
 
 def test_duplicate_source_sequence_is_refused():
-    with pytest.raises(ValueError, match="duplicate"):
+    with pytest.raises(NornBug, match="duplicate"):
         _deliver(np.array([1, 2]), np.array([5, 5]), np.array([0, 0]), np.array([1, 1]))
 
 
 def test_destination_outside_table_is_refused():
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(NornBug, match="outside"):
         _deliver(np.array([99]), np.array([0]), 0, np.array([1]))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from norn.engine.errors import NornBug
 from norn.engine.messages import Channel, _histogram
 
 PAYLOAD = (("amount", np.int64), ("weight", np.float32))
@@ -138,7 +139,7 @@ def test_destination_out_of_range_is_refused_naming_it():
     rows = ch.reserve(3)
     rows["dst"][:] = [1, 12, 3]
     rows["src"][:] = [0, 1, 2]
-    with pytest.raises(ValueError, match="destination 12 outside"):
+    with pytest.raises(NornBug, match="destination 12 outside"):
         ch.deliver()
 
 
