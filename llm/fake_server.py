@@ -15,7 +15,8 @@ Faults: ``latency`` (``latency_s``, then a normal answer), ``rate_limited`` (429
 (hangs ``hang_s``, then answers: the client has given up), ``empty`` (empty content),
 ``invalid_json``, ``missing_ids`` (the last id left out), ``wrong_choice`` (a label no
 request has), ``forbidden_text`` (out-of-character speech), ``malformed`` (not the API's
-shape). ``POST /_fake/plan`` replaces the plan; ``GET /_fake/stats`` counts calls.
+shape). ``POST /_fake/plan`` replaces the plan (and zeroes the counts); ``GET /_fake/stats`` counts
+calls.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class FakeServer:
         with self.lock:
             self.plan = plan
             self.calls = 0  # ``calls`` indices count from the plan's installation
+            self.stats = {"calls": 0, "items": [], "faults": {}, "paths": {}}
 
     # -- answering ---------------------------------------------------------------------------
     def _fault(self, index: int, raw: bytes) -> dict[str, Any] | None:

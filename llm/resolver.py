@@ -491,9 +491,9 @@ class LlmResolver:
             await self._call_inner(uc, arm, works, tier, reask, reask_reason)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # never into the tick: count it, fall back
+        except Exception:  # never into the tick: count it, fall back
             self.counters["worker_errors"] += 1
-            self._fallback(uc, works, "provider_failed", arm, error=repr(exc))
+            self._fallback(uc, works, "provider_failed", arm)
 
     async def _call_inner(self, uc: UseCase, arm: int, works: list[Work], tier: int,
                           reask: bool, reask_reason: str | None) -> None:
@@ -567,6 +567,7 @@ class LlmResolver:
         retry: list[tuple[Work, str]] = []
         for w, a in zip(works, answers, strict=True):
             parse_fail = a.status in (INVALID, MISSING)
+            fell = False
             flags = FLAG_REASKED if reask_reason else 0
             if a.status == OK:
                 if tier == TIER_BATCH:
@@ -593,9 +594,10 @@ class LlmResolver:
             else:
                 why = "unparseable" if a.reason == "unparseable" else (
                     "missing" if a.status == MISSING else "invalid")
-                self._fallback(uc, [w], why, arm)
+                self._fallback(uc, [w], why, arm, bake=False)
+                fell = True
             if rt.baker is not None:
-                rt.baker.record(arm, Outcome(parse_fail, a.status == REFUSED, False, latency,
+                rt.baker.record(arm, Outcome(parse_fail, a.status == REFUSED, fell, latency,
                                              per_cost))
         for w, why in retry:
             if tier == TIER_BATCH:
@@ -626,12 +628,12 @@ class LlmResolver:
 
     def _fallback(self, uc: UseCase, works: list[Work], reason: str, arm: int, *,
                   latency: float = 0.0, cost: float = 0.0, deliver: bool = True,
-                  error: str = "") -> None:
+                  bake: bool = True) -> None:
         st = self._stats(uc.name)
         rt = self._rt.get(uc.name)
         for w in works:
             st.fallbacks[reason] = st.fallbacks.get(reason, 0) + 1 + len(w.followers)
-            if rt is not None and rt.baker is not None:
+            if bake and rt is not None and rt.baker is not None:
                 rt.baker.record(arm, Outcome(False, False, True, latency, cost / len(works)))
             if deliver:
                 self._deliver(uc, w, w.fallback, TIER_FALLBACK, reason=REASON[reason])
