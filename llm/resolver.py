@@ -611,6 +611,8 @@ class LlmResolver:
     def _bake(self, name: str, rt: _Runtime) -> None:
         if rt.baker is None or not rt.ucs.deployment.auto_rollback:
             return
+        if rt.ucs is not self.settings.for_use_case(name):
+            return  # already flipped (calls of the old deployment still landing)
         why = rt.baker.verdict()
         if why is None:
             return

@@ -95,7 +95,8 @@ class UseCase:
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.name) <= limits.use_case_name_chars_max:
-            raise ValueError(f"use case name {self.name!r}: 1..{limits.use_case_name_chars_max}")
+            raise ValueError(f"use case name {self.name!r}: 1..use_case_name_chars_max="
+                             f"{limits.use_case_name_chars_max} characters")
         if len(self.numeric) != len(self.scale):
             raise ValueError(f"{self.name}: one scale per numeric entry")
         if len(self.numeric) > limits.cache_features_max:
