@@ -16,7 +16,7 @@ from norn.bench.harness import CaseSpec, run_case
 
 SCENARIOS = ("core", "scale", "actors", "journal", "bridge", "boltzmann")
 #: Run only when named, never by ``all``: ``fuzz`` is a robustness soak, not a speed figure.
-EXTRA_SCENARIOS = ("fuzz",)
+EXTRA_SCENARIOS = ("fuzz", "llm")
 
 
 def _stderr(msg: str) -> None:
@@ -276,6 +276,7 @@ RUNNERS: dict[str, Callable[[Options], dict]] = {
     "bridge": bridge,
     "boltzmann": boltzmann,
     "fuzz": fuzz,
+    "llm": lambda opts: __import__("norn.bench.scenarios.llm", fromlist=["run"]).run(opts),
 }
 
 
