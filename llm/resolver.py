@@ -79,7 +79,7 @@ from norn.llm.prompts import (
     validate,
 )
 from norn.llm.providers import AnthropicProvider, Call, OpenAIProvider, Provider, schema_in_prompt
-from norn.llm.router import Budget, Router, TokenBucket
+from norn.llm.router import Budget, CircuitBreaker, Router, TokenBucket
 from norn.llm.settings import (
     Flip,
     LlmSettings,
@@ -690,9 +690,8 @@ class LlmResolver:
             if self.router is not None and (pname not in old.providers
                                             or old.providers[pname] != spec):
                 self.router.providers[pname] = make_provider(pname, spec)
-                self.router.breakers.setdefault(pname, type(next(iter(
-                    self.router.breakers.values())))(self.settings.failures_to_open,
-                                                     self.settings.open_s, self.clock))
+                self.router.breakers.setdefault(pname, CircuitBreaker(
+                    new.failures_to_open, new.open_s, self.clock))
         self.settings = new
         self.registry = Registry(new, path)
 
