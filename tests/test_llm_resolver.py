@@ -20,9 +20,9 @@ from norn.llm.notes import (
     TIER_SINGLE,
     reply_texts,
 )
+from norn.llm.prompts import estimate_tokens
 from norn.llm.resolver import LlmResolver, format_summary
 from norn.llm.settings import Deployment, Registry, Variant, save_settings
-from norn.llm.prompts import estimate_tokens
 from norn.llm.usecases import KIND_NPC_TALK, KIND_TOY_REST, TOY_REST
 from tests.llm_helpers import http_settings, requests, settle
 
@@ -337,3 +337,25 @@ def test_the_summary_line_names_tiers_calls_and_fallbacks(server):
         settle(res)
         line = format_summary(res.summary())
     assert line.startswith("LLM tier: cache 0, batched 3, single 0, fallback 0 (none); 1 model")
+
+
+def test_an_operator_change_to_the_file_is_picked_up_and_kept_as_a_flip(server, tmp_path):
+    import threading
+    import time
+
+    s = http_settings(server.url, registry_poll_s=0.05)
+    s.use_cases["toy_rest"].variants["offline"] = Variant(provider="offline")
+    path = tmp_path / "llm.json"
+    save_settings(s, path)
+    with LlmResolver(settings_path=path) as res:
+        res.collect(9)
+        time.sleep(0.01)  # a new mtime on coarse file systems
+        Registry.open(path).deploy("toy_rest", "canary", "offline", 250)
+        flips = []
+        for _ in range(400):  # the worker polls every 0.05 s; bounded wait, nothing timed
+            flips += res.take_flips()
+            if flips:
+                break
+            threading.Event().wait(0.01)
+    assert [(f.mode, f.challenger, f.share_permille, f.reason, f.tick) for f in flips] == [
+        ("canary", "offline", 250, "operator", 9)]
