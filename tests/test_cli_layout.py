@@ -65,7 +65,7 @@ def test_installed_entry_points_are_the_declared_ones(group):
 
 def test_each_package_registers_its_own_commands():
     owners = {"run": "norn.engine.", "replay": "norn.replays.", "bridge": "norn.bridge.",
-              "bench": "norn.bench."}
+              "bench": "norn.bench.", "llm": "norn.llm."}
     assert {k: v.split(":")[0] for k, v in _declared("norn.commands").items()} == {
         k: f"{v}{'commands' if k == 'run' else 'cli'}" for k, v in owners.items()}
     assert _declared("norn.run_extensions") == {"bridge": "norn.bridge.serve:extension"}
