@@ -1,11 +1,10 @@
 """Load generation and a minimal engine stand-in, for benchmarks and bridge tests.
 
-- ``MiniEngine``: a tick loop around a real ``BridgeServer`` and ``InputQueue``: each tick
-  drains the queue, optionally appends the batches to a small fsynced journal, marks them
-  journaled (so acks flow) and emits actions (it echoes a ``start_quest`` for every
-  ``quest_done``, which is how the round trip is timed). With a journal it restarts where
-  it stopped, passing the journal's highest seq per source as ``durable_seqs``: that is
-  what the SIGKILL test kills and restarts (``python -m norn.bridge.loadgen mini-engine``).
+- ``MiniEngine``: the engine's real tick path (``World``, ``runner.run``, ``Recorder``, the
+  ``Committed`` notice) around a world whose one system echoes a ``start_quest`` for every
+  ``quest_done`` (how the round trip is timed), serving a real ``BridgeServer``. With a run
+  directory it journals and restarts where it stopped: what the SIGKILL test kills and
+  restarts (``python -m norn.bridge.loadgen mini-engine``).
 - ``measure_ingest``: events/s from a client process through a real TCP socket into the
   server and the queue, drained by a consumer thread.
 - ``measure_round_trip``: event sent to the action it causes received, at a tick length.
@@ -17,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import signal
-import struct
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import crc32c
-import msgpack
 import numpy as np
 
 from norn.bridge.client import BridgeClient, ClientConfig
@@ -35,10 +31,16 @@ from norn.bridge.codec import ActionsFrame
 from norn.bridge.config import BridgeConfig
 from norn.bridge.server import BridgeServer
 from norn.bridge.view import WorldView
-from norn.engine import clock
-from norn.engine.actions import ActionBuffer
-from norn.engine.events import EVENT_SCHEMAS
+from norn.engine import clock, journal
+from norn.engine.actions import ActionBatch
+from norn.engine.commit import Committed
+from norn.engine.config import RunConfig
 from norn.engine.inputs import InputBatch, InputQueue
+from norn.engine.recorder import FORMAT, JOURNAL_NAME, Recorder, decode_tick
+from norn.engine.runner import run
+from norn.engine.runner import start as start_world
+from norn.engine.tick import TickRecord
+from norn.engine.world import World
 
 #: The test world's maps (rAthena names, sizes in cells); tests build their own views.
 TEST_MAPS: tuple[tuple[str, int, int], ...] = (
@@ -57,44 +59,58 @@ def demo_view(maps: tuple[tuple[str, int, int], ...] = TEST_MAPS) -> WorldView:
     )
 
 
-# -- a tiny journal (length | crc32c | msgpack), fsynced per tick -------------------------------
-_HDR = struct.Struct("<II")
+# -- a minimal engine: a real World, runner, journal and commit notice ----------------------------
+ECHO_PLUGIN = "echo"
 
 
-def _encode_batch(b: InputBatch) -> list[Any]:
-    return [b.source, b.seq, b.kind, {k: v.tobytes() for k, v in b.columns.items()}]
+def _echo_quests(world: World) -> None:
+    """act: a ``start_quest`` for every ``quest_done`` (how the round trip is timed)."""
+    done = world.events["quest_done"]
+    if len(done["quest_id"]):
+        world.actions.add("start_quest", char_id=done["char_id"], quest_id=done["quest_id"])
 
 
-def decode_batch(rec: list[Any]) -> InputBatch:
-    """A journaled batch back to an ``InputBatch``."""
-    source, seq, kind, cols = rec
-    dts = dict(EVENT_SCHEMAS[kind])
-    return InputBatch(source, seq, kind,
-                      {k: np.frombuffer(v, dtype=dts[k]) for k, v in cols.items()})
+class EchoPlugin:
+    """The mini engine's one plugin: ``quest_done`` in, ``start_quest`` out."""
+
+    name = ECHO_PLUGIN
+
+    def build(self, world: World) -> None:
+        world.add_system("echo.quests", "act", _echo_quests, reads=("events",),
+                         writes=("actions",))
 
 
-def read_mini_journal(path: str | Path, *, truncate: bool = False) -> list[dict[str, Any]]:
-    """Records of a MiniEngine journal; a torn tail is ignored (and cut with ``truncate``)."""
-    p = Path(path)
-    if not p.exists():
+def echo_world(*, tick_ms: int = 100, echo: bool = True) -> World:
+    """A World with no tables: its only system echoes quests. Its state is its tick."""
+    world = World(0, tick_ms=tick_ms)
+    if echo:
+        world.add_plugin(EchoPlugin())
+    world.build()
+    start_world(world)
+    return world
+
+
+def journal_ticks(run_dir: str | Path) -> list[TickRecord]:
+    """The tick records of a run directory's journal (a torn tail is left out)."""
+    path = Path(run_dir) / JOURNAL_NAME
+    if not path.exists():
         return []
-    data = p.read_bytes()
-    out, pos = [], 0
-    while pos + _HDR.size <= len(data):
-        n, crc = _HDR.unpack_from(data, pos)
-        body = data[pos + _HDR.size : pos + _HDR.size + n]
-        if len(body) != n or crc32c.crc32c(body) != crc:
-            break
-        out.append(msgpack.unpackb(body, raw=False))
-        pos += _HDR.size + n
-    if truncate and pos != len(data):
-        with open(p, "r+b") as f:
-            f.truncate(pos)
-    return out
+    return [decode_tick(f.payload) for f in journal.JournalReader(path).frames()
+            if f.kind == journal.KIND_TICK]
 
 
 class MiniEngine:
-    """A minimal tick loop serving the bridge: drain, journal, mark journaled, emit."""
+    """The real tick path around a tiny world, serving the bridge.
+
+    A ``World`` (``echo_world``) stepped by ``engine.runner.run`` in realtime mode, its
+    journal written by the real ``Recorder`` (one fsync per tick) when ``run_dir`` is given,
+    and the ``BridgeServer`` subscribed to the world's ``Committed`` notice, exactly as
+    ``norn run --serve`` wires it: so the bridge tests and benchmarks exercise the engine's
+    own durability handshake, not a copy of it. With an existing journal it continues where
+    it stopped (what the SIGKILL test kills and restarts: ``python -m
+    norn.bridge.loadgen mini-engine``), passing the journal's highest seq per source to the
+    bridge as ``durable_seqs``.
+    """
 
     def __init__(
         self,
@@ -103,7 +119,7 @@ class MiniEngine:
         view: WorldView | None = None,
         config: BridgeConfig | None = None,
         tick_ms: int = 100,
-        journal_path: str | Path | None = None,
+        run_dir: str | Path | None = None,
         fsync: bool = True,
         echo: bool = True,
         keep_batches: bool = False,
@@ -111,37 +127,45 @@ class MiniEngine:
     ) -> None:
         self.view = view or demo_view()
         self.config = config or BridgeConfig()
-        self.tick_ms = tick_ms
-        self.journal_path = Path(journal_path) if journal_path else None
-        self.fsync = fsync
-        self.echo = echo
+        self.run_config = RunConfig(clock="realtime", tick_ms=tick_ms, ticks=10**9,
+                                    snapshot_every=0, fsync=fsync)
+        self.run_dir = Path(run_dir) if run_dir else None
         self.keep_batches = keep_batches
         self.batches: list[InputBatch] = []
         self.applied: dict[str, int] = {}
-        self.tick = 0
+        self.world = echo_world(tick_ms=tick_ms, echo=echo)
+        self.recorder: Recorder | None = None
         durable: dict[str, int] = {}
-        if self.journal_path is not None:
-            for rec in read_mini_journal(self.journal_path, truncate=True):
-                self.tick = rec["tick"] + 1
-                for b in rec["batches"]:
-                    durable[b[0]] = max(durable.get(b[0], 0), b[1])
-                    self.applied[b[2]] = self.applied.get(b[2], 0) + len(
-                        decode_batch(b)
-                    )
-        self.inputs = InputQueue()
-        self.server = BridgeServer(endpoint, self.inputs, self.view, self.config,
-                                   durable_seqs=durable, dead_letter_path=dead_letter_path)
+        if self.run_dir is not None and (self.run_dir / JOURNAL_NAME).exists():
+            for rec in journal_ticks(self.run_dir):
+                self._count(rec.inputs)
+                durable.update(Committed(rec.tick, rec.inputs, ActionBatch(rec.tick))
+                               .durable_seqs())
+                self.world.tick = rec.tick
+            writer = journal.JournalWriter.open_append(self.run_dir / JOURNAL_NAME, fsync=fsync)
+            self.recorder = Recorder(self.run_dir, writer, 0)
+        elif self.run_dir is not None:
+            self.recorder = Recorder.create(self.run_dir, {"format": FORMAT, "model": "echo",
+                                                           "tick_ms": tick_ms},
+                                            fsync=fsync, snapshot_every=0)
+        self.server = BridgeServer(endpoint, self.world.inputs, self.view, self.config,
+                                   durable_seqs=durable, dead_letter_path=dead_letter_path,
+                                   start_tick=self.world.tick)
+        self.world.subscribe(self._on_committed)
+        self.world.subscribe(self.server.committed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._journal = None
+        self.error: BaseException | None = None
 
     @property
     def endpoint(self) -> str:
         return self.server.endpoint or ""
 
+    @property
+    def tick(self) -> int:
+        return self.world.tick
+
     def start(self) -> MiniEngine:
-        if self.journal_path is not None:
-            self._journal = open(self.journal_path, "ab")  # noqa: SIM115 - kept open
         self.server.start()
         self._thread = threading.Thread(target=self._run, name="mini-engine", daemon=True)
         self._thread.start()
@@ -152,41 +176,24 @@ class MiniEngine:
         if self._thread is not None:
             self._thread.join(10)
         self.server.stop()
-        if self._journal is not None:
-            self._journal.close()
+        if self.recorder is not None:
+            self.recorder.close(self.world, "stopped")
 
     def _run(self) -> None:
-        next_t = clock.monotonic()
-        while not self._stop.is_set():
-            if self.tick_ms:
-                next_t += self.tick_ms / 1000
-                clock.sleep_until(next_t)
-            self.step()
-            if not self.tick_ms:
-                time.sleep(0.0005)
+        try:
+            run(self.world, self.run_config, self.recorder, stop=self._stop)
+        except BaseException as exc:  # kept for the caller; the thread must not die silently
+            self.error = exc
+            print(f"mini-engine: tick loop stopped: {exc!r}", file=sys.stderr, flush=True)
 
-    def step(self) -> None:
-        """One tick: ingest, act (echo), commit (journal + fsync), mark journaled, emit."""
-        batches = self.inputs.drain()
-        actions = ActionBuffer()
+    def _on_committed(self, notice: Committed) -> None:
+        self._count(notice.inputs)
+        if self.keep_batches:
+            self.batches.extend(notice.inputs)
+
+    def _count(self, batches: Sequence[InputBatch]) -> None:
         for b in batches:
             self.applied[b.kind] = self.applied.get(b.kind, 0) + len(b)
-            if self.echo and b.kind == "quest_done" and len(b):
-                actions.add("start_quest", char_id=b.columns["char_id"],
-                            quest_id=b.columns["quest_id"])
-        if self.keep_batches:
-            self.batches.extend(batches)
-        if self._journal is not None and batches:
-            body = msgpack.packb({"tick": self.tick, "batches": [_encode_batch(b)
-                                                                 for b in batches]})
-            self._journal.write(_HDR.pack(len(body), crc32c.crc32c(body)) + body)
-            self._journal.flush()
-            if self.fsync:
-                os.fsync(self._journal.fileno())
-        self.inputs.mark_journaled(batches)
-        self.server.emit(actions.take(self.tick))
-        self.server.committed(self.tick)  # journaled above: the actions may leave
-        self.tick += 1
 
 
 # -- ingest throughput --------------------------------------------------------------------------
@@ -254,7 +261,8 @@ def measure_ingest(
     got = {"events": 0, "batches": 0, "t_last": 0.0}
     stop = threading.Event()
 
-    def consume() -> None:  # the "tick": drain, count, mark journaled at once
+    def consume() -> None:  # the "tick": drain, count, publish Committed at once (no journal)
+        tick = 0
         while not stop.is_set():
             batches = inputs.drain()
             if not batches:
@@ -263,7 +271,8 @@ def measure_ingest(
             got["events"] += sum(len(b) for b in batches)
             got["batches"] += len(batches)
             got["t_last"] = clock.monotonic()
-            inputs.mark_journaled(batches)
+            tick += 1
+            server.committed(Committed(tick, tuple(batches), ActionBatch(tick)))
 
     consumer = threading.Thread(target=consume, daemon=True)
     consumer.start()
@@ -312,7 +321,7 @@ def measure_round_trip(
 ) -> dict[str, Any]:
     """Milliseconds from a ``quest_done`` sent to its echoed ``start_quest`` received.
 
-    A MiniEngine ticks every ``tick_ms`` (drain, echo, journal-less commit, emit); the
+    A MiniEngine ticks every ``tick_ms`` (drain, echo, commit without a journal); the
     client sends single-event batches at seeded random instants, so events land uniformly
     within ticks: the expected p99 is about one tick plus the bridge's own latency.
     """
@@ -377,9 +386,9 @@ def measure_round_trip(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m norn.bridge.loadgen")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("mini-engine", help="serve the bridge with a minimal journaled tick loop")
+    p = sub.add_parser("mini-engine", help="serve the bridge with the real tick path, journaled")
     p.add_argument("--endpoint", required=True)
-    p.add_argument("--journal", required=True)
+    p.add_argument("--out", required=True, help="run directory (continued if it has a journal)")
     p.add_argument("--tick-ms", type=int, default=20)
     p.add_argument("--no-fsync", action="store_true")
     p = sub.add_parser("ingest")
@@ -397,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "rtt":
         print(measure_round_trip(args.ticks, args.tick_ms, events_per_tick=args.events_per_tick))
         return 0
-    engine = MiniEngine(args.endpoint, tick_ms=args.tick_ms, journal_path=args.journal,
+    engine = MiniEngine(args.endpoint, tick_ms=args.tick_ms, run_dir=args.out,
                         fsync=not args.no_fsync,
                         config=BridgeConfig(heartbeat_ms=100, peer_timeout_ms=1000))
     engine.start()

@@ -1,10 +1,11 @@
 """The engine side of the bridge: a ZeroMQ ROUTER on its own thread beside the tick loop.
 
 Why a thread of its own: the tick must never wait on a socket. The tick thread touches the
-bridge only through non-blocking calls: ``emit`` (an ``ActionSink``: queue this tick's
-actions, bounded, and return), ``committed`` (the tick is durable: its actions may leave),
-the input queue's journaled listener (acks may leave) and, in lockstep, ``wait_progress``
-(the barrier on the servers' declared progress). Everything the protocol promises lives in
+bridge only through non-blocking calls: ``committed`` (a subscriber to the world's one
+``Committed`` notice: the tick is durable, so its inputs may be acked and its actions,
+queued bounded, may leave) and, in lockstep, ``wait_progress`` (the barrier on the
+servers' declared progress). Nothing reaches the bridge before durability, so nothing
+leaves before it either. Everything the protocol promises lives in
 ``norn.bridge.session.Session``, a socket-free state machine; this module is the thin loop that
 reads frames off the ROUTER into it, hands it what the tick thread queued, and sends what
 it says, woken through a pipe so actions leave within microseconds of ``committed``.
@@ -13,7 +14,7 @@ ZeroMQ drops silently at full or unknown peers, so ``ROUTER_MANDATORY`` is set (
 a vanished peer raises instead of vanishing) and high-water marks are explicit but only a
 safety net; ``MAXMSGSIZE`` is twice ``frame_bytes_max`` (PROTOCOL.md section 1).
 
-If the bridge thread ever dies, the next ``emit`` or ``committed`` raises ``BridgeDown``:
+If the bridge thread ever dies, the next ``committed`` raises ``BridgeDown``:
 the run stops (exit 4) instead of ticking on deaf to its map servers.
 """
 
@@ -39,6 +40,7 @@ from norn.bridge.session import Sent, Session
 from norn.bridge.view import WorldView
 from norn.engine import clock as engine_clock
 from norn.engine.actions import ActionBatch
+from norn.engine.commit import Committed
 from norn.engine.errors import EXIT_BUG, ConfigError, NornError
 from norn.engine.inputs import InputQueue
 
@@ -50,7 +52,10 @@ class BridgeDown(NornError):
 
 
 class BridgeServer:
-    """Serves the bridge on ``endpoint`` (ROUTER, bind) and feeds ``inputs``. An ActionSink."""
+    """Serves the bridge on ``endpoint`` (ROUTER, bind) and feeds ``inputs``.
+
+    Subscribe ``committed`` to the world (``World.subscribe``): acks and actions follow it.
+    """
 
     def __init__(
         self,
@@ -100,7 +105,6 @@ class BridgeServer:
             self._secret = read_key(config.curve_secret_key_file)  # type: ignore[arg-type]
             self._allowed = read_allowed(config.curve_allowed_keys_dir,
                                          config.curve_allowed_keys)
-        inputs.add_journaled_listener(self._on_journaled)
 
     # -- the tick thread's side (non-blocking) -------------------------------------------
     def check(self) -> None:
@@ -112,21 +116,26 @@ class BridgeServer:
                 "intact: continue with --resume)"
             )
 
-    def emit(self, batch: ActionBatch) -> None:
-        """Queue this tick's actions (bounded) and return; they leave once it is committed."""
-        self.check()
-        if batch.count():
-            with self._lock:
-                if len(self._action_q) >= self.config.action_queue_ticks_max:
-                    self._emit_dropped += batch.count()
-                else:
-                    self._action_q.append(batch)
+    def committed(self, notice: Committed) -> None:
+        """The tick is durable: ack its inputs, let its actions leave (queued, bounded).
 
-    def committed(self, tick: int) -> None:
-        """``tick`` is durable: its actions (and every earlier tick's) may leave."""
+        Never blocks: the actions of at most ``action_queue_ticks_max`` ticks wait for the
+        bridge thread; past that they are dropped and counted (a resumed run or the
+        action TTL resends, and map servers drop repeats by action id).
+        """
         self.check()
+        highest = notice.durable_seqs()
+        n = notice.actions.count()
         with self._lock:
-            self._committed = max(self._committed, tick)
+            for source, seq in highest.items():
+                if seq > self._journaled.get(source, -1):
+                    self._journaled[source] = seq
+            if n:
+                if len(self._action_q) >= self.config.action_queue_ticks_max:
+                    self._emit_dropped += n
+                else:
+                    self._action_q.append(notice.actions)
+            self._committed = max(self._committed, notice.tick)
         self._wake()
 
     def wait_progress(self, servers: tuple[str, ...], tick: int, timeout_s: float) -> list[str]:
@@ -153,12 +162,6 @@ class BridgeServer:
         with self._progress_cv:
             self._frontiers[server_id] = tick
             self._progress_cv.notify_all()
-
-    def _on_journaled(self, source: str, seq: int) -> None:
-        with self._lock:
-            if seq > self._journaled.get(source, -1):
-                self._journaled[source] = seq
-        self._wake()
 
     def _wake(self) -> None:
         # A full pipe means a wake-up is pending anyway; a closed one means we stopped.

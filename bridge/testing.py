@@ -1,4 +1,4 @@
-"""Test helpers for the bridge: a raw DEALER peer and a server harness with a fake journal.
+"""Test helpers for the bridge: a raw DEALER peer and a server harness playing the tick.
 
 Used by ``tests/test_bridge_*.py`` and handy when checking another client implementation
 by hand. Everything runs over real TCP sockets on 127.0.0.1 with ephemeral ports, and
@@ -20,6 +20,7 @@ from norn.bridge.server import BridgeServer
 from norn.bridge.view import WorldView
 from norn.engine import clock
 from norn.engine.actions import ActionBatch
+from norn.engine.commit import Committed
 from norn.engine.inputs import InputBatch, InputQueue
 
 #: Bridge timings for tests: fast heartbeats, a peer timeout long enough for raw peers.
@@ -91,10 +92,12 @@ class RawPeer:
 
 
 class Harness:
-    """A started BridgeServer on an ephemeral port, its InputQueue and a fake journal.
+    """A started BridgeServer on an ephemeral port, its InputQueue and an in-memory journal.
 
-    ``commit()`` plays the tick: drain the queue, append to ``journal``, mark journaled
-    (acks follow). ``crash_after_drain()`` drains without journaling (a crash in between).
+    It plays the engine through the engine's own handshake: ``commit()`` drains the queue,
+    keeps the batches in ``journal`` (durable, as far as the test goes) and publishes the
+    ``Committed`` notice the runner publishes after its fsync (acks follow); ``emit(batch)``
+    publishes a tick's actions the same way. Without ``commit()`` nothing is acked.
     """
 
     def __init__(
@@ -108,21 +111,23 @@ class Harness:
     ) -> None:
         self.inputs = InputQueue()
         self.journal: list[InputBatch] = []
+        self.tick = 0  # the last tick whose notice was published
         self.server = BridgeServer(endpoint, self.inputs, view or demo_view(),
                                    config or BridgeConfig(), durable_seqs=durable_seqs, **kw)
         self.server.start()
         self.endpoint = self.server.endpoint or ""
 
     def commit(self) -> list[InputBatch]:
+        """Drain, journal and publish ``Committed`` (at the current tick: acks only)."""
         batches = self.inputs.drain()
         self.journal.extend(batches)
-        self.inputs.mark_journaled(batches)
+        self.server.committed(Committed(self.tick, tuple(batches), ActionBatch(self.tick)))
         return batches
 
     def emit(self, batch: ActionBatch) -> None:
-        """Play a tick's emit and durable commit: its actions may leave."""
-        self.server.emit(batch)
-        self.server.committed(batch.tick)
+        """Publish ``Committed`` for ``batch.tick`` with these actions: they may leave."""
+        self.tick = max(self.tick, batch.tick)
+        self.server.committed(Committed(batch.tick, (), batch))
 
     def wait_for(self, pred: Callable[[], bool], timeout_s: float = 5.0,
                  step: Callable[[], None] | None = None) -> bool:

@@ -2,9 +2,9 @@
 
 Other threads ``offer`` validated batches; the tick ``drain``s what is due at the start
 of its ingest phase, and those batches belong to that tick and are journaled with it.
-After the tick's journal frame is durable the engine calls ``mark_journaled``, which
-tells each source the highest sequence number now safe to acknowledge (the bridge sends
-cumulative acks only then, so an acked event is never lost).
+Once the tick's journal frame is durable the runner publishes ``Committed`` carrying them
+(``engine/commit.py``): that is how the bridge learns the highest sequence number safe to
+acknowledge per source (cumulative acks only then, so an acked event is never lost).
 
 A batch is due at once unless it carries a ``tick`` stamp (the bridge's lockstep mode):
 then it waits for that tick. A source's batches leave in seq order, so a batch stamped
@@ -18,7 +18,6 @@ caller keeps the batch (the bridge's credit window makes this rare).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,7 +87,6 @@ class InputQueue:
         self._lock = threading.Lock()
         self._batches: list[InputBatch] = []
         self._events = 0
-        self._listeners: list[Callable[[str, int], None]] = []
         self.refused = 0  # offers refused because the queue was full (reported in metrics)
 
     def offer(self, batch: InputBatch) -> bool:
@@ -132,21 +130,3 @@ class InputQueue:
     def __len__(self) -> int:
         with self._lock:
             return len(self._batches)
-
-    def add_journaled_listener(self, listener: Callable[[str, int], None]) -> None:
-        """``listener(source, seq)`` is called once the batch ``seq`` of ``source`` is durable."""
-        with self._lock:
-            self._listeners.append(listener)
-
-    def mark_journaled(self, batches: list[InputBatch]) -> None:
-        """Called by the engine after the tick holding ``batches`` is committed to the journal."""
-        if not batches:
-            return
-        highest: dict[str, int] = {}
-        for b in batches:
-            highest[b.source] = max(highest.get(b.source, -1), b.seq)
-        with self._lock:
-            listeners = list(self._listeners)
-        for source in sorted(highest):
-            for listener in listeners:
-                listener(source, highest[source])

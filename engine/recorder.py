@@ -158,11 +158,15 @@ class Recorder:
         return cls(out, writer, snapshot_every)
 
     def record(self, world, rec: TickRecord) -> None:
+        """Append the tick's frame (and a due snapshot); return once durable (one fsync).
+
+        The caller then publishes ``Committed`` (``engine/runner.py``); nothing here tells
+        the outside, so there is one path from durability to acks and actions.
+        """
         self.writer.append(journal.KIND_TICK, encode_tick(rec))
         if self.snapshot_every and rec.tick % self.snapshot_every == 0:
             self.snapshot(world)
         self.writer.commit()
-        world.inputs.mark_journaled(rec.inputs)
 
     def snapshot(self, world) -> str:
         arrays, meta = state.capture(world)

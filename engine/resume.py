@@ -44,7 +44,7 @@ def resume(run_dir: str | Path, *, resend_ticks: int = 0) -> Resumed:
     base = run.restore_latest(world, at_or_before=max(0, last - resend_ticks))
     resend: list[ActionBatch] = []
     for rec in run.ticks(after=base):
-        out = step(world, rec, emit=False)
+        out = step(world, rec)
         if out.digest != rec.digest:
             raise Diverged(
                 f"{run.dir}: replay diverged while resuming; run 'norn replay verify' for "

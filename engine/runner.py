@@ -3,6 +3,9 @@
 ``fast`` steps as fast as possible; ``realtime`` paces ticks to ``tick_ms`` and counts
 overruns (never hides them); ``lockstep`` is fast but waits for due decision results.
 ``synctest`` checks each tick by snapshot, step, restore, step again (GGPO's SyncTest).
+
+After each tick is journaled (one fsync), ``run`` publishes the one ``Committed`` notice
+(``engine/commit.py``): acks and action release follow from it and from nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import xxhash
 from numba.core import event as numba_event
 
 from norn.engine import clock, state
+from norn.engine.actions import ActionBatch
+from norn.engine.commit import Committed
 from norn.engine.config import RunConfig
 from norn.engine.decisions import DeterministicResolver
 from norn.engine.errors import NornBug
@@ -164,19 +169,34 @@ class _NullResolver:
 
 
 def synctest_step(world: World) -> TickRecord:
-    """Step, then restore the pre-tick snapshot and step again from the same record."""
+    """Step, then restore the pre-tick snapshot and step again from the same record.
+
+    Also rehashes every chunk from scratch: a region whose incremental hash is stale was
+    written without being marked (a column not declared, or rows a system that marks its
+    own writes did not mark); the error names it and the systems declaring it.
+    """
     arrays, meta = state.capture(world)
     first = step(world)
     stale = world.digest.full_check()
     if stale:
+        writers = {
+            key: [s.name for s in world.schedule.systems  # the engine's sync marks its own
+                  if s.plugin != "engine" and any(_declares(w, key) for w in s.writes)]
+            for key in stale
+        }
+        named = "; ".join(
+            f"{key} (declared written by {', '.join(ws) if ws else 'no system'})"
+            for key, ws in writers.items()
+        )
         raise NornBug(
-            f"undeclared writes to {stale}", seed=world.seed, tick=first.tick, system="synctest"
+            f"undeclared writes (or writes outside the rows a system marked) to {named}",
+            seed=world.seed, tick=first.tick, system="synctest",
         )
     after = {r.key: r.hashes.copy() for r in world.digest.regions}
     live_resolver = world.resolver
     world.resolver = _NullResolver()
     state.restore(world, arrays, meta)
-    again = step(world, TickRecord(first.tick, first.inputs, first.decisions), emit=False)
+    again = step(world, TickRecord(first.tick, first.inputs, first.decisions))
     world.resolver = live_resolver
     if again.digest != first.digest:
         diff = [r.key for r in world.digest.regions if not np.array_equal(after[r.key], r.hashes)]
@@ -187,6 +207,18 @@ def synctest_step(world: World) -> TickRecord:
             system="synctest",
         )
     return first
+
+
+def _declares(write: str, region_key: str) -> bool:
+    table, _, col = write.partition(".")
+    rt, _, rc = region_key.partition(".")
+    return table == rt and col in ("*", rc)
+
+
+def committed_notice(rec: TickRecord) -> Committed:
+    """The notice for a stepped (and journaled) tick."""
+    actions = rec.emitted if rec.emitted is not None else ActionBatch(rec.tick)
+    return Committed(rec.tick, tuple(rec.inputs), actions)
 
 
 def run(
@@ -223,8 +255,8 @@ def run(
             c0 = compile_timer.seconds
             rec = synctest_step(world) if config.synctest else step(world)
             if recorder is not None:
-                recorder.record(world, rec)
-            world.committed(rec.tick)  # durable (or nothing to make durable): actions may leave
+                recorder.record(world, rec)  # returns once the frame is durable
+            world.committed(committed_notice(rec))  # acks and actions may leave now
             t1 = clock.monotonic()
             summary.tick_s.append((t1 - t0) - (compile_timer.seconds - c0))
             summary.ticks += 1

@@ -17,13 +17,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from norn.engine import limits
-from norn.engine.actions import ActionBuffer, ActionSink
+from norn.engine.actions import ActionBatch, ActionBuffer
+from norn.engine.commit import CommitListener, Committed
 from norn.engine.decisions import DecisionBook, DeterministicResolver, Resolver
 from norn.engine.digest import Digest, Region
 from norn.engine.events import EVENT_KINDS, empty_columns
 from norn.engine.inputs import InputBatch, InputQueue
 from norn.engine.messages import Channel
 from norn.engine.schedule import Schedule, System
+from norn.engine.systems import engine_systems
 from norn.engine.table import Column, Table
 
 
@@ -63,13 +65,17 @@ class World:
         self.events: dict[str, dict[str, np.ndarray]] = {k: empty_columns(k) for k in EVENT_KINDS}
         self.ingested: list[InputBatch] = []
         self.actions = ActionBuffer(actions_max)
-        self.last_actions = None
+        self.last_actions: ActionBatch | None = None
         self.decisions = DecisionBook()
         self.resolver: Resolver = resolver or DeterministicResolver()
-        self.sinks: list[ActionSink] = []
+        self.subscribers: list[CommitListener] = []  # told once a tick is durable
         self.plugins: list[str] = []
         self.resources: dict[str, Any] = {}  # configuration shared between plugins; not state
         self.clock: Callable[[], float] = _zero_clock  # injected by the runner, for metrics only
+        self.lockstep = False  # set by the runner: apply waits for due decision results
+        self.lockstep_timeout_s = 0.0
+        self.step_context = None  # the tick being stepped (engine.tick.StepContext)
+        self._chunk_masks: dict[str, np.ndarray] = {}
         self.phase_seconds: dict[str, float] = {}
         self.system_seconds: dict[str, float] = {}
         self._known: set[str] = set()
@@ -150,24 +156,90 @@ class World:
         writes: tuple[str, ...] = (),
         after: tuple[str, ...] = (),
         plugin: str = "",
+        marks_own_writes: bool = False,
     ) -> None:
+        """Register a system; ``marks_own_writes``: it marks its rows (``mark_rows``,
+        ``chunk_mask``), so its declared columns are not marked whole for the digest."""
         self.schedule.add(
-            System(name, phase, fn, reads, writes, after, plugin or name.split(".")[0])
+            System(name, phase, fn, reads, writes, after, plugin or name.split(".")[0],
+                   marks_own_writes=marks_own_writes)
         )
 
+    def order(self, first: str, then: str) -> None:
+        """Run system ``then`` after ``first`` (same phase): a model ordering its plugins."""
+        self.schedule.order(first, then)
+
     def build(self) -> None:
-        """Validate the schedule; after this the world can step."""
+        """Add the engine's own systems and validate the schedule; then the world can step."""
         self._known |= {"events", "actions", "decisions"}
+        for system in engine_systems(self):
+            self.schedule.add(system)
         self.schedule.build(self._known)
         self._built = True
 
+    # -- the commit notice ------------------------------------------------------------
+    def subscribe(self, listener: CommitListener) -> None:
+        """Call ``listener(Committed)`` after every durable tick (acks, action release)."""
+        self.subscribers.append(listener)
+
+    def committed(self, notice: Committed) -> None:
+        """Publish ``notice``: the runner calls this once the tick's frame is durable."""
+        for listener in self.subscribers:
+            listener(notice)
+
     # -- digest bookkeeping -----------------------------------------------------------
-    def committed(self, tick: int) -> None:
-        """Tell the sinks that ``tick`` is durable: its actions may now leave the engine."""
-        for sink in self.sinks:
-            done = getattr(sink, "committed", None)
-            if done is not None:
-                done(tick)
+    def after_system(self, system: System) -> None:
+        """Mark what ``system`` wrote: its declared columns whole, or the rows it marked."""
+        if system.marks_own_writes:
+            self._apply_chunk_masks(system.writes)
+        else:
+            self.mark_written(system.writes)
+            for mask in self._chunk_masks.values():  # filled needlessly: whole columns marked
+                mask[:] = False
+
+    def mark_rows(
+        self, table: str, lo: int, hi: int, columns: tuple[str, ...] | None = None
+    ) -> None:
+        """Rows [lo, hi) of ``table`` were written this tick (a system marking its own).
+
+        ``columns`` None: the running system's declared writes of ``table`` (applied after
+        it returns); else exactly these columns, at once.
+        """
+        t = self.tables[table]
+        if not 0 <= lo <= hi <= t.capacity:
+            raise ValueError(f"mark_rows({table!r}, {lo}, {hi}): outside [0, {t.capacity}]")
+        if columns is None:
+            mask = self.chunk_mask(table)
+            mask[lo // self.chunk_rows : -(-hi // self.chunk_rows)] = True
+            return
+        for c in columns:
+            if c not in t.columns:
+                raise ValueError(f"mark_rows: table {table!r} has no column {c!r}")
+            self.digest.mark(f"{table}.{c}", lo, hi)
+
+    def chunk_mask(self, table: str) -> np.ndarray:
+        """One bool per digest chunk of ``table`` (``chunk_rows`` rows each) for a kernel to
+        set where it wrote (``mask[row // chunk_rows] = True``); after the system returns,
+        the set chunks of every column it declared as written are rehashed at commit."""
+        mask = self._chunk_masks.get(table)
+        if mask is None:
+            t = self.tables[table]
+            mask = np.zeros(-(-t.capacity // self.chunk_rows), dtype=np.bool_)
+            self._chunk_masks[table] = mask
+        return mask
+
+    def _apply_chunk_masks(self, writes: tuple[str, ...]) -> None:
+        for w in writes:
+            table, _, col = w.partition(".")
+            mask = self._chunk_masks.get(table)
+            if mask is None or table not in self.tables:
+                continue
+            cols = self.tables[table].columns if col == "*" else (col,)
+            for c in cols:
+                region = self.digest.region(f"{table}.{c}")
+                region.dirty[: len(mask)] |= mask
+        for mask in self._chunk_masks.values():
+            mask[:] = False
 
     def mark_written(self, writes: tuple[str, ...]) -> None:
         for w in writes:

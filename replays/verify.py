@@ -90,7 +90,7 @@ def verify(run_dir: str | Path, progress: Callable[[int, int], None] | None = No
     n = 0
     total = run.tick_frames
     for rec in run.ticks():
-        out = step(world, rec, emit=False)
+        out = step(world, rec)
         chunks = rec.chunks if rec.chunks is not None else np.empty(0, dtype=CHUNK_RECORD)
         for region_idx in np.unique(chunks["region"]):
             sel = chunks[chunks["region"] == region_idx]

@@ -33,3 +33,4 @@ def build_world(world, scenario) -> None:
         after=("toy.wander",),
         plugin="canary",
     )
+    world.order("canary.shuffle", "toy.ponder")  # ponder reads the mood it writes

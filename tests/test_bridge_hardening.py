@@ -20,6 +20,7 @@ from norn.bridge.server import BridgeDown
 from norn.bridge.session import Sent, Session
 from norn.bridge.testing import Harness, RawPeer
 from norn.engine.actions import ActionBatch
+from norn.engine.commit import Committed
 from norn.engine.inputs import InputQueue
 
 BASE = {"heartbeat_ms": 50, "peer_timeout_ms": 3000}
@@ -179,9 +180,9 @@ def test_a_dead_bridge_thread_stops_the_tick_with_bridge_down(monkeypatch):
         h.server._wake()
         assert h.wait_for(lambda: h.server.crashed is not None)
         with pytest.raises(BridgeDown, match="bridge thread died"):
-            h.server.emit(ActionBatch(tick=1))
+            h.server.committed(Committed(1, (), ActionBatch(tick=1)))
         with pytest.raises(BridgeDown):
-            h.server.committed(1)
+            h.commit()  # the harness's tick publishes the same notice
         assert h.server.wait_progress(("map01",), 5, 10.0) == ["map01"]  # returns at once
     finally:
         monkeypatch.undo()

@@ -23,6 +23,7 @@ from norn.bridge.codec import encode_columns
 from norn.bridge.config import BridgeConfig
 from norn.bridge.testing import FAST, Harness, RawPeer
 from norn.engine.actions import ActionBatch, ActionBuffer
+from norn.engine.commit import Committed
 
 LOCKSTEP_CAPS = ("columns", "rows", proto.LOCKSTEP_CAP)
 
@@ -101,12 +102,11 @@ def test_actions_leave_only_after_commit_and_marks_follow_them(harness, peer):
     server = harness.server
     w = peer.hello("map01", caps=LOCKSTEP_CAPS)
     assert proto.LOCKSTEP_CAP in w["caps"]
-    server.emit(start_quest(1))
-    assert peer.recv_type("actions", 0.3) is None  # tick 1 is not durable yet
-    server.committed(1)
+    assert peer.recv_type("actions", 0.3) is None  # nothing is committed yet
+    server.committed(Committed(1, (), start_quest(1)))  # tick 1 durable: its actions leave
     frames = [peer.recv_until(lambda m: m["t"] in ("actions", "hb")) for _ in range(2)]
     assert [(m["t"], m["tick"]) for m in frames] == [("actions", 1), ("hb", 1)]
-    server.committed(2)  # a tick without actions still gets its mark
+    server.committed(Committed(2, (), ActionBatch(2)))  # no actions: still gets its mark
     hb = peer.recv_type("hb")
     assert hb["tick"] == 2
     # every later hb vouches only for what was sent: never beyond the committed tick
@@ -146,8 +146,7 @@ def test_the_reference_client_stamps_declares_progress_and_follows_marks(harness
         assert [(b.seq, b.tick) for b in harness.inputs.drain(2)] == [(1, 2)]
         with pytest.raises(ValueError, match="must not decrease"):
             client.set_tick(1)
-        server.emit(start_quest(2))
-        server.committed(2)
+        server.committed(Committed(2, (), start_quest(2)))
         assert harness.wait_for(lambda: client.mark_tick == 2, step=lambda: client.poll(5))
         assert client.stats["actions_received"] == 1
     finally:

@@ -18,6 +18,7 @@ from norn.bridge.keys import read_key, write_keypair
 from norn.bridge.testing import FAST, Harness, RawPeer
 from norn.engine import clock
 from norn.engine.actions import ActionBatch, ActionBuffer
+from norn.engine.commit import Committed
 
 SHORT = BridgeConfig(heartbeat_ms=50, peer_timeout_ms=300)  # raw peers do not heartbeat
 
@@ -302,14 +303,14 @@ def test_engine_restart_from_journal_applies_every_event_exactly_once():
             h2.stop()
 
 
-def test_emit_is_bounded_and_never_blocks(monkeypatch):
+def test_the_commit_notice_is_bounded_and_never_blocks(monkeypatch):
     h = Harness(BridgeConfig(action_queue_ticks_max=2))
-    h.server.stop()  # nobody drains the queue any more: a waiting emit would wait forever
+    h.server.stop()  # nobody drains the queue any more: a waiting notice would wait forever
     one = actions_batch(1, start_quest={"char_id": np.array([150000], np.uint32),
                                         "quest_id": np.array([1], np.int32)})
 
     def waited(*args, **kw):
-        raise AssertionError("emit waited (for room, the bridge thread or the socket)")
+        raise AssertionError("committed waited (for room, the bridge thread or the socket)")
 
     # No timing: every way to wait for room is made to fail instead. Waiting on a condition
     # or event (queue.Queue.put too), sleeping, or sending on a socket raise here.
@@ -319,7 +320,7 @@ def test_emit_is_bounded_and_never_blocks(monkeypatch):
                              (zmq.Socket, "send"), (zmq.Socket, "send_multipart")):
             m.setattr(target, name, waited)
         for tick in range(1, 6):
-            h.server.emit(ActionBatch(tick=tick, kinds=one.kinds))
+            h.server.committed(Committed(tick, (), ActionBatch(tick=tick, kinds=one.kinds)))
     # bounded: the first action_queue_ticks_max ticks are queued, the rest dropped and counted
     assert h.server.stats()["actions_dropped"] == 3
 

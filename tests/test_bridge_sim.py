@@ -17,13 +17,7 @@ from norn.bridge import protocol as proto
 from norn.bridge.cli import main as bridge_main
 from norn.bridge.client import BridgeClient, ClientConfig
 from norn.bridge.codec import ActionsFrame, EventDecoder, encode_columns
-from norn.bridge.loadgen import (
-    MiniEngine,
-    decode_batch,
-    measure_ingest,
-    measure_round_trip,
-    read_mini_journal,
-)
+from norn.bridge.loadgen import MiniEngine, journal_ticks, measure_ingest, measure_round_trip
 from norn.bridge.sim_server import ACCOUNT_ID_BASE, CHAR_ID_BASE, SIM_MAPS, SimWorld
 from norn.engine import clock
 
@@ -172,10 +166,10 @@ def test_measure_round_trip_smoke():
 
 
 # -- SIGKILL the engine in the middle of a stream --------------------------------------------------
-def _start_engine(endpoint: str, journal: Path) -> tuple[subprocess.Popen, str]:
+def _start_engine(endpoint: str, run_dir: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "norn.bridge.loadgen", "mini-engine", "--endpoint", endpoint,
-         "--journal", str(journal), "--tick-ms", "20"],
+         "--out", str(run_dir), "--tick-ms", "20"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     m = re.match(r"serving (\S+)", line)
@@ -184,8 +178,8 @@ def _start_engine(endpoint: str, journal: Path) -> tuple[subprocess.Popen, str]:
 
 
 def test_sigkill_engine_mid_stream_every_acked_event_applied_exactly_once(tmp_path):
-    journal = tmp_path / "mini.journal"
-    proc, endpoint = _start_engine("tcp://127.0.0.1:0", journal)
+    run_dir = tmp_path / "mini"  # the engine's real journal (engine.journal, one fsync a tick)
+    proc, endpoint = _start_engine("tcp://127.0.0.1:0", run_dir)
     cfg = ClientConfig(batch_events=50, batch_ms=5, peer_timeout_ms=600, hello_retry_ms=400,
                        retransmit_ms=800, heartbeat_ms=100)
     client = BridgeClient(endpoint, "map01", config=cfg)
@@ -204,7 +198,7 @@ def test_sigkill_engine_mid_stream_every_acked_event_applied_exactly_once(tmp_pa
                 proc.wait(10)
                 killed = True
                 acked_at_kill = client.stats["events_acked"]
-                proc, _ = _start_engine(endpoint, journal)  # same port, from its journal
+                proc, _ = _start_engine(endpoint, run_dir)  # same port, from its journal
         assert killed
         end = clock.monotonic() + 30
         while not client.idle() and clock.monotonic() < end:
@@ -214,9 +208,10 @@ def test_sigkill_engine_mid_stream_every_acked_event_applied_exactly_once(tmp_pa
         client.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+    ticks = journal_ticks(run_dir)
+    assert [r.tick for r in ticks] == list(range(1, len(ticks) + 1))  # went on, no tick twice
     ids = np.concatenate([
-        decode_batch(b).columns["quest_id"] for rec in read_mini_journal(journal)
-        for b in rec["batches"] if b[2] == "quest_done"])
+        b.columns["quest_id"] for rec in ticks for b in rec.inputs if b.kind == "quest_done"])
     assert len(ids) == sent, f"{len(ids)} applied, {sent} sent"
     assert np.array_equal(np.sort(ids), np.arange(1, sent + 1))  # each exactly once
     assert acked_at_kill <= client.stats["events_acked"] == sent

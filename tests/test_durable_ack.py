@@ -1,14 +1,15 @@
-"""Acks leave only after the batch is durable: the real journal, the real input-queue listener.
+"""Acks and actions leave only after the tick is durable: the real journal, the one notice.
 
-The bridge learns that a batch may be acknowledged only through the input queue's journaled
-listener (``InputQueue.add_journaled_listener``, fed by ``Recorder.record`` calling
-``mark_journaled``), and that a tick's actions may leave only through ``World.committed``.
-Here the journal is ``engine.journal`` on a real file, and ``os.fsync`` on the journal's
-descriptor is held (or made to fail) in-process, so the order is checked directly rather
-than by the luck of a SIGKILL's timing:
+The bridge learns that a batch may be acknowledged, and that a tick's actions may leave,
+only from the world's one ``Committed`` notice (``World.subscribe``), which the runner
+publishes after ``Recorder.record`` returned (its fsync done). Here the journal is
+``engine.journal`` on a real file, and ``os.fsync`` on the journal's descriptor is held (or
+made to fail) in-process, so the order is checked directly rather than by the luck of a
+SIGKILL's timing:
 
-- while the tick's fsync has not returned, no listener call and no ``committed`` happen;
-- when the listener is called, the tick's frame holding the batch is already in the file;
+- while the tick's fsync has not returned, no notice is published;
+- when it is, the tick's frame holding its batches is already in the file, and the notice
+  carries exactly those batches and the tick's actions;
 - a failed fsync is fatal (EnvironmentFailure): nothing is acked or committed, ever.
 
 The last test puts a real BridgeServer on the same queue and a raw map-server peer on the
@@ -30,6 +31,7 @@ from norn.bridge.loadgen import demo_view
 from norn.bridge.server import BridgeServer
 from norn.bridge.testing import FAST, RawPeer
 from norn.engine import journal
+from norn.engine.commit import Committed
 from norn.engine.errors import EnvironmentFailure
 from norn.engine.inputs import InputBatch
 from norn.engine.recorder import JOURNAL_NAME, Recorder, decode_tick
@@ -83,16 +85,15 @@ class _HeldFsync:
 
 
 class _CommitLog:
-    """An action sink that records ``committed`` calls (what lets actions leave)."""
+    """A subscriber recording each notice's tick and actions (what lets actions leave)."""
 
     def __init__(self) -> None:
         self.ticks: list[int] = []
+        self.actions: list = []
 
-    def emit(self, batch) -> None:
-        pass
-
-    def committed(self, tick: int) -> None:
-        self.ticks.append(tick)
+    def __call__(self, notice: Committed) -> None:
+        self.ticks.append(notice.tick)
+        self.actions.append(notice.actions)
 
 
 def _setup(tmp_path, monkeypatch, *, fail: bool = False):
@@ -104,13 +105,15 @@ def _setup(tmp_path, monkeypatch, *, fail: bool = False):
     monkeypatch.setattr(os, "fsync", held)
     acks: list[tuple[str, int, dict]] = []
 
-    def listener(source: str, seq: int) -> None:
-        # what is in the file at the moment the bridge would send its ack
-        acks.append((source, seq, _journaled_inputs(run_dir)))
+    def listener(notice: Committed) -> None:
+        # what is in the file at the moment the bridge would send its acks
+        on_disk = _journaled_inputs(run_dir)
+        for source, seq in notice.durable_seqs().items():
+            acks.append((source, seq, on_disk))
 
-    world.inputs.add_journaled_listener(listener)
+    world.subscribe(listener)
     sink = _CommitLog()
-    world.sinks.append(sink)
+    world.subscribe(sink)
     return world, config, recorder, run_dir, held, acks, sink
 
 
@@ -156,13 +159,16 @@ def test_each_tick_acks_only_its_own_batches_after_its_own_fsync(tmp_path, monke
     world, config, recorder, _, held, acks, sink = _setup(tmp_path, monkeypatch)
     held.release.set()  # fsync not held: check the per-tick pairing over several ticks
     seen: list[tuple[int, list]] = []
-    world.inputs.add_journaled_listener(lambda s, q: seen.append((world.tick, [s, q])))
+    world.subscribe(lambda n: seen.extend((n.tick, [b.source, b.seq]) for b in n.inputs))
     for tick in range(1, 4):
         assert world.inputs.offer(_quests("map01", tick, [tick]))
         run(world, config, recorder, ticks=1)
         assert held.calls == tick
         assert sink.ticks == list(range(1, tick + 1))
     assert seen == [(1, ["map01", 1]), (2, ["map01", 2]), (3, ["map01", 3])]
+    # each notice carries its own tick's action batch: the one the world numbered
+    assert [a.tick for a in sink.actions] == [1, 2, 3]
+    assert sink.actions[-1] is world.last_actions
     for source, seq, on_disk in acks:
         assert (source, seq) in on_disk[seq]  # tick t holds seq t, already in the file
 
@@ -191,7 +197,7 @@ def test_a_failed_fsync_is_fatal_and_nothing_is_acked_or_committed(tmp_path, mon
 def test_bridge_peer_gets_no_ack_before_the_tick_is_durable(tmp_path, monkeypatch):
     world, config, recorder, run_dir, held, acks, _ = _setup(tmp_path, monkeypatch)
     server = BridgeServer("tcp://127.0.0.1:0", world.inputs, demo_view(), FAST)
-    world.sinks.append(server)
+    world.subscribe(server.committed)
     server.start()
     peer = RawPeer(server.endpoint or "")
     thread, box = None, {}

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from norn.engine import limits
-from norn.engine.actions import ActionBuffer
+from norn.engine.actions import ActionBatch, ActionBuffer
+from norn.engine.commit import Committed
 from norn.engine.decisions import (
     SOURCE_DEADLINE,
     SOURCE_INVALID,
@@ -22,7 +23,7 @@ from norn.engine.decisions import (
 from norn.engine.errors import BoundError, NornBug, ScheduleError, StaleEntityError
 from norn.engine.inputs import InputBatch, InputQueue
 from norn.engine.messages import Channel
-from norn.engine.schedule import Schedule, System
+from norn.engine.schedule import PHASES, Schedule, System
 from norn.engine.table import Column, Table
 from tests.helpers import toy_world
 
@@ -202,10 +203,96 @@ def test_undeclared_state_and_cycles_are_errors():
         s.build(set())
 
 
-def test_printed_schedule_is_pinned():
+def test_an_unordered_reader_of_what_another_system_writes_is_an_error_at_startup():
+    s = Schedule()
+    s.add(System("npc.talk", "ingest", _noop, reads=("reputation.*",)))
+    s.add(System("faction.deeds", "ingest", _noop, writes=("reputation.value",)))
+    with pytest.raises(ScheduleError) as err:
+        s.build({"reputation.value"})
+    msg = str(err.value)  # names both systems and the state, and how to order them
+    assert "'npc.talk' reads 'reputation.*'" in msg and "'faction.deeds' writes" in msg
+    assert "'reputation.value'" in msg and "phase ingest" in msg
+    for fix in (
+        lambda s: s.add(System("npc.talk", "ingest", _noop, reads=("reputation.*",),
+                               after=("faction.deeds",))),
+        lambda s: s.add(System("npc.talk", "ingest", _noop, reads=("reputation.*",))),
+    ):
+        s = Schedule()
+        s.add(System("faction.deeds", "ingest", _noop, writes=("reputation.value",)))
+        fix(s)
+        if not s.systems[1].after:
+            s.order("faction.deeds", "npc.talk")  # or the model orders them
+        order = s.build({"reputation.value"})["ingest"]
+        assert [x.name for x in order] == ["faction.deeds", "npc.talk"]
+    # readers alone never conflict; another phase is ordered by the phase list
+    s = Schedule()
+    s.add(System("a", "act", _noop, reads=("npc.x",)))
+    s.add(System("b", "act", _noop, reads=("npc.*",)))
+    s.add(System("c", "apply", _noop, writes=("npc.x",)))
+    s.build({"npc.x"})
+
+
+def test_order_must_name_known_systems_of_one_phase():
+    s = Schedule()
+    s.add(System("a", "act", _noop))
+    s.add(System("b", "apply", _noop))
+    s.order("a", "zz")
+    with pytest.raises(ScheduleError, match="no system named 'zz'"):
+        s.build(set())
+    s = Schedule()
+    s.add(System("a", "act", _noop))
+    s.add(System("b", "apply", _noop))
+    s.order("a", "b")
+    with pytest.raises(ScheduleError, match="different phases"):
+        s.build(set())
+
+
+def test_first_and_last_slots_are_the_engines_and_bracket_the_plugins():
+    with pytest.raises(ScheduleError, match="only the engine's systems hold a 'first' slot"):
+        Schedule().add(System("p.x", "ingest", _noop, plugin="p", slot="first"))
+    with pytest.raises(ScheduleError, match="unknown slot"):
+        Schedule().add(System("engine.x", "ingest", _noop, slot="middle"))
+    s = Schedule()
+    s.add(System("engine.z_first", "ingest", _noop, writes=("events",), slot="first"))
+    s.add(System("a.read", "ingest", _noop, reads=("events",), plugin="a"))
+    s.add(System("engine.a_last", "ingest", _noop, reads=("events",), slot="last"))
+    order = s.build({"events"})["ingest"]  # slots order them, not names: no conflict
+    assert [x.name for x in order] == ["engine.z_first", "a.read", "engine.a_last"]
+    s = Schedule()
+    s.add(System("engine.end", "emit", _noop, slot="last"))
+    s.add(System("a.x", "emit", _noop, plugin="a", after=("engine.end",)))
+    with pytest.raises(ScheduleError, match=r"cannot run after 'engine\.end'"):
+        s.build(set())
+
+
+def test_every_engine_step_is_a_system_in_the_printed_schedule():
     world, _, _ = toy_world()
+    engine = [(s.phase, s.name, s.slot) for p in PHASES
+              for s in world.schedule.phase(p) if s.plugin == "engine"]
+    assert engine == [
+        ("ingest", "engine.drain_inputs", "first"),
+        ("deliver", "engine.deliver_messages", "first"),
+        ("decide", "engine.submit_decisions", "first"),
+        ("apply", "engine.settle_decisions", "first"),
+        ("apply", "engine.sync_spawns", "last"),
+        ("emit", "engine.number_actions", "last"),
+        ("commit", "engine.digest_state", "last"),
+    ]
+
+
+@pytest.mark.parametrize("name", ["toy", "midgard"])
+def test_printed_schedule_is_pinned(name):
+    if name == "toy":
+        world, _, _ = toy_world()
+    else:
+        from norn.engine.config import make_config
+        from norn.engine.runner import build_world
+        from norn.engine.scenario import load_scenario
+
+        scenario = load_scenario(GOLDEN.parents[1] / "scenarios" / "midgard.toml")
+        world = build_world(scenario, make_config(None, seed=1))
     text = world.schedule.describe()
-    golden = GOLDEN / "schedule_toy.txt"
+    golden = GOLDEN / f"schedule_{name}.txt"
     if os.environ.get("NORN_UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text(), "schedule changed: rerun with NORN_UPDATE_GOLDEN=1"
@@ -335,17 +422,16 @@ def test_batch_events_bound_and_schema_checks():
         q.offer(bad)
 
 
-def test_drain_orders_by_source_and_seq_and_acks_after_journaling():
+def test_drain_orders_by_source_and_seq_and_the_commit_notice_names_the_highest_seqs():
     q = InputQueue()
-    acks = []
-    q.add_journaled_listener(lambda src, seq: acks.append((src, seq)))
     for src, seq in [("b", 1), ("a", 2), ("b", 0), ("a", 1)]:
         q.offer(_logins(1, seq, src))
     drained = q.drain()
     assert [(b.source, b.seq) for b in drained] == [("a", 1), ("a", 2), ("b", 0), ("b", 1)]
-    assert acks == []
-    q.mark_journaled(drained)
-    assert acks == [("a", 2), ("b", 1)]
+    notice = Committed(5, tuple(drained), ActionBatch(5))
+    assert notice.durable_seqs() == {"a": 2, "b": 1}  # cumulative acks: one per source
+    assert list(notice.durable_seqs()) == ["a", "b"]
+    assert Committed(5, (), ActionBatch(5)).durable_seqs() == {}
 
 
 def test_actions_bound_at_max_and_one_past_and_ids_are_deterministic():

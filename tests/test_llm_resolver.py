@@ -163,8 +163,8 @@ def test_a_failing_provider_falls_back_along_the_chain_then_to_the_rules(server)
 
 
 def test_the_queue_at_its_bound_and_one_past_degrades_to_fallback(server):
-    server.set_plan([{"fault": "latency", "latency_s": 0.2}])
-    with LlmResolver(http_settings(server.url, queue_requests_max=4)) as res:
+    # the worker starts after the submissions, so nothing drains the queue meanwhile
+    with LlmResolver(http_settings(server.url, queue_requests_max=4), start=False) as res:
         res.submit(1, requests(n=4))
         res.submit(1, requests(n=1, first=4))  # one past: answered at once with the fallback
         first = res.collect(1)
@@ -172,6 +172,7 @@ def test_the_queue_at_its_bound_and_one_past_degrades_to_fallback(server):
         assert res.counters["queue_full"] == 1
         notes, _ = _notes(res, first)
         assert notes["reason"][0] == REASON["queue_full"]
+        res.start()
         rest = settle(res, 2)
     assert len(rest) == 4
 

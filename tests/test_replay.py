@@ -16,7 +16,7 @@ from norn.replays.verify import verify
 from tests.helpers import norn
 
 
-def _record_toy(tmp_path, ticks=30, seed=4, inputs=True, sink=None, close=True):
+def _record_toy(tmp_path, ticks=30, seed=4, inputs=True, subscriber=None, close=True):
     """A recorded toy run; ``close=False`` leaves it as a crash would (no end frame)."""
     from norn.actors.toy import login_batches
 
@@ -24,8 +24,8 @@ def _record_toy(tmp_path, ticks=30, seed=4, inputs=True, sink=None, close=True):
     scenario = parse_scenario(text, "toy-replay.toml")
     config = make_config(None, seed=seed, ticks=ticks, snapshot_every=10, fsync=False)
     world = build_world(scenario, config)
-    if sink is not None:
-        world.sinks.append(sink)
+    if subscriber is not None:
+        world.subscribe(subscriber)
     rec = Recorder.create(
         tmp_path / "run", make_header(scenario, config, world), fsync=False, snapshot_every=10
     )
@@ -164,11 +164,10 @@ def test_resume_rebuilds_the_actions_of_the_last_ticks_for_resending(tmp_path):
 
     emitted = {}
 
-    class Sink:
-        def emit(self, batch):
-            emitted[batch.tick] = batch
+    def released(notice):  # what the live run let leave, tick by tick
+        emitted[notice.tick] = notice.actions
 
-    run_dir = _record_toy(tmp_path, ticks=30, sink=Sink(), close=False)  # killed: no end frame
+    run_dir = _record_toy(tmp_path, ticks=30, subscriber=released, close=False)  # no end frame
     resumed = resume(run_dir, resend_ticks=12)  # older than the last snapshot (30)
     assert resumed.world.tick == 30
     want = [emitted[t] for t in range(19, 31) if emitted[t].count()]

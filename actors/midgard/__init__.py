@@ -86,6 +86,9 @@ def build_world(world: World, scenario: Scenario) -> None:
     world.add_plugin(EconomyPlugin(st))
     world.add_plugin(PlayersPlugin(st))
     world.add_plugin(AuditPlugin(st))
+    # npc.talk reads the reputation faction.deeds writes, both in ingest: the model that
+    # composes the two kinds says who goes first (the order the name tie-break gave).
+    world.order("faction.deeds", "npc.talk")
     set_initial(world)
 
 

@@ -1,0 +1,123 @@
+"""The engine's own work in the tick, as ordinary systems of the one schedule.
+
+Each is a ``fn(world)`` with declared reads and writes, like a plugin's; it holds the
+``first`` or ``last`` slot of its phase (``engine/schedule.py``), so the printed schedule
+shows every step of the tick and the conflict check covers the engine too. Where a tick's
+inputs and decision results come from (the live queue and resolver, or a journal record
+on replay) is read from ``world.step_context``; the systems fill its ``record``.
+
+Registered by ``World.build`` (``engine_systems``), once the tables and channels exist,
+so the declarations name them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from norn.engine.events import EVENT_KINDS, EVENT_SCHEMAS, empty_columns
+from norn.engine.inputs import InputBatch
+from norn.engine.schedule import System
+
+
+def drain_inputs(world) -> None:
+    """ingest, first: this tick's batches (the queue, or the journal) grouped per kind."""
+    ctx = world.step_context
+    batches = ctx.replay.inputs if ctx.replay is not None else world.inputs.drain(ctx.tick)
+    world.ingested = batches
+    world.events = group_events(batches)
+    ctx.record.inputs = batches
+
+
+def deliver_messages(world) -> None:
+    """deliver, first: every channel's outbox becomes its inbox, in canonical order."""
+    for name in sorted(world.channels):
+        world.channels[name].deliver()
+
+
+def submit_decisions(world) -> None:
+    """decide, first: hand the tick's new requests to the resolver (never blocks).
+
+    On replay nothing is submitted: results come from the journal.
+    """
+    ctx = world.step_context
+    new = world.decisions.take_new()
+    if ctx.replay is None and len(new):
+        world.resolver.submit(ctx.tick, new)
+
+
+def settle_decisions(world) -> None:
+    """apply, first: results due now are validated and applied (or the journal's set)."""
+    ctx = world.step_context
+    if ctx.replay is not None:
+        records = ctx.replay.decisions
+    else:
+        if world.lockstep:
+            world.resolver.wait(ctx.tick, world.lockstep_timeout_s)
+        records = world.decisions.settle(ctx.tick, world.resolver.collect(ctx.tick))
+    world.decisions.apply(records)
+    ctx.record.decisions = records
+
+
+def sync_spawns(world) -> None:
+    """apply, last: the sync point; queued spawns come alive, despawns free their slots.
+
+    Marks exactly the rows it touched, so the whole tables are not rehashed.
+    """
+    for table in world.tables.values():
+        table.sync()
+    world.mark_spawn_rows()
+
+
+def number_actions(world) -> None:
+    """emit, last: number the tick's actions in canonical order; they leave on Committed."""
+    ctx = world.step_context
+    batch = world.actions.take(ctx.tick)
+    world.last_actions = batch
+    ctx.record.emitted = batch
+    ctx.record.actions = batch.count()
+
+
+def digest_state(world) -> None:
+    """commit, last: rehash the dirty chunks; the tick digest. The runner journals next."""
+    ctx = world.step_context
+    ctx.record.digest, ctx.record.chunks = world.digest.commit(ctx.tick)
+
+
+def engine_systems(world) -> list[System]:
+    """The engine's systems for ``world``, declaring the tables and channels it has."""
+    tables = tuple(f"{t}.*" for t in sorted(world.tables))
+    outs = tuple(f"out:{c}" for c in sorted(world.channels))
+    ins = tuple(f"in:{c}" for c in sorted(world.channels))
+    return [
+        System("engine.drain_inputs", "ingest", drain_inputs, writes=("events",), slot="first"),
+        System("engine.deliver_messages", "deliver", deliver_messages, reads=outs,
+               writes=(*outs, *ins), slot="first"),
+        System("engine.submit_decisions", "decide", submit_decisions, reads=("decisions",),
+               writes=("decisions",), slot="first"),
+        System("engine.settle_decisions", "apply", settle_decisions, reads=("decisions",),
+               writes=("decisions",), slot="first"),
+        System("engine.sync_spawns", "apply", sync_spawns, writes=tables, slot="last",
+               marks_own_writes=True),
+        System("engine.number_actions", "emit", number_actions, reads=("actions",),
+               writes=("actions",), slot="last"),
+        System("engine.digest_state", "commit", digest_state,
+               reads=(*tables, *outs, "decisions", "actions"), slot="last"),
+    ]
+
+
+
+def group_events(batches: list[InputBatch]) -> dict[str, dict[str, np.ndarray]]:
+    """Concatenate this tick's batches per event kind (a loop over batches, not events)."""
+    parts: dict[str, list[InputBatch]] = {}
+    for b in batches:
+        parts.setdefault(b.kind, []).append(b)
+    grouped = {}
+    for kind in EVENT_KINDS:
+        bs = parts.get(kind)
+        if not bs:
+            grouped[kind] = empty_columns(kind)
+            continue
+        grouped[kind] = {
+            name: np.concatenate([b.columns[name] for b in bs]) for name, _ in EVENT_SCHEMAS[kind]
+        }
+    return grouped
