@@ -29,13 +29,11 @@ from norn.bridge.protocol import (
     ACTIONS,
     EVENTS,
     RESULTS,
-    WIRE_ACTION_SCHEMAS,
-    WIRE_EVENT_COORDS,
-    WIRE_EVENT_SCHEMAS,
-    WIRE_RESULT_SCHEMA,
+    WIRE_V1,
     ErrorCode,
     ProtocolError,
     WireField,
+    WireSchema,
     describe,
     get_int,
     get_str_list,
@@ -43,8 +41,7 @@ from norn.bridge.protocol import (
     wire_columns,
 )
 from norn.engine import limits
-from norn.engine.actions import ACTION_KINDS, ACTION_SCHEMAS
-from norn.engine.events import TEXT_DTYPE
+from norn.engine.kinds import TEXT_DTYPE
 
 MAP_NAME_WIRE_BYTES_MAX = 64  # longer strings in a maps dictionary are refused outright
 
@@ -164,7 +161,11 @@ class _Checks:
 
 
 class EventDecoder:
-    """Turns wire batches into engine columns, knowing the world's maps (names and sizes)."""
+    """Turns wire batches into engine columns, knowing the world's maps and kinds.
+
+    ``schema`` is the world's wire schema (``WireSchema.of(world.kinds)``); protocol v1 by
+    default. A kind a plugin declared is accepted exactly like a v1 one.
+    """
 
     def __init__(
         self,
@@ -174,7 +175,9 @@ class EventDecoder:
         events_per_batch_max: int = limits.batch_events_max,
         text_bytes_max: int = limits.text_bytes_max,
         map_dict_max: int = 2048,
+        schema: WireSchema = WIRE_V1,
     ) -> None:
+        self.schema = schema
         self.map_names = tuple(map_names)
         self.name_to_id = {n: i for i, n in enumerate(self.map_names)}
         self.widths = np.array([w for w, _ in map_sizes] or [0], dtype=np.int32)
@@ -186,7 +189,7 @@ class EventDecoder:
     def decode(self, msg: dict[str, Any], *, seq: int | None = None) -> DecodedBatch:
         """Decode an ``events`` or ``results`` message. Raises ProtocolError for the batch."""
         if msg["t"] == RESULTS:
-            kind, fields = "action_result", WIRE_RESULT_SCHEMA
+            kind, fields = self.schema.result_kind, self.schema.result
         else:
             kind = msg.get("kind")
             if not isinstance(kind, str):
@@ -196,14 +199,14 @@ class EventDecoder:
                     if "kind" in msg else "kind is required (a string naming an event kind)",
                     field="kind", seq=seq,
                 )
-            if kind not in WIRE_EVENT_SCHEMAS:
+            if kind not in self.schema.events:
                 raise ProtocolError(
                     ErrorCode.UNKNOWN_KIND,
                     f"unknown event kind {describe(kind, 40)}; "
-                    f"known: {', '.join(WIRE_EVENT_SCHEMAS)}",
+                    f"known: {', '.join(self.schema.events)}",
                     field="kind", seq=seq,
                 )
-            fields = WIRE_EVENT_SCHEMAS[kind]
+            fields = self.schema.events[kind]
         has_cols, has_rows = "cols" in msg, "rows" in msg
         if has_cols == has_rows:
             raise ProtocolError(
@@ -314,6 +317,8 @@ class EventDecoder:
         info = np.iinfo(f.dtype)
         if f.lo > info.min or f.hi < info.max:
             checks.add((arr < f.lo) | (arr > f.hi), f.name, f"must be in [{f.lo}, {f.hi}]")
+        if f.codes:
+            checks.add(~np.isin(arr, f.codes), f.name, f"must be one of {list(f.codes)}")
 
     def _text(self, checks: _Checks, name: str, lens: np.ndarray, data: bytes) -> np.ndarray:
         lens64 = lens.astype(np.int64)
@@ -332,7 +337,7 @@ class EventDecoder:
     def _coords(
         self, checks: _Checks, kind: str, fields: tuple[WireField, ...], out: dict
     ) -> None:
-        spec = WIRE_EVENT_COORDS.get(kind)
+        spec = self.schema.coords.get(kind)
         if spec is None:
             return
         by_name = {f.name: f.engine for f in fields}
@@ -402,15 +407,21 @@ class EventDecoder:
             if a is not None:
                 bad = (a < f.lo) | (a > f.hi)
                 checks.add(bad, f.name, reason)
+                if f.codes:
+                    checks.add(~bad & ~np.isin(a, f.codes), f.name,
+                               f"must be one of {list(f.codes)}")
                 return np.where(bad, f.lo, a).astype(f.dtype.newbyteorder("="))
         ok = np.fromiter(
             (type(v) is int and f.lo <= v <= f.hi for v in col), dtype=bool, count=n
         )
         checks.add(~ok, f.name, reason)
-        return np.array(
+        out = np.array(
             [v if o else f.lo for v, o in zip(col, ok.tolist(), strict=True)],
             dtype=f.dtype.newbyteorder("="),
         )
+        if f.codes:
+            checks.add(ok & ~np.isin(out, f.codes), f.name, f"must be one of {list(f.codes)}")
+        return out
 
     def _row_maps(self, checks: _Checks, f: WireField, col: list) -> np.ndarray:
         n = len(col)
@@ -462,14 +473,16 @@ def encode_columns(
     maps: Sequence[str] = (),
     *,
     tick: int = 0,
+    schema: WireSchema = WIRE_V1,
 ) -> bytes:
     """An ``events`` (or ``results``) batch in columnar form.
 
     ``columns`` holds wire fields by wire name: integers as arrays, map fields as ``<i2``
     indexes into ``maps``, text as a fixed-width ``S`` array or a list of str. ``tick`` > 0
-    stamps the batch for that engine tick (lockstep, PROTOCOL.md section 14).
+    stamps the batch for that engine tick (lockstep, PROTOCOL.md section 14). ``schema``
+    knows the kinds (protocol v1 by default).
     """
-    fields = WIRE_RESULT_SCHEMA if t == RESULTS else WIRE_EVENT_SCHEMAS[kind]  # type: ignore[index]
+    fields = schema.result if t == RESULTS else schema.events[kind]  # type: ignore[index]
     n = None
     cols: dict[str, bytes] = {}
     for f in fields:
@@ -513,10 +526,11 @@ def encode_rows(
 
 
 def columns_to_rows(
-    t: str, kind: str | None, columns: dict[str, Any], maps: Sequence[str]
+    t: str, kind: str | None, columns: dict[str, Any], maps: Sequence[str],
+    schema: WireSchema = WIRE_V1,
 ) -> list[list[Any]]:
     """Wire columns (as given to ``encode_columns``) as rows; one list per field, zipped."""
-    fields = WIRE_RESULT_SCHEMA if t == RESULTS else WIRE_EVENT_SCHEMAS[kind]  # type: ignore[index]
+    fields = schema.result if t == RESULTS else schema.events[kind]  # type: ignore[index]
     per_field = []
     for f in fields:
         v = columns[f.name]
@@ -539,22 +553,29 @@ def encode_actions(
     expires_tick: int,
     kinds: dict[str, dict[str, np.ndarray]],
     map_names: Sequence[str],
+    schema: WireSchema = WIRE_V1,
 ) -> bytes:
-    """One ``actions`` frame from engine columns (map_id -> dictionary of names)."""
+    """One ``actions`` frame from engine columns (map_id -> dictionary of names).
+
+    Kinds go out in ``schema``'s kind order (the world's; protocol v1 by default).
+    """
     used = [
-        cols["map_id"] for k, cols in kinds.items() if "map_id" in cols and len(cols["map_id"])
+        cols[f.engine]
+        for k, cols in kinds.items()
+        for f in schema.actions[k]
+        if f.kind == "map" and len(cols[f.engine])
     ]
     uniq = np.unique(np.concatenate(used)) if used else np.zeros(0, dtype=np.int16)
     uniq = uniq[uniq >= 0]
     maps = [map_names[int(i)] for i in uniq]
     body: dict[str, Any] = {}
-    for kind in ACTION_KINDS:
+    for kind, fields in schema.actions.items():
         cols = kinds.get(kind)
         if cols is None or len(cols["action_id"]) == 0:
             continue
         n = len(cols["action_id"])
         wire: dict[str, Any] = {"n": n}
-        for f in WIRE_ACTION_SCHEMAS[kind]:
+        for f in fields:
             v = cols[f.engine]
             if f.kind == "text":
                 lens, data = pack_text(v)
@@ -589,8 +610,8 @@ class ActionsFrame:
         return names[np.where(idx < 0, len(self.maps), idx)]
 
 
-def decode_actions(msg: dict[str, Any], text_bytes_max: int = limits.text_bytes_max
-                   ) -> ActionsFrame:
+def decode_actions(msg: dict[str, Any], text_bytes_max: int = limits.text_bytes_max,
+                   schema: WireSchema = WIRE_V1) -> ActionsFrame:
     """Check and decode an ``actions`` message (client side). Raises ProtocolError."""
     tick = get_int(msg, "tick", 0, 2**63 - 1)
     expires = get_int(msg, "expires_tick", 0, 2**63 - 1)
@@ -600,13 +621,13 @@ def decode_actions(msg: dict[str, Any], text_bytes_max: int = limits.text_bytes_
         raise ProtocolError(ErrorCode.BAD_FIELD, "kinds must be a map", field="kinds")
     kinds: dict[str, dict[str, np.ndarray]] = {}
     for kind, wire in body.items():
-        if kind not in ACTION_SCHEMAS or not isinstance(wire, dict):
+        if kind not in schema.actions or not isinstance(wire, dict):
             raise ProtocolError(ErrorCode.UNKNOWN_KIND,
                                 f"unknown action kind {describe(kind, 40)}",
                                 field="kinds")
         n = get_int(wire, "n", 0, limits.actions_per_tick_max)
         cols: dict[str, np.ndarray] = {}
-        for f in WIRE_ACTION_SCHEMAS[kind]:
+        for f in schema.actions[kind]:
             if f.kind == "text":
                 lens = EventDecoder._bin(wire, f"{f.name}_len", f.dtype, n, None)
                 data = wire.get(f.name)

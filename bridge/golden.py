@@ -9,7 +9,9 @@ bytes in hex. Everything is generated here, so one switch regenerates all of it:
     python -m norn.bridge.golden --write
 
 and ``tests/test_bridge_protocol.py`` fails when the committed files differ from what
-this code produces (a change in the wire format shows up as a reviewed diff).
+this code produces (a change in the wire format shows up as a reviewed diff). The same
+switch writes PROTOCOL.md's kind tables (events, action results' reasons, actions) from
+the one declaration of protocol v1's kinds, ``engine/rathena.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import numpy as np
 from norn.bridge import protocol as proto
 from norn.bridge.codec import EventDecoder, encode_actions, encode_columns, encode_rows
 from norn.bridge.config import BridgeConfig
+from norn.engine import rathena
+from norn.engine.kinds import Field, Kinds
 
 VECTORS_DIR = Path(__file__).parent / "vectors"
 PROTOCOL_MD = Path(__file__).parent / "PROTOCOL.md"
@@ -242,13 +246,82 @@ def hex_block(data: bytes) -> str:
 
 
 _DOC_BLOCK = re.compile(r"(<!-- vector: (\w+) -->\n```text\n)([^`]*?)(```)")
+_KIND_BLOCK = re.compile(r"(<!-- kinds: (\w+) -->\n)(.*?)(<!-- /kinds -->)", re.S)
 
 
-def render_protocol_md(text: str, vectors: dict[str, bytes]) -> str:
-    """Fill the hex block after each ``<!-- vector: NAME -->`` marker."""
-    return _DOC_BLOCK.sub(
+def _num(v: int | float) -> str:
+    """A bound as PROTOCOL.md writes it: 2^31-1 for the big ones."""
+    if v == float("inf"):
+        return "∞"
+    v = int(v)
+    for k in (31, 32, 62, 63, 64):
+        if v == 2**k - 1:
+            return f"2^{k}-1"
+        if v == -(2**k):
+            return f"-2^{k}"
+    return str(v)
+
+
+def field_doc(f: Field) -> str:
+    """One field as the kind tables show it: wire name, wire type, bounds, meaning."""
+    out = f"`{f.wire}` {f.wire_type()}"
+    if f.kind == "int":
+        info = np.iinfo(f.dtype)
+        if f.closed:
+            out += " (" + ", ".join(f"{c} = {n}" for c, n in f.codes) + ")"
+        elif (f.lo, f.hi) != (info.min, info.max):
+            out += f" [{_num(f.lo)}, {_num(f.hi)}]"
+    elif f.kind == "float":
+        if f.hi == float("inf"):
+            out += f" ≥ {_num(f.lo)}" if f.lo != float("-inf") else ""
+        else:
+            out += f" [{_num(f.lo)}, {_num(f.hi)}]"
+    elif f.kind == "text" and f.lo:
+        out += f" ({f.lo}..{f.hi} bytes)"
+    if f.doc:
+        out += f" ({f.doc})"
+    return out
+
+
+def kind_tables(kinds: Kinds) -> dict[str, str]:
+    """PROTOCOL.md's tables of ``kinds`` by marker: ``events``, ``reasons``, ``actions``."""
+    ev = ["| kind | fields (wire type, bounds) |", "|---|---|"]
+    for name, k in kinds.events.items():
+        if k.arrives != "events":
+            continue
+        row = ", ".join(field_doc(f) for f in k.fields)
+        if k.inside is not None:
+            wire = {f.name: f.wire for f in k.fields}
+            row += f"; (`{wire[k.inside[1]]}`, `{wire[k.inside[2]]}`) inside `{wire[k.inside[0]]}`"
+        ev.append(f"| `{name}` | {row} |")
+    rs = ["| reason | name | meaning |", "|---|---|---|"]
+    for r in rathena.ResultReason:
+        rs.append(f"| {int(r)} | {r.name.lower()} | {rathena.REASON_DOCS[r]} |")
+    ac = ["| kind | fields (wire type, bounds) |", "|---|---|"]
+    for name, k in kinds.actions.items():
+        row = ", ".join(field_doc(f) for f in k.wire_fields)
+        if k.cell is not None:
+            wire = {f.name: f.wire for f in k.fields}
+            row += (f"; (`{wire[k.cell[1]]}`, `{wire[k.cell[2]]}`) a walkable cell of "
+                    f"`{wire[k.cell[0]]}`")
+        ac.append(f"| `{name}` | {row} |")
+    return {"events": "\n".join(ev) + "\n", "reasons": "\n".join(rs) + "\n",
+            "actions": "\n".join(ac) + "\n"}
+
+
+def render_protocol_md(text: str, vectors: dict[str, bytes], kinds: Kinds | None = None) -> str:
+    """Fill the hex block after each ``<!-- vector: NAME -->`` marker, and each kind table
+    between ``<!-- kinds: NAME -->`` and ``<!-- /kinds -->`` (protocol v1's kinds)."""
+    tables = kind_tables(kinds or Kinds.protocol_v1())
+    text = _DOC_BLOCK.sub(
         lambda m: m.group(1) + hex_block(vectors[m.group(2)]) + "\n" + m.group(4), text
     )
+    return _KIND_BLOCK.sub(lambda m: m.group(1) + tables[m.group(2)] + m.group(4), text)
+
+
+def doc_kind_tables(text: str) -> dict[str, str]:
+    """Marker name -> the kind table PROTOCOL.md shows there."""
+    return {m.group(2): m.group(3) for m in _KIND_BLOCK.finditer(text)}
 
 
 def doc_vectors(text: str) -> dict[str, str]:
@@ -270,11 +343,11 @@ def write_all(out_dir: Path = VECTORS_DIR, doc: Path = PROTOCOL_MD) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m norn.bridge.golden")
     parser.add_argument("--write", action="store_true",
-                        help="regenerate bridge/vectors/ and PROTOCOL.md's hex blocks")
+                        help="regenerate bridge/vectors/, PROTOCOL.md's hex blocks and kind tables")
     args = parser.parse_args(argv)
     if args.write:
         write_all()
-        print(f"wrote {VECTORS_DIR} and the hex blocks of {PROTOCOL_MD}")
+        print(f"wrote {VECTORS_DIR} and the hex blocks and kind tables of {PROTOCOL_MD}")
     else:
         for vec in build_vectors():
             print(f"{vec['name']}: {len(vec['bytes'])} bytes")

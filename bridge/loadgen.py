@@ -76,6 +76,8 @@ class EchoPlugin:
     name = ECHO_PLUGIN
 
     def build(self, world: World) -> None:
+        world.consumes("quest_done")
+        world.emits("start_quest")
         world.add_system("echo.quests", "act", _echo_quests, reads=("events",),
                          writes=("actions",))
 

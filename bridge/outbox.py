@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from norn.bridge.codec import encode_actions
-from norn.engine.actions import ACTION_KINDS, ActionBatch
+from norn.bridge.protocol import WIRE_V1, WireSchema
+from norn.engine.actions import ActionBatch
 
 
 @dataclass
@@ -92,9 +93,8 @@ def select_for(hosts: np.ndarray | None, batch: ActionBatch) -> dict[str, dict[s
     without a map field (by char or NPC id) go to every server.
     """
     sel: dict[str, dict[str, np.ndarray]] = {}
-    for kind in ACTION_KINDS:
-        cols = batch.kinds.get(kind)
-        if cols is None or not len(cols["action_id"]):
+    for kind, cols in batch.kinds.items():  # the world's kind order
+        if not len(cols["action_id"]):
             continue
         if hosts is None or "map_id" not in cols:
             sel[kind] = cols
@@ -115,12 +115,13 @@ def frames_for(
     sel: dict[str, dict[str, np.ndarray]],
     per: int,
     map_names: Sequence[str],
+    schema: WireSchema = WIRE_V1,
 ) -> list[PendingFrame]:
     """Encode selected actions as frames of at most ``per`` actions, kind order kept."""
     out = []
     for part in split_actions(sel, per):
         ids = np.concatenate([c["action_id"] for c in part.values()])
-        frame = encode_actions(tick, expires_tick, part, map_names)
+        frame = encode_actions(tick, expires_tick, part, map_names, schema)
         out.append(PendingFrame(expires_tick, ids, np.ones(len(ids), bool), frame))
     return out
 

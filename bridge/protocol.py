@@ -22,10 +22,11 @@ from typing import Any, Literal
 import msgpack
 import numpy as np
 
-from norn.engine import limits
-from norn.engine.actions import ACTION_SCHEMAS
-from norn.engine.errors import require
-from norn.engine.events import EVENT_SCHEMAS
+from norn.engine.kinds import Field, Kinds, Schema
+from norn.engine.rathena import LEVEL_MAX as LEVEL_MAX
+from norn.engine.rathena import RESULT_KIND as RESULT_KIND
+from norn.engine.rathena import ResultReason as ResultReason
+from norn.engine.rathena import ResultStatus as ResultStatus
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -55,7 +56,6 @@ SEQ_MAX = 2**63 - 1
 TICK_MAX = 2**62
 INT32_MAX = 2**31 - 1
 INT16_MAX = 2**15 - 1
-LEVEL_MAX = 999  # rAthena MAX_LEVEL is at most a few hundred; 999 bounds every fork
 #: Containers (maps and arrays) a client frame may nest: the message, an array or map in
 #: it (``rows``, ``cols``, ``maps``), a row, and one container as a row's value (that event
 #: is then rejected on its own, like any value of the wrong type). Deeper frames are
@@ -86,23 +86,8 @@ class ErrorCode(IntEnum):
     OVERLOADED = 17        # frame dropped unread: this connection has too much waiting
 
 
-class ResultStatus(IntEnum):
-    DONE = 0
-    FAILED = 1
-
-
-class ResultReason(IntEnum):
-    """Why a map server failed an action (``reason`` of an action result)."""
-
-    OK = 0
-    UNKNOWN_MAP = 1
-    OUT_OF_BOUNDS = 2
-    REWARD_CAP = 3
-    NOT_HERE = 4        # character not online / NPC not on this server
-    EXPIRED = 5         # arrived after its expires_tick
-    ZENY_OVERFLOW = 6
-    INVALID = 7         # any other validation failure
-    UNSUPPORTED = 8     # the server does not implement this action kind
+# ``ResultStatus`` and ``ResultReason`` are declared with the ``action_result`` kind in
+# ``engine/rathena.py`` and re-exported here (``proto.ResultReason``).
 
 
 class ProtocolError(Exception):
@@ -128,12 +113,13 @@ class ProtocolError(Exception):
 # -- wire schemas ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WireField:
-    """One field of an event or action on the wire.
+    """One field of an event or action on the wire, derived from its kind's ``Field``.
 
     ``kind`` is ``int`` (a little-endian integer column of ``dtype``, range ``lo..hi``),
-    ``float`` (little-endian IEEE 754 column, actions only), ``map`` (``<i2`` index into
-    the frame's ``maps`` dictionary of names; -1 = every map, actions only) or
-    ``text`` (UTF-8; columns ``<name>_len`` ``<u2`` plus ``<name>`` bytes).
+    ``float`` (little-endian IEEE 754 column), ``map`` (``<i2`` index into the frame's
+    ``maps`` dictionary of names; -1 = every map where ``lo`` is -1, actions only) or
+    ``text`` (UTF-8; columns ``<name>_len`` ``<u2`` plus ``<name>`` bytes, ``lo..hi`` bytes).
+    ``codes``: the only valid values when not empty (a closed set of codes).
     """
 
     name: str
@@ -142,135 +128,60 @@ class WireField:
     dtype: np.dtype
     lo: int = 0
     hi: int = 0
+    codes: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, f: Field) -> WireField:
+        codes = tuple(c for c, _ in f.codes) if f.closed else ()
+        return cls(f.wire, f.name, f.kind, f.wire_dtype, f.lo, f.hi, codes)
 
 
-def _int(name: str, dt: str, lo: int, hi: int, engine: str | None = None) -> WireField:
-    return WireField(name, engine or name, "int", np.dtype(dt), lo, hi)
+@dataclass(frozen=True)
+class WireSchema:
+    """Everything the edge needs to know about a world's kinds, derived from ``Kinds``.
+
+    ``events``: kinds a map server may send in ``events`` batches, in wire field order (=
+    engine column order); ``result``: the ``results`` message's fields; ``coords``: per
+    event kind, the (map, x, y) wire fields whose cell must lie inside that map;
+    ``actions``: action kinds in kind order, ``action_id`` first; ``engine``: every event
+    kind's engine schema (for empty placeholder batches).
+    """
+
+    events: dict[str, tuple[WireField, ...]]
+    result: tuple[WireField, ...]
+    result_kind: str
+    coords: dict[str, tuple[str, str, str]]
+    actions: dict[str, tuple[WireField, ...]]
+    engine: dict[str, Schema]
+
+    @classmethod
+    def of(cls, kinds: Kinds) -> WireSchema:
+        events, coords, result, result_kind = {}, {}, (), RESULT_KIND
+        for name, k in kinds.events.items():
+            fields = tuple(WireField.of(f) for f in k.fields)
+            if k.arrives == "events":
+                events[name] = fields
+            elif k.arrives == "results":
+                result, result_kind = fields, name
+            if k.inside is not None and k.arrives == "events":
+                wire = {f.name: f.wire for f in k.fields}
+                coords[name] = tuple(wire[n] for n in k.inside)  # type: ignore[assignment]
+        actions = {n: tuple(WireField.of(f) for f in k.wire_fields)
+                   for n, k in kinds.actions.items()}
+        return cls(events, result, result_kind, coords, actions, dict(kinds.event_schemas))
 
 
-def _map(name: str, engine: str) -> WireField:
-    return WireField(name, engine, "map", np.dtype("<i2"), 0, INT16_MAX)
-
-
-def _text(name: str = "text") -> WireField:
-    return WireField(name, name, "text", np.dtype("<u2"), 0, limits.text_bytes_max)
-
-
-_CHAR = _int("char_id", "<u4", 1, INT32_MAX)
-_ACCOUNT = _int("account_id", "<u4", 1, INT32_MAX)
-_MAPF = _map("map", "map_id")
-_X = _int("x", "<i2", 0, INT16_MAX)
-_Y = _int("y", "<i2", 0, INT16_MAX)
-_ITEM = _int("item_id", "<i4", 1, INT32_MAX)
-_AMOUNT = _int("amount", "<i4", 1, limits.item_stack_max)
-_ZENY = _int("zeny", "<i4", 0, limits.zeny_max)
-
+#: Protocol v1 (``engine/rathena.py``): what every world speaks; a world with its own kinds
+#: has its own ``WireSchema`` (``bridge.view.WorldView.wire``).
+WIRE_V1 = WireSchema.of(Kinds.protocol_v1())
 #: Event kinds a map server may send, in wire field order (= engine column order).
-WIRE_EVENT_SCHEMAS: dict[str, tuple[WireField, ...]] = {
-    "login": (_CHAR, _ACCOUNT, _MAPF, _X, _Y, _int("base_level", "<i2", 1, LEVEL_MAX)),
-    "logout": (_CHAR, _ACCOUNT),
-    "map_change": (_CHAR, _map("from_map", "from_map_id"), _map("to_map", "to_map_id"), _X, _Y),
-    "player_move": (_CHAR, _MAPF, _X, _Y),
-    "mob_kill": (
-        _CHAR,
-        _int("mob_id", "<i4", 1, INT32_MAX),
-        _int("instance_id", "<i4", 0, INT32_MAX),
-        _MAPF,
-        _X,
-        _Y,
-    ),
-    "player_death": (_CHAR, _MAPF, _X, _Y),
-    "level_up": (
-        _CHAR,
-        _int("base_level", "<i2", 1, LEVEL_MAX),
-        _int("job_level", "<i2", 1, LEVEL_MAX),
-    ),
-    "npc_talk": (_CHAR, _int("npc_id", "<i8", 0, 2**63 - 1), _text()),
-    "quest_done": (_CHAR, _int("quest_id", "<i4", 1, INT32_MAX)),
-    "trade": (
-        _CHAR,
-        _int("partner_char_id", "<u4", 1, INT32_MAX),
-        _int("item_id", "<i4", 0, INT32_MAX),  # 0: zeny only
-        _int("amount", "<i4", 0, limits.item_stack_max),
-        _ZENY,
-    ),
-    "vending_purchase": (
-        _CHAR,
-        _int("seller_char_id", "<u4", 1, INT32_MAX),
-        _ITEM,
-        _AMOUNT,
-        _int("price_zeny", "<i4", 0, limits.zeny_max),
-    ),
-    "npc_shop": (_CHAR, _MAPF, _ITEM, _AMOUNT, _int("is_sell", "u1", 0, 1)),
-    "map_snapshot": (_MAPF, _int("players", "<i4", 0, INT32_MAX)),
-}
-
+WIRE_EVENT_SCHEMAS: dict[str, tuple[WireField, ...]] = WIRE_V1.events
 #: Columns of the ``results`` message; it becomes an engine event of kind ``action_result``.
-WIRE_RESULT_SCHEMA: tuple[WireField, ...] = (
-    _int("action_id", "<i8", 0, 2**63 - 1),
-    _int("status", "u1", 0, 1),
-    _int("reason", "<i2", 0, INT16_MAX),
-)
-RESULT_KIND = "action_result"
-
+WIRE_RESULT_SCHEMA: tuple[WireField, ...] = WIRE_V1.result
 #: (map field, x field, y field): events whose coordinates must lie inside that map.
-WIRE_EVENT_COORDS: dict[str, tuple[str, str, str]] = {
-    "login": ("map", "x", "y"),
-    "map_change": ("to_map", "x", "y"),
-    "player_move": ("map", "x", "y"),
-    "mob_kill": ("map", "x", "y"),
-    "player_death": ("map", "x", "y"),
-}
-
-
-def _action_schema(kind: str) -> tuple[WireField, ...]:
-    fields = [_int("action_id", "<i8", 0, 2**63 - 1)]
-    for name, dt in ACTION_SCHEMAS[kind]:
-        dt = np.dtype(dt)
-        if name == "map_id":
-            fields.append(WireField("map", "map_id", "map", np.dtype("<i2"), -1, INT16_MAX))
-        elif dt.kind == "S":
-            fields.append(_text(name))
-        else:
-            wire_dt = dt.newbyteorder("<")
-            if dt.kind == "f":  # hazard intensity: raw little-endian IEEE float
-                fields.append(WireField(name, name, "float", wire_dt))
-            else:
-                info = np.iinfo(dt)
-                fields.append(_int(name, wire_dt.str, int(info.min), int(info.max)))
-    return tuple(fields)
-
-
+WIRE_EVENT_COORDS: dict[str, tuple[str, str, str]] = WIRE_V1.coords
 #: Action kinds the engine sends, in wire field order (``action_id`` first).
-WIRE_ACTION_SCHEMAS: dict[str, tuple[WireField, ...]] = {
-    k: _action_schema(k) for k in ACTION_SCHEMAS
-}
-
-
-def _check_against_engine() -> None:
-    """The wire schemas must mirror the engine's; fail at import if either drifts."""
-    for kind, fields in WIRE_EVENT_SCHEMAS.items():
-        eng = EVENT_SCHEMAS[kind]
-        require(
-            [f.engine for f in fields] == [n for n, _ in eng],
-            f"wire schema {kind} fields drift from engine.events",
-        )
-        for f, (_, dt) in zip(fields, eng, strict=True):
-            dt = np.dtype(dt)
-            if f.kind == "int":
-                require(f.dtype.newbyteorder("=") == dt, f"{kind}.{f.name} dtype drift")
-            elif f.kind == "map":
-                require(dt == np.int16, f"{kind}.{f.name} map dtype drift")
-            else:
-                require(dt.kind == "S", f"{kind}.{f.name} text dtype drift")
-    eng = EVENT_SCHEMAS[RESULT_KIND]
-    require(
-        [f.engine for f in WIRE_RESULT_SCHEMA] == [n for n, _ in eng], "result schema drift"
-    )
-
-
-_check_against_engine()
-
+WIRE_ACTION_SCHEMAS: dict[str, tuple[WireField, ...]] = WIRE_V1.actions
 
 def wire_columns(fields: tuple[WireField, ...]) -> list[str]:
     """The column keys of a columnar body, in canonical order (text adds ``<name>_len``)."""

@@ -51,7 +51,7 @@ from norn.bridge.dead_letter import DeadLetterStore
 from norn.bridge.outbox import PeerOutbox, RecentActions, frames_for, select_for
 from norn.bridge.view import WorldView
 from norn.engine.actions import ActionBatch
-from norn.engine.events import EVENT_SCHEMAS, empty_columns
+from norn.engine.events import empty_columns
 from norn.engine.inputs import InputBatch, InputQueue
 
 #: Kind of the empty batch that carries the seq of a batch whose kind was unknown.
@@ -166,6 +166,7 @@ class Session:
             events_per_batch_max=config.events_per_batch_max,
             text_bytes_max=config.text_bytes_max,
             map_dict_max=config.map_dict_max,
+            schema=view.wire,
         )
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.tick = start_tick            # last committed tick (hb, expiry, stamps)
@@ -613,8 +614,9 @@ class Session:
             return
         peer.gap_reported = 0
         due = self._due(rid, peer, seq, stamp)
-        kind = msg.get("kind") if msg["t"] == proto.EVENTS else proto.RESULT_KIND
-        if not (isinstance(kind, str) and kind in EVENT_SCHEMAS):
+        wire = self.view.wire
+        kind = msg.get("kind") if msg["t"] == proto.EVENTS else wire.result_kind
+        if not (isinstance(kind, str) and kind in wire.engine):
             kind = None
         try:
             dec = self._decoder.decode(msg, seq=seq)
@@ -622,12 +624,13 @@ class Session:
             exc.seq = seq
             self._reject_frame(rid, peer, exc, raw, kind)
             ekind = kind or PLACEHOLDER_KIND
-            batch = InputBatch(peer.server_id, seq, ekind, empty_columns(ekind), due)
+            batch = InputBatch(peer.server_id, seq, ekind, empty_columns(ekind, wire.engine),
+                               due)
         else:
             if len(dec.invalid):
                 self._invalid_events(rid, peer, seq, dec)
             batch = InputBatch(peer.server_id, seq, dec.kind, dec.columns, due)
-            if dec.kind == proto.RESULT_KIND:
+            if dec.kind == wire.result_kind:
                 self.counters["results_received"] += dec.accepted
                 if dec.accepted:
                     peer.outbox.resolve(dec.columns["action_id"])
@@ -779,7 +782,7 @@ class Session:
             return
         expires = batch.tick + self.config.action_ttl_ticks
         for entry in frames_for(batch.tick, expires, sel, self.config.actions_per_frame_max,
-                                self.view.map_names):
+                                self.view.map_names, self.view.wire):
             self.counters["actions_dropped"] += peer.outbox.add(entry)
 
     def _flush_actions(self, peer: Peer) -> None:

@@ -1,24 +1,32 @@
-"""What the edge of the bridge must know about the world: its maps and reward caps."""
+"""What the edge of the bridge must know about the world: maps, reward caps and kinds.
+
+The kinds are the world's own (``World.kinds``): protocol v1 plus whatever its plugins
+declared, so a world with an extra event kind accepts it on the wire with no change here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from norn.bridge import protocol as proto
 from norn.engine import limits
 from norn.engine.errors import ConfigError
+from norn.engine.kinds import Kinds
 
 
 @dataclass(frozen=True)
 class WorldView:
-    """The world's maps (index = map_id) with their sizes, and the caps of rewards."""
+    """The world's maps (index = map_id) with their sizes, the caps of rewards, its kinds."""
 
     map_names: tuple[str, ...]
     map_sizes: tuple[tuple[int, int], ...]  # (width, height) in cells
     reward_zeny_max: int
     reward_amount_max: int
+    kinds: Kinds = field(default_factory=Kinds.protocol_v1, compare=False)
+    wire: proto.WireSchema = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "wire", proto.WireSchema.of(self.kinds))
         names = tuple(str(n) for n in self.map_names)
         sizes = tuple((int(w), int(h)) for w, h in self.map_sizes)
         object.__setattr__(self, "map_names", names)

@@ -107,13 +107,14 @@ def run_extensions() -> list[RunExtension]:
 
 
 def model_hook(model: str, name: str) -> Callable | None:
-    """The optional function ``name`` of a world model's module (``bridge_view``, ...)."""
-    import importlib
+    """The optional hook ``name`` of a world model (``bridge_view``, ...), None if it has none.
 
-    from norn.engine.scenario import MODELS
+    Hooks are fields of the model's ``engine.scenario.Model`` (entry point group
+    ``norn.models``).
+    """
+    from norn.engine.scenario import load_model
 
-    module = importlib.import_module(MODELS[model].partition(":")[0])
-    return getattr(module, name, None)
+    return getattr(load_model(model), name)
 
 
 # -- norn run ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ caller keeps the batch (the bridge's credit window makes this rare).
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from norn.engine import limits
 from norn.engine.errors import BoundError
 from norn.engine.events import EVENT_SCHEMAS
+from norn.engine.kinds import Schema
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,13 @@ class InputBatch:
         return 0 if not self.columns else len(next(iter(self.columns.values())))
 
 
-def check_batch(batch: InputBatch) -> None:
-    """Raise ValueError naming what is wrong; the edge calls this before offering."""
-    if batch.kind not in EVENT_SCHEMAS:
+def check_batch(batch: InputBatch, schemas: Mapping[str, Schema] = EVENT_SCHEMAS) -> None:
+    """Raise ValueError naming what is wrong; the edge calls this before offering.
+
+    ``schemas``: the world's event kinds (``World.kinds.event_schemas``); protocol v1 by
+    default.
+    """
+    if batch.kind not in schemas:
         raise ValueError(f"unknown event kind {batch.kind!r}")
     if not batch.source or len(batch.source.encode()) > limits.source_name_bytes_max:
         raise ValueError(
@@ -57,7 +63,7 @@ def check_batch(batch: InputBatch) -> None:
         raise ValueError(f"seq must be >= 0, got {batch.seq}")
     if batch.tick < 0:
         raise ValueError(f"tick stamp must be >= 0, got {batch.tick}")
-    schema = EVENT_SCHEMAS[batch.kind]
+    schema = schemas[batch.kind]
     names = [n for n, _ in schema]
     if sorted(batch.columns) != sorted(names):
         raise ValueError(f"{batch.kind}: columns {sorted(batch.columns)} != schema {names}")
@@ -81,9 +87,11 @@ class InputQueue:
         self,
         batches_max: int = limits.input_batches_max,
         events_max: int = limits.input_events_max,
+        schemas: Mapping[str, Schema] = EVENT_SCHEMAS,
     ) -> None:
         self.batches_max = batches_max
         self.events_max = events_max
+        self.schemas = schemas  # a live view: a world's kinds grow until it is built
         self._lock = threading.Lock()
         self._batches: list[InputBatch] = []
         self._events = 0
@@ -91,7 +99,7 @@ class InputQueue:
 
     def offer(self, batch: InputBatch) -> bool:
         """Queue ``batch`` without blocking. False when full: the caller keeps it."""
-        check_batch(batch)
+        check_batch(batch, self.schemas)
         with self._lock:
             if (
                 len(self._batches) + 1 > self.batches_max

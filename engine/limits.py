@@ -23,6 +23,8 @@ decisions_pending_max = 65536  # requests in flight to the resolver
 decision_deadline_ticks_max = 600  # a request must be settled within this many ticks
 # Actions
 actions_per_tick_max = 1 << 18  # world actions emitted in one tick
+action_log_ticks_max = 600  # ticks of actions the action log remembers (engine/actions.py)
+action_log_rows_max = spawns_per_tick_max  # its rows, ticks x per tick (spawned at build)
 # Journal
 journal_frame_bytes_max = 64 << 20  # one frame's payload
 # rAthena facts

@@ -17,7 +17,7 @@ import numpy as np
 from norn.engine import journal, snapshot_io, state
 from norn.engine.config import RunConfig
 from norn.engine.errors import JournalError, JournalVersionError
-from norn.engine.recorder import FORMAT, JOURNAL_NAME, decode_tick, unpack
+from norn.engine.recorder import FORMAT, JOURNAL_NAME, decode_tick, event_table, unpack
 from norn.engine.runner import build_world
 from norn.engine.scenario import parse_scenario
 from norn.engine.tick import TickRecord
@@ -41,9 +41,10 @@ class RunJournal:
     def ticks(self, after: int = 0) -> Iterator[TickRecord]:
         """Tick records with tick > ``after``, in order."""
         reader = journal.JournalReader(self.path)
+        kinds = event_table(self.header)  # the ids the frames were numbered by
         for frame in reader.frames():
             if frame.kind == journal.KIND_TICK:
-                rec = decode_tick(frame.payload)
+                rec = decode_tick(frame.payload, kinds)
                 if rec.tick > after:
                     yield rec
 

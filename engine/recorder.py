@@ -1,9 +1,16 @@
 """Journal payloads: how a run's header, ticks and snapshot references are encoded.
 
 Every payload is a msgpack map. Arrays travel as raw little-endian bytes whose dtype is
-fixed by the schema (event columns by ``EVENT_SCHEMAS``, decisions by ``RECORD``, chunk
+fixed by the schema (event columns by the kind's schema, decisions by ``RECORD``, chunk
 hashes by ``CHUNK_RECORD``), so decoding is ``np.frombuffer`` and never a per-row loop.
 The frame layout around the payloads is ``engine.journal``'s.
+
+Input kinds are numbered by the journal itself: the header's ``kinds`` lists the world's
+event kinds (name and columns) in id order, and a tick frame's inputs carry that index.
+A replay decodes with the header's table (``event_table``), never with whatever kinds the
+code it runs on declares. Protocol v1's kinds come first in every world, so a journal of
+a v1-only world is byte-for-byte what FORMAT 1 always wrote, and a header without
+``kinds`` (older journals) means protocol v1: FORMAT stays 1.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from norn.engine import journal, snapshot_io, state
 from norn.engine.decisions import RECORD
 from norn.engine.digest import CHUNK_RECORD
 from norn.engine.errors import EnvironmentFailure, JournalError
-from norn.engine.events import EVENT_KIND_IDS, EVENT_KINDS, EVENT_SCHEMAS
 from norn.engine.inputs import InputBatch
+from norn.engine.kinds import EventTable, Kinds
 from norn.engine.tick import TickRecord
 
 JOURNAL_NAME = "journal.norn"
@@ -37,16 +44,33 @@ def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
-def encode_tick(rec: TickRecord) -> bytes:
-    inputs = [
-        [
+#: Protocol v1's event kinds: what a journal whose header names no kinds was written with.
+V1_EVENTS = EventTable.of(Kinds.protocol_v1())
+
+
+def event_table(header: dict[str, Any]) -> EventTable:
+    """The event kinds a journal's tick frames are numbered by (its header's, or v1)."""
+    table = header.get("kinds")
+    return V1_EVENTS if table is None else EventTable.from_journal(table)
+
+
+def encode_tick(rec: TickRecord, kinds: EventTable | Kinds | None = None) -> bytes:
+    """A tick frame; inputs numbered by ``kinds`` (the world's; protocol v1 by default)."""
+    table = EventTable.of(kinds) if isinstance(kinds, Kinds) else kinds or V1_EVENTS
+    inputs = []
+    for b in rec.inputs:
+        kind_id = table.ids.get(b.kind)
+        if kind_id is None:
+            raise JournalError(
+                f"tick {rec.tick}: input kind {b.kind!r} is not in the journal's kinds "
+                f"{list(table.names)}; encode with the world's kinds"
+            )
+        inputs.append([
             b.source,
             int(b.seq),
-            EVENT_KIND_IDS[b.kind],
-            [np.ascontiguousarray(b.columns[name]).tobytes() for name, _ in EVENT_SCHEMAS[b.kind]],
-        ]
-        for b in rec.inputs
-    ]
+            kind_id,
+            [np.ascontiguousarray(b.columns[name]).tobytes() for name, _ in table.schemas[kind_id]],
+        ])
     chunks = rec.chunks if rec.chunks is not None else np.empty(0, dtype=CHUNK_RECORD)
     return pack(
         {
@@ -60,16 +84,22 @@ def encode_tick(rec: TickRecord) -> bytes:
     )
 
 
-def decode_tick(payload: bytes) -> TickRecord:
+def decode_tick(payload: bytes, kinds: EventTable | None = None) -> TickRecord:
+    """A tick frame; ``kinds`` is the journal's table (``event_table(header)``), v1 if None."""
+    table = kinds or V1_EVENTS
     doc = unpack(payload)
     inputs = []
     for source, seq, kind_id, cols in doc["in"]:
-        kind = EVENT_KINDS[kind_id]
-        schema = EVENT_SCHEMAS[kind]
+        if not 0 <= kind_id < len(table.names):
+            raise JournalError(
+                f"tick {doc['t']}: input kind id {kind_id} is not in the journal's kinds "
+                f"{list(table.names)}; decode with the header's table (event_table)"
+            )
+        schema = table.schemas[kind_id]
         columns = {
             name: np.frombuffer(raw, dtype=dt) for (name, dt), raw in zip(schema, cols, strict=True)
         }
-        inputs.append(InputBatch(source, seq, kind, columns))
+        inputs.append(InputBatch(source, seq, table.names[kind_id], columns))
     return TickRecord(
         tick=doc["t"],
         inputs=inputs,
@@ -135,11 +165,15 @@ def initial_chunks(world) -> bytes:
 class Recorder:
     """Writes a run's journal and periodic snapshots; one fsync per tick at most."""
 
-    def __init__(self, out_dir: Path, writer: journal.JournalWriter, snapshot_every: int) -> None:
+    def __init__(
+        self, out_dir: Path, writer: journal.JournalWriter, snapshot_every: int,
+        kinds: EventTable | None = None,
+    ) -> None:
         self.out_dir = out_dir
         self.writer = writer
         self.snapshot_every = snapshot_every
         self.snapshots: list[tuple[int, str]] = []
+        self.kinds = kinds  # the header's event kinds; None: the world's (same ids)
 
     @classmethod
     def create(
@@ -155,7 +189,8 @@ class Recorder:
         writer = journal.JournalWriter.create(path, fsync=fsync)
         writer.append(journal.KIND_HEADER, pack(header))
         writer.commit()
-        return cls(out, writer, snapshot_every)
+        kinds = event_table(header) if "kinds" in header else None
+        return cls(out, writer, snapshot_every, kinds)
 
     def record(self, world, rec: TickRecord) -> None:
         """Append the tick's frame (and a due snapshot); return once durable (one fsync).
@@ -163,7 +198,7 @@ class Recorder:
         The caller then publishes ``Committed`` (``engine/runner.py``); nothing here tells
         the outside, so there is one path from durability to acks and actions.
         """
-        self.writer.append(journal.KIND_TICK, encode_tick(rec))
+        self.writer.append(journal.KIND_TICK, encode_tick(rec, self.kinds or world.kinds))
         if self.snapshot_every and rec.tick % self.snapshot_every == 0:
             self.snapshot(world)
         self.writer.commit()

@@ -108,6 +108,7 @@ def make_header(scenario: Scenario, config: RunConfig, world: World) -> dict[str
         "seed": config.seed,
         "env": fingerprint(),
         "regions": world.digest.keys(),
+        "kinds": world.kinds.journal_table(),  # event kind ids of the tick frames
         "chunk_rows": config.chunk_rows,
         "tick_ms": config.tick_ms,
         "t0": world.tick,

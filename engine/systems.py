@@ -12,10 +12,7 @@ so the declarations name them.
 
 from __future__ import annotations
 
-import numpy as np
-
-from norn.engine.events import EVENT_KINDS, EVENT_SCHEMAS, empty_columns
-from norn.engine.inputs import InputBatch
+from norn.engine.events import group_events
 from norn.engine.schedule import System
 
 
@@ -24,7 +21,7 @@ def drain_inputs(world) -> None:
     ctx = world.step_context
     batches = ctx.replay.inputs if ctx.replay is not None else world.inputs.drain(ctx.tick)
     world.ingested = batches
-    world.events = group_events(batches)
+    world.events = group_events(batches, world.kinds.event_schemas)
     ctx.record.inputs = batches
 
 
@@ -104,20 +101,3 @@ def engine_systems(world) -> list[System]:
                reads=(*tables, *outs, "decisions", "actions"), slot="last"),
     ]
 
-
-
-def group_events(batches: list[InputBatch]) -> dict[str, dict[str, np.ndarray]]:
-    """Concatenate this tick's batches per event kind (a loop over batches, not events)."""
-    parts: dict[str, list[InputBatch]] = {}
-    for b in batches:
-        parts.setdefault(b.kind, []).append(b)
-    grouped = {}
-    for kind in EVENT_KINDS:
-        bs = parts.get(kind)
-        if not bs:
-            grouped[kind] = empty_columns(kind)
-            continue
-        grouped[kind] = {
-            name: np.concatenate([b.columns[name] for b in bs]) for name, _ in EVENT_SCHEMAS[kind]
-        }
-    return grouped

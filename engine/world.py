@@ -6,7 +6,11 @@ seed and the tick. Everything else on a ``World`` is configuration, this tick's 
 exists to catch a plugin that keeps state anywhere else.
 
 An actor kind is a plugin: an object with a ``name`` and a ``build(world)`` that adds its
-tables, channels and systems (STYLE habit 2).
+tables, channels and systems (STYLE habit 2), declares the event kinds it consumes and the
+action kinds it emits (``consumes``, ``emits``; a new kind is declared in the plugin's own
+package), and reads what kinds share (geography, catalogues, the ledger) as named
+resources: the model ``provide``s them and a plugin lists the ones it reads in its
+``resources`` attribute (checked: a missing one names plugin and resource).
 """
 
 from __future__ import annotations
@@ -17,12 +21,20 @@ from typing import Any, Protocol
 import numpy as np
 
 from norn.engine import limits
-from norn.engine.actions import ActionBatch, ActionBuffer
+from norn.engine.actions import ActionBatch, ActionBuffer, ActionLog
 from norn.engine.commit import CommitListener, Committed
 from norn.engine.decisions import DecisionBook, DeterministicResolver, Resolver
 from norn.engine.digest import Digest, Region
-from norn.engine.events import EVENT_KINDS, empty_columns
+from norn.engine.errors import DefinitionError
 from norn.engine.inputs import InputBatch, InputQueue
+from norn.engine.kinds import (
+    ActionKind,
+    EventKind,
+    InvalidAction,
+    Kinds,
+    check_action,
+    typed_columns,
+)
 from norn.engine.messages import Channel
 from norn.engine.schedule import Schedule, System
 from norn.engine.systems import engine_systems
@@ -30,9 +42,16 @@ from norn.engine.table import Column, Table
 
 
 class Plugin(Protocol):
+    """An actor kind (or any part of a world). It may also have ``resources``: the names
+    of the shared resources it reads (``World.resource``), a tuple of str."""
+
     name: str
 
     def build(self, world: World) -> None: ...
+
+
+#: ``check(cols) -> problem or None``: a model's own check of an action kind's batches.
+ActionCheck = Callable[[dict[str, np.ndarray]], "str | None"]
 
 
 def _zero_clock() -> float:
@@ -61,16 +80,23 @@ class World:
         self.channels: dict[str, Channel] = {}
         self.schedule = Schedule()
         self.digest = Digest()
-        self.inputs = InputQueue(input_batches_max, input_events_max)
-        self.events: dict[str, dict[str, np.ndarray]] = {k: empty_columns(k) for k in EVENT_KINDS}
+        self.kinds = Kinds.protocol_v1()  # rAthena's vocabulary first; plugins append theirs
+        self.inputs = InputQueue(
+            input_batches_max, input_events_max, schemas=self.kinds.event_schemas
+        )
+        self.events: dict[str, dict[str, np.ndarray]] = self.kinds.empty_events()
         self.ingested: list[InputBatch] = []
-        self.actions = ActionBuffer(actions_max)
+        self.actions = ActionBuffer(actions_max, self.kinds)
+        self.action_log: ActionLog | None = None  # kept when the model asks (keep_actions)
+        self._action_checks: dict[str, list[tuple[str, ActionCheck]]] = {}
         self.last_actions: ActionBatch | None = None
         self.decisions = DecisionBook()
         self.resolver: Resolver = resolver or DeterministicResolver()
         self.subscribers: list[CommitListener] = []  # told once a tick is durable
         self.plugins: list[str] = []
         self.resources: dict[str, Any] = {}  # configuration shared between plugins; not state
+        self.building: str | None = None  # the plugin whose build() runs now
+        self._reads: dict[str, tuple[str, ...]] = {}  # plugin -> resources it declared
         self.clock: Callable[[], float] = _zero_clock  # injected by the runner, for metrics only
         self.lockstep = False  # set by the runner: apply waits for due decision results
         self.lockstep_timeout_s = 0.0
@@ -88,13 +114,114 @@ class World:
     # -- building ---------------------------------------------------------------------
     def add_plugin(self, plugin: Plugin) -> None:
         if self._built:
-            raise RuntimeError("plugins must be added before build()")
-        plugin.build(self)
+            raise DefinitionError("plugins must be added before build()")
+        reads = tuple(getattr(plugin, "resources", ()))
+        self._reads[plugin.name] = reads
+        self.building = plugin.name
+        try:
+            plugin.build(self)
+        finally:
+            self.building = None
         self.plugins.append(plugin.name)
+
+    # -- resources: what kinds share, provided by the model, read by declaration -----------
+    def provide(self, name: str, obj: Any) -> None:
+        """Offer ``obj`` (fixed configuration, never state) to plugins as resource ``name``."""
+        if name in self.resources:
+            raise DefinitionError(f"resource {name!r} provided twice")
+        self.resources[name] = obj
+
+    def resource(self, name: str) -> Any:
+        """Resource ``name``; during a plugin's build only one it declared in ``resources``."""
+        who = self.building
+        if who is not None and name not in self._reads.get(who, ()):
+            raise DefinitionError(
+                f"plugin {who!r} reads resource {name!r} without declaring it "
+                f"(resources = {self._reads.get(who, ())})"
+            )
+        if name not in self.resources:
+            raise DefinitionError(
+                f"plugin {who or '?'!r} needs resource {name!r}, which nothing provides "
+                f"(provided: {sorted(self.resources)}; a provider must be added first)"
+            )
+        return self.resources[name]
+
+    # -- kinds: declared once, by the plugins that consume or emit them ---------------------
+    def consumes(self, *kinds: str | EventKind) -> None:
+        """The building plugin reads these event kinds; an ``EventKind`` declares a new one."""
+        self.kinds.consume(self.building or "model", kinds)
+
+    def emits(self, *kinds: str | ActionKind) -> None:
+        """The building plugin emits these action kinds; an ``ActionKind`` declares one."""
+        self.kinds.emit_by(self.building or "model", kinds)
+
+    def add_action_check(self, kind: str, check: ActionCheck, name: str = "") -> None:
+        """A model's own check of ``kind``'s batches, run at emit after the generic ones."""
+        if kind not in self.kinds.actions:
+            raise DefinitionError(f"check for unknown action kind {kind!r}")
+        self._action_checks.setdefault(kind, []).append((name or self.building or "model",
+                                                         check))
+
+    def action_problem(self, kind: str, cols: dict[str, np.ndarray]) -> str | None:
+        """The first way a typed batch of ``kind`` breaks its bounds or the model's checks.
+
+        Map fields are checked against the resource ``geography``; a world without one
+        cannot emit kinds with map fields through ``emit`` (``actions.add`` is unchecked).
+        """
+        spec = self.kinds.actions[kind]
+        geo = self.resources.get("geography")
+        if geo is None and any(f.kind == "map" for f in spec.fields):
+            raise DefinitionError(
+                f"action kind {kind!r} has map fields but the world provides no 'geography' "
+                "to check them against"
+            )
+        problem = check_action(spec, cols, geo)
+        if problem is not None:
+            return problem
+        for _, check in self._action_checks.get(kind, ()):
+            problem = check(cols)
+            if problem is not None:
+                return problem
+        return None
+
+    def emit(self, kind: str, /, log_prior: np.ndarray | None = None, **cols: Any) -> None:
+        """Check a batch of ``kind`` actions (its declared bounds, the map, the model's own
+        checks), then queue it for this tick. A failed check is a bug in the rules."""
+        if kind not in self.kinds.actions:
+            raise InvalidAction(f"unknown action kind {kind!r}")
+        typed = typed_columns(self.kinds.actions[kind], cols)
+        if not len(next(iter(typed.values()), ())):
+            return
+        problem = self.action_problem(kind, typed)
+        if problem is not None:
+            raise InvalidAction(f"{kind}: {problem}")
+        self.actions.add(kind, log_prior=log_prior, **typed)
+
+    def check_actions(self, batch: ActionBatch) -> list[str]:
+        """Every rule violation in an emitted batch: the emit checks run again on the far
+        side of the boundary (tests), plus ids from this tick only."""
+        problems = []
+        for kind, cols in batch.kinds.items():
+            p = self.action_problem(kind, {k: v for k, v in cols.items() if k != "action_id"})
+            if p is not None:
+                problems.append(f"tick {batch.tick} {kind}: {p}")
+            ids = cols["action_id"]
+            if len(ids) and (ids >> 24 != batch.tick).any():
+                problems.append(f"tick {batch.tick} {kind}: action id from another tick")
+        return problems
+
+    def keep_actions(self, ticks: int, per_tick_max: int) -> ActionLog:
+        """Remember ``ticks`` ticks of tracked actions (at most ``per_tick_max`` a tick) as
+        state, so ``action_result`` events can be traced to what they were about. Plugins
+        pick the kinds (``world.action_log.track``); the tables exist from ``build``."""
+        if self.action_log is not None:
+            raise DefinitionError("keep_actions called twice")
+        self.action_log = ActionLog(ticks, per_tick_max)
+        return self.action_log
 
     def add_table(self, name: str, columns: list[Column], capacity: int) -> Table:
         if name in self.tables:
-            raise ValueError(f"table {name!r} defined twice")
+            raise DefinitionError(f"table {name!r} defined twice")
         table = Table(name, columns, capacity, self.chunk_rows)
         self.tables[name] = table
         for col in table.columns:
@@ -113,10 +240,10 @@ class World:
         capacity: int,
     ) -> Channel:
         if name in self.channels:
-            raise ValueError(f"channel {name!r} defined twice")
+            raise DefinitionError(f"channel {name!r} defined twice")
         for t in (src_table, dst_table):
             if t not in self.tables:
-                raise ValueError(f"channel {name!r}: unknown table {t!r}")
+                raise DefinitionError(f"channel {name!r}: unknown table {t!r}")
         dst = self.tables[dst_table]
         ch = Channel(
             name,
@@ -171,11 +298,25 @@ class World:
 
     def build(self) -> None:
         """Add the engine's own systems and validate the schedule; then the world can step."""
+        self._build_kinds()
         self._known |= {"events", "actions", "decisions"}
         for system in engine_systems(self):
             self.schedule.add(system)
         self.schedule.build(self._known)
         self._built = True
+
+    def _build_kinds(self) -> None:
+        """Fix the kinds, check resources and action checks, add the action log."""
+        for plugin, names in self._reads.items():
+            for name in names:
+                if name not in self.resources:
+                    raise DefinitionError(
+                        f"plugin {plugin!r} declares resource {name!r}, which nothing provides"
+                    )
+        self.kinds.freeze()
+        self.events = self.kinds.empty_events()
+        if self.action_log is not None:
+            self.action_log.install(self)
 
     # -- the commit notice ------------------------------------------------------------
     def subscribe(self, listener: CommitListener) -> None:

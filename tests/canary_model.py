@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from norn.actors.toy import ToyConfig, ToyPlugin
+from norn.engine.scenario import Model
 
 CANARY_TICK = 5
 
@@ -34,3 +35,6 @@ def build_world(world, scenario) -> None:
         plugin="canary",
     )
     world.order("canary.shuffle", "toy.ponder")  # ponder reads the mood it writes
+
+
+MODEL = Model("canary", build_world)

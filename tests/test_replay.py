@@ -11,7 +11,7 @@ from norn.engine.config import make_config
 from norn.engine.errors import JournalCorruptError
 from norn.engine.recorder import JOURNAL_NAME, Recorder, decode_tick, encode_tick
 from norn.engine.runner import build_world, make_header, run
-from norn.engine.scenario import MODELS, parse_scenario
+from norn.engine.scenario import parse_scenario, register_model
 from norn.replays.verify import verify
 from tests.helpers import norn
 
@@ -55,9 +55,10 @@ def test_verify_matches_an_honest_run(tmp_path):
     assert result.matched and result.ticks == 30
 
 
-def test_canary_divergence_is_named_by_tick_table_and_column(tmp_path, monkeypatch):
-    monkeypatch.setitem(MODELS, "canary", "tests.canary_model:build_world")
-    from tests.canary_model import CANARY_TICK
+def test_canary_divergence_is_named_by_tick_table_and_column(tmp_path, request):
+    from tests.canary_model import CANARY_TICK, MODEL
+
+    request.addfinalizer(register_model(MODEL))  # a model known to this process only
 
     scenario = parse_scenario('name = "canary"\nmodel = "canary"\n', "canary.toml")
     config = make_config(None, seed=1, ticks=12, fsync=False, snapshot_every=0)

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from norn.engine.config import format_validation_error
 from norn.engine.errors import ConfigError
 from norn.engine.rng import register_stream, uniform_int
-from norn.engine.scenario import Scenario
+from norn.engine.scenario import Model, Scenario
 from norn.engine.table import Column
 from norn.engine.world import World
 
@@ -141,11 +141,11 @@ class BoltzmannPlugin:
         agent.spawn(cfg.agents, wealth=np.full(cfg.agents, cfg.wealth, np.int64))
         n_blocks = -(-cfg.agents // BLOCK_ROWS)
         # scratch, rebuilt with the world and never part of its state
-        world.resources["boltzmann"] = {
+        world.provide("boltzmann", {
             "cfg": cfg,
             "starts": np.zeros(n_blocks + 1, dtype=np.int64),
             "givers": np.zeros(agent.capacity, dtype=np.int32),
-        }
+        })
         world.add_system(
             "boltzmann.receive",
             "deliver",
@@ -230,7 +230,7 @@ def parse_config(data: dict[str, Any], source: str) -> BoltzmannConfig:
 
 
 def build_world(world: World, scenario: Scenario) -> None:
-    """The scenario hook named in ``engine.scenario.MODELS``."""
+    """Build the Boltzmann world (the model's ``build_world``)."""
     unknown = set(scenario.data) - {"name", "model", "boltzmann", "description"}
     if unknown:
         raise ConfigError(f"{scenario.source}: unknown key(s) {sorted(unknown)}")
@@ -243,3 +243,7 @@ def scenario_text(agents: int, wealth: int = 1) -> str:
         'name = "boltzmann"\nmodel = "boltzmann"\n'
         f"[boltzmann]\nagents = {agents}\nwealth = {wealth}\n"
     )
+
+
+#: The Boltzmann wealth model (entry point group ``norn.models``).
+MODEL = Model("boltzmann", build_world)

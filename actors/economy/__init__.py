@@ -1,31 +1,27 @@
-"""Economy actors: a market per (town, item) with integer stock, price and cash; the ledger.
+"""Economy actors: a market per (town, item) with integer stock, price and cash.
 
-Zeny is conserved: it sits in NPC wallets, market cash, faction treasuries and the escrow
-of orders and fills in flight, and it enters or leaves the world only through the named
-sources and sinks below, each booked in the ``ledger`` table. ``audit`` checks
-``held == initial + sources - sinks`` (the invariant the tests check every tick, and the
-commit-phase check enforces every ``rules.audit_every_ticks``).
+Zeny is conserved: the world's ``ledger`` (``engine/ledger.py``) sums every declared
+holding (this kind's are market cash and the escrow of orders and fills in flight) and
+books what enters or leaves through named sources and sinks; the audit checks
+``held == initial + sources - sinks``.
 
 Orders travel as messages: NPCs escrow zeny (or goods) into an ``order``; the market clears
 it next tick and answers with a ``fill`` carrying the zeny and goods back.
+
+Resources read: ``items``, ``markets``, ``ledger``. When the world keeps an action log, a
+price the game server refused is reverted to the one it still has (``economy.revert``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from norn.actors.midgard.actions import emit
-from norn.actors.midgard.static import Static
+from norn.actors.economy.schema import EconomyRules
 from norn.engine.errors import require
 from norn.engine.rng import register_stream
 from norn.engine.table import Column
 from norn.engine.world import World
 from norn.rules import pricing
-
-SOURCES = ("birth", "wages", "player_purchase")
-SINKS = ("death", "player_sale", "quest_reward", "upkeep", "unclaimed")
-SRC = {n: i for i, n in enumerate(SOURCES)}
-SNK = {n: i for i, n in enumerate(SINKS)}
 
 S_SHOCK = register_stream("economy.shock")
 
@@ -59,46 +55,22 @@ STAT_COLUMNS = (
 )
 
 
-def book(world: World, *, source: str | None = None, sink: str | None = None, zeny: int) -> None:
-    """Record zeny entering (``source``) or leaving (``sink``) the world."""
-    require(zeny >= 0, f"ledger: negative amount {zeny}")
-    led = world.tables["ledger"]
-    if source is not None:
-        led["sources"][0, SRC[source]] += zeny
-    if sink is not None:
-        led["sinks"][0, SNK[sink]] += zeny
-
-
-def held_zeny(world: World) -> int:
-    """All zeny inside the world now, escrow in flight included."""
-    npc = world.tables["npc"]
-    total = int(npc["wallet"][: npc.hwm].sum())  # the dead hold 0: their zeny was booked out
-    total += int(world.tables["market"]["cash"][: world.tables["market"].hwm].sum())
-    fac = world.tables["faction"]
-    total += int(fac["treasury"][: fac.hwm].sum())
-    total += int(world.channels["order"].pending()["escrow_zeny"].sum())
-    total += int(world.channels["fill"].pending()["zeny"].sum())
-    return total
-
-
-def audit(world: World) -> dict[str, int]:
-    """held, expected (initial + sources - sinks) and their difference."""
-    led = world.tables["ledger"]
-    expected = int(led["initial"][0]) + int(led["sources"][0].sum()) - int(led["sinks"][0].sum())
-    held = held_zeny(world)
-    return {"held": held, "expected": expected, "difference": held - expected}
-
-
 class EconomyPlugin:
     name = "economy"
+    resources = ("items", "markets", "ledger")
 
-    def __init__(self, st: Static) -> None:
-        self.st = st
+    def __init__(self, rules: EconomyRules, *, price_actions_max: int) -> None:
+        self.rules = rules
+        self.price_actions_max = price_actions_max
 
     def build(self, world: World) -> None:
-        st = self.st
-        eco = st.spec.rules.economy
-        n = len(st.market_map)
+        self.items = items = world.resource("items")
+        self.markets = mk = world.resource("markets")
+        self.ledger = world.resource("ledger")
+        eco = self.rules
+        n = mk.n
+        world.consumes("npc_shop")
+        world.emits("set_price")
         market = world.add_table(
             "market",
             [
@@ -117,32 +89,36 @@ class EconomyPlugin:
             ],
             n,
         )
-        base = st.item_price[st.market_item]
+        base = items.price[mk.item]
         market.spawn(
             n,
-            town=st.market_map,
-            item=st.market_item,
-            stock=st.market_stock0,
-            target=st.market_stock0,
+            town=mk.map,
+            item=mk.item,
+            stock=mk.stock0,
+            target=mk.stock0,
             price=base,
             price_x=base.astype(np.float64),
             announced=base,
-            cash=st.town_cash0,
+            cash=mk.cash0,
         )
-        ledger = world.add_table(
-            "ledger",
-            [
-                Column("initial", np.int64),
-                Column("sources", np.int64, (len(SOURCES),)),
-                Column("sinks", np.int64, (len(SINKS),)),
-            ],
-            1,
-        )
-        ledger.spawn(1)
         stats = world.add_table("market_stats", [Column(c, np.int64) for c in STAT_COLUMNS], 1)
         stats.spawn(1)
         world.add_channel("order", "npc", "market", ORDER_PAYLOAD, eco.orders_per_tick_max)
         world.add_channel("fill", "market", "npc", FILL_PAYLOAD, eco.orders_per_tick_max)
+        self.ledger.holds("market.cash", "msg:order.escrow_zeny", "msg:fill.zeny")
+        self.ledger.uses(sources=("player_purchase",), sinks=("player_sale", "upkeep"))
+        log = world.action_log
+        if log is not None:
+            log.track("set_price")
+            world.consumes("action_result")
+            world.add_system(
+                "economy.revert",
+                "ingest",
+                self.revert,
+                reads=("events", "action_log.*"),
+                writes=("market.price", "market.price_x", "market.announced"),
+                after=("action_log.match",),
+            )
         world.add_system(
             "economy.clear",
             "deliver",
@@ -184,13 +160,12 @@ class EconomyPlugin:
 
     # -- deliver: clear players' shop events and NPC orders -----------------------------
     def clear(self, world: World) -> None:
-        st = self.st
-        eco = st.spec.rules.economy
+        eco = self.rules
         m = world.tables["market"]
         stats = np.zeros(6, dtype=np.int64)
         shop = world.events["npc_shop"]
         if len(shop["char_id"]):
-            slots = st.market_slot(shop["map_id"], st.item_index(shop["item_id"]))
+            slots = self.markets.slot(shop["map_id"], self.items.index(shop["item_id"]))
             paid_in, paid_out = pricing.clear_players(
                 slots,
                 shop["is_sell"],
@@ -204,8 +179,8 @@ class EconomyPlugin:
                 eco.sell_ratio,
                 stats,
             )
-            book(world, source="player_purchase", zeny=int(paid_in))
-            book(world, sink="player_sale", zeny=int(paid_out))
+            self.ledger.book(world, source="player_purchase", amount=int(paid_in))
+            self.ledger.book(world, sink="player_sale", amount=int(paid_out))
         inbox = world.channels["order"].inbox
         if len(inbox):
             fill = world.channels["fill"]
@@ -243,9 +218,9 @@ class EconomyPlugin:
 
     # -- act: shocks, restock, prices, taxes, announcements --------------------------------
     def update(self, world: World) -> None:
-        st = self.st
-        eco = st.spec.rules.economy
-        n = len(st.market_map)
+        mk = self.markets
+        eco = self.rules
+        n = mk.n
         m = {k: v[:n] for k, v in world.tables["market"].columns.items()}
         s = world.tables["market_stats"]
         lost = np.zeros(1, dtype=np.int64)
@@ -254,7 +229,7 @@ class EconomyPlugin:
             world.stream_seed(),
             world.tick,
             S_SHOCK,
-            st.market_map,
+            mk.map,
             m["stock"],
             m["target"],
             world.tables["hazard_map"]["supply"],
@@ -268,8 +243,8 @@ class EconomyPlugin:
             m["target"],
             m["price"],
             m["price_x"],
-            st.market_lo,
-            st.market_hi,
+            mk.lo,
+            mk.hi,
             m["demand"],
             m["supply"],
             m["d_ema"],
@@ -287,37 +262,50 @@ class EconomyPlugin:
         excess = np.maximum(cash - eco.market_cash_max, 0)
         if excess.any():
             cash -= excess
-            owner = world.tables["territory"]["owner"][st.market_map].astype(np.int64)
+            owner = world.tables["territory"]["owner"][mk.map].astype(np.int64)
             fac = world.tables["faction"]
             owned = owner >= 0
             np.add.at(fac["treasury"], owner[owned], excess[owned])
             s["taxed_zeny"][0] += int(excess.sum())
-            book(world, sink="upkeep", zeny=int(excess[~owned].sum()))
+            self.ledger.book(world, sink="upkeep", amount=int(excess[~owned].sum()))
             treasury = fac["treasury"][: fac.hwm]
             over = np.maximum(treasury - eco.treasury_max, 0)
             if over.any():
                 treasury -= over
-                book(world, sink="upkeep", zeny=int(over.sum()))
+                self.ledger.book(world, sink="upkeep", amount=int(over.sum()))
         # tell the game server about changed prices, lowest market ids first, up to the cap
-        cap = st.spec.rules.actions.price_actions_per_tick_max
+        cap = self.price_actions_max
         k = np.flatnonzero(m["price"] != m["announced"])[:cap]
         if len(k):
-            emit(
-                world,
+            world.emit(
                 "set_price",
+                log_prior=m["announced"][k],  # what the game server has until this lands
                 market_id=k,
-                map_id=st.market_map[k],
-                item_id=st.item_ids[st.market_item[k]],
+                map_id=mk.map[k],
+                item_id=self.items.ids[mk.item[k]],
                 price_zeny=m["price"][k],
             )
             m["announced"][k] = m["price"][k]
             s["announced"][0] += len(k)
 
-
-def set_initial(world: World) -> None:
-    """Book the zeny the world starts with (after every plugin has spawned its holders)."""
-    npc = world.tables["npc"]
-    total = int(npc["wallet"].sum())  # build time: every spawned row holds its wallet
-    total += int(world.tables["market"]["cash"].sum())
-    total += int(world.tables["faction"]["treasury"].sum())
-    world.tables["ledger"]["initial"][0] = total
+    # -- ingest: prices the game server refused ---------------------------------------------
+    def revert(self, world: World) -> None:
+        """A refused ``set_price`` is undone: the market goes back to the price the game
+        server still has (the one announced before), unless a newer price was announced
+        since. The latest refusal per market wins."""
+        failed = world.action_log.failed(world, ("set_price",))
+        if not len(failed):
+            return
+        order = np.argsort(failed.action_id, kind="stable")
+        market, price, prior = failed.key[order], failed.value[order], failed.prior[order]
+        _, last_rev = np.unique(market[::-1], return_index=True)
+        last = len(market) - 1 - last_rev
+        market, price, prior = market[last], price[last], prior[last]
+        m = world.tables["market"]
+        ok = (market >= 0) & (market < self.markets.n) & (prior > 0)
+        market, price, prior = market[ok], price[ok], prior[ok]
+        still = m["announced"][market] == price  # nothing newer left since
+        k, p = market[still], prior[still]
+        m["price"][k] = p
+        m["price_x"][k] = p.astype(np.float64)
+        m["announced"][k] = p

@@ -9,6 +9,11 @@ conflict there that NPCs flee and that makes some hazards likelier. Reputation r
 only for (faction, player) pairs that did something, bounded by
 ``reputation_entries_max``. Quest rewards are paid from the quest-giver's treasury, which
 the markets of its towns fill with taxes.
+
+Resources read: ``geography``, ``factions``, ``quests``, ``dialogue`` (``conflict``,
+``takeover``), ``ledger`` (treasuries hold zeny; rewards are the ``quest_reward`` sink).
+Provides ``reputation`` (a ``rules.reputation.Reputation`` over its table) for kinds that
+weigh a player's standing.
 """
 
 from __future__ import annotations
@@ -16,13 +21,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from norn.actors.economy import book
-from norn.actors.midgard.actions import emit
-from norn.actors.midgard.static import Static
-from norn.actors.midgard.tables import lookup, room
+from norn.actors.faction.schema import FactionRules
 from norn.engine.table import Column
 from norn.engine.world import World
 from norn.rules import spread as sp
+from norn.rules.reputation import Reputation
+from norn.rules.tables import lookup, room
 
 STAT_COLUMNS = (
     "conflicts",
@@ -53,28 +57,30 @@ def pay_rewards(quest_faction, base_zeny, rep, rep_max, bonus, zeny_max, treasur
     return total
 
 
-def reputation_of(world: World, factions: np.ndarray, chars: np.ndarray) -> np.ndarray:
-    """Reputation of each (faction, char_id) pair; 0 where the pair has none yet."""
-    t = world.tables["reputation"]
-    live = t.live_slots()
-    keys = (t["faction"][live].astype(np.int64) << 32) | t["char_id"][live].astype(np.int64)
-    q = (np.asarray(factions, np.int64) << 32) | np.asarray(chars, np.int64)
-    at = lookup(keys, q)
-    out = np.zeros(len(q), dtype=np.int64)
-    out[at >= 0] = t["value"][live[at[at >= 0]]]
-    return out
-
-
 class FactionPlugin:
     name = "faction"
+    resources = ("geography", "factions", "quests", "dialogue", "ledger")
 
-    def __init__(self, st: Static) -> None:
-        self.st = st
+    def __init__(
+        self, rules: FactionRules, *, reward_zeny_max: int, reward_amount_max: int,
+        broadcasts_max: int,
+    ) -> None:
+        self.rules = rules
+        self.reward_zeny_max = reward_zeny_max
+        self.reward_amount_max = reward_amount_max
+        self.broadcasts_max = broadcasts_max
 
     def build(self, world: World) -> None:
-        st = self.st
-        fr = st.spec.rules.faction
-        F = st.n_factions
+        self.geo = geo = world.resource("geography")
+        self.fac = fac_info = world.resource("factions")
+        self.quests = world.resource("quests")
+        self.dialogue = world.resource("dialogue")
+        self.ledger = world.resource("ledger")
+        fr = self.rules
+        F = fac_info.n
+        n_maps = geo.n_maps
+        world.consumes("mob_kill", "npc_talk", "quest_done")
+        world.emits("give_reward", "broadcast")
         terr = world.add_table(
             "territory",
             [
@@ -84,19 +90,19 @@ class FactionPlugin:
                 Column("contested", np.uint8),
                 Column("conflict", np.float32),
             ],
-            st.n_maps,
+            n_maps,
         )
-        infl = np.zeros((st.n_maps, F), dtype=np.float32)
-        infl[st.faction_home, np.arange(F)] = st.faction_influence0
-        owner = np.full(st.n_maps, -1, np.int16)
-        contested = np.zeros(st.n_maps, np.uint8)
-        scratch = np.zeros(st.n_maps, np.float32)
-        e = np.empty(st.n_maps, np.int64)
+        infl = np.zeros((n_maps, F), dtype=np.float32)
+        infl[fac_info.home, np.arange(F)] = fac_info.influence0
+        owner = np.full(n_maps, -1, np.int16)
+        contested = np.zeros(n_maps, np.uint8)
+        scratch = np.zeros(n_maps, np.float32)
+        e = np.empty(n_maps, np.int64)
         sp.contest(
-            infl, st.diplomacy0, fr.own_min, fr.contest_min, fr.contest_margin, fr.hostile_below,
-            owner, contested, scratch, 0.0, e, e.copy(), e.copy(), e.copy(),
+            infl, fac_info.diplomacy0, fr.own_min, fr.contest_min, fr.contest_margin,
+            fr.hostile_below, owner, contested, scratch, 0.0, e, e.copy(), e.copy(), e.copy(),
         )
-        terr.spawn(st.n_maps, influence=infl, owner=owner, contested=contested)
+        terr.spawn(n_maps, influence=infl, owner=owner, contested=contested)
         fac = world.add_table(
             "faction",
             [
@@ -108,8 +114,8 @@ class FactionPlugin:
         )
         fac.spawn(
             F,
-            treasury=np.array([f.treasury_zeny for f in st.spec.factions], np.int64),
-            diplomacy=st.diplomacy0,
+            treasury=fac_info.treasury0.astype(np.int64),
+            diplomacy=fac_info.diplomacy0,
             owned0=np.bincount(owner[owner >= 0], minlength=F).astype(np.int32),
         )
         world.add_table(
@@ -119,6 +125,10 @@ class FactionPlugin:
         )
         stats = world.add_table("faction_stats", [Column(c, np.int64) for c in STAT_COLUMNS], 1)
         stats.spawn(1)
+        world.provide("reputation", Reputation("reputation", fr.reputation_max))
+        self.reputation = world.resources["reputation"]
+        self.ledger.holds("faction.treasury")
+        self.ledger.uses(sinks=("quest_reward",))
         world.add_system(
             "faction.deeds",
             "ingest",
@@ -150,8 +160,9 @@ class FactionPlugin:
 
     # -- ingest: deeds, reputation, rewards -------------------------------------------------
     def deeds(self, world: World) -> None:
-        st = self.st
-        fr = st.spec.rules.faction
+        fr = self.rules
+        quests = self.quests
+        n_maps = self.geo.n_maps
         stats = world.tables["faction_stats"]
         terr = world.tables["territory"]
         facs: list[np.ndarray] = []
@@ -160,7 +171,7 @@ class FactionPlugin:
         kills = world.events["mob_kill"]
         if len(kills["char_id"]):
             m = kills["map_id"].astype(np.int64)
-            ok = (m >= 0) & (m < st.n_maps)
+            ok = (m >= 0) & (m < n_maps)
             owner = np.full(len(m), -1, np.int64)
             owner[ok] = terr["owner"][m[ok]]
             held = owner >= 0
@@ -180,26 +191,24 @@ class FactionPlugin:
             stats["talks"][0] += len(slots)
         done = world.events["quest_done"]
         if len(done["char_id"]):
-            q = lookup(st.quest_ids, done["quest_id"].astype(np.int64))
+            q = lookup(quests.ids, done["quest_id"].astype(np.int64))
             ok = q >= 0
             q = q[ok]
             ch = done["char_id"][ok].astype(np.int64)
-            qf = st.quest_faction[q]
-            rep = reputation_of(world, qf, ch)
+            qf = quests.faction[q]
+            rep = self.reputation.of(world, qf, ch)
             out = np.zeros(len(q), dtype=np.int64)
-            ar = st.spec.rules.actions
             total = pay_rewards(
-                qf, st.quest_zeny[q], rep, float(fr.reputation_max), fr.reward_reputation_bonus,
-                ar.reward_zeny_max, world.tables["faction"]["treasury"], out,
+                qf, quests.zeny[q], rep, float(fr.reputation_max), fr.reward_reputation_bonus,
+                self.reward_zeny_max, world.tables["faction"]["treasury"], out,
             )
-            book(world, sink="quest_reward", zeny=int(total))
-            amount = np.minimum(st.quest_amount[q], ar.reward_amount_max)
-            item = np.where(amount > 0, st.quest_item[q], 0)
+            self.ledger.book(world, sink="quest_reward", amount=int(total))
+            amount = np.minimum(quests.amount[q], self.reward_amount_max)
+            item = np.where(amount > 0, quests.item[q], 0)
             amount = np.where(item > 0, amount, 0)
             give = (out > 0) | (amount > 0)
             if give.any():
-                emit(
-                    world,
+                world.emit(
                     "give_reward",
                     char_id=ch[give],
                     item_id=item[give],
@@ -218,7 +227,7 @@ class FactionPlugin:
 
     def _reputation(self, world: World, facs, chars, deltas) -> None:
         """Add deltas to (faction, char) rows, creating rows while there is room."""
-        fr = self.st.spec.rules.faction
+        fr = self.rules
         keys = (facs.astype(np.int64) << 32) | chars.astype(np.int64)
         uk, inv = np.unique(keys, return_inverse=True)
         total = np.zeros(len(uk), dtype=np.int64)
@@ -248,20 +257,20 @@ class FactionPlugin:
 
     # -- act: influence, owners, contests, diplomacy -----------------------------------------
     def update(self, world: World) -> None:
-        st = self.st
-        fr = st.spec.rules.faction
+        geo = self.geo
+        fr = self.rules
         if world.tick % fr.every_ticks:
             return
         dt = float(fr.every_ticks)
-        F = st.n_factions
-        n = st.n_maps
+        F = self.fac.n
+        n = geo.n_maps
         npc = world.tables["npc"]
         heads = np.empty((n, F), dtype=np.int64)
         sp.presence(npc.hwm, npc.alive, npc["map"], npc["faction"], F, heads)
         terr = {c: a[:n] for c, a in world.tables["territory"].columns.items()}
         scratch = np.empty((n, F), dtype=np.float64)
         sp.influence_step(
-            terr["influence"], terr["deeds"], heads, st.adj_off, st.adj,
+            terr["influence"], terr["deeds"], heads, geo.adj_off, geo.adj,
             world.tables["hazard_map"]["shift"], dt, fr.growth_per_tick, fr.decay_per_tick,
             fr.spread_per_tick, fr.deed_influence, fr.influence_max, scratch,
         )
@@ -280,12 +289,12 @@ class FactionPlugin:
             out_new, out_a, out_b, out_take,
         )
         rec = np.float32(min(dt * fr.diplomacy_recovery_per_tick, 1.0))
-        dip += rec * (st.diplomacy0 - dip)
+        dip += rec * (self.fac.diplomacy0 - dip)
         stats = world.tables["faction_stats"]
         stats["updates"][0] += 1
-        cap = st.spec.rules.actions.broadcasts_per_tick_max
-        fnames = np.array([s.encode() for s in st.faction_names], dtype="S48")
-        mnames = np.array([s.encode() for s in st.map_names], dtype="S16")
+        cap = self.broadcasts_max
+        fnames = np.array([s.encode() for s in self.fac.names], dtype="S48")
+        mnames = np.array([s.encode() for s in geo.map_names], dtype="S16")
         if n_new:
             a, b = out_a[:n_new], out_b[:n_new]
             np.subtract.at(dip, (a, b), np.float32(fr.diplomacy_drop))
@@ -295,7 +304,7 @@ class FactionPlugin:
             k = min(n_new, cap)
             if k:
                 maps = out_new[:k]
-                lines = st.dialogue["conflict"]
+                lines = self.dialogue["conflict"]
                 text = np.char.add(
                     np.char.add(np.char.add(fnames[a[:k]], b" and "), fnames[b[:k]]),
                     np.char.add(
@@ -303,13 +312,13 @@ class FactionPlugin:
                         np.char.add(b": ", lines[(maps + world.tick) % len(lines)]),
                     ),
                 )
-                emit(world, "broadcast", map_id=maps, text=text)
+                world.emit("broadcast", map_id=maps, text=text)
         if n_take:
             stats["takeovers"][0] += n_take
             maps = out_take[:n_take]
-            loud = maps[st.is_town[maps]][:cap]  # towns changing hands are news everywhere
+            loud = maps[geo.is_town[maps]][:cap]  # towns changing hands are news everywhere
             if len(loud):
-                lines = st.dialogue["takeover"]
+                lines = self.dialogue["takeover"]
                 text = np.char.add(
                     np.char.add(fnames[terr["owner"][loud]], b" takes "),
                     np.char.add(
@@ -320,4 +329,4 @@ class FactionPlugin:
                         ),
                     ),
                 )
-                emit(world, "broadcast", map_id=np.full(len(loud), -1), text=text)
+                world.emit("broadcast", map_id=np.full(len(loud), -1), text=text)

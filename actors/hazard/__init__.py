@@ -7,38 +7,101 @@ show as rAthena weather (a storm brings ``clouds2``). Each tick the live hazards
 per map into ``hazard_map`` (danger, harm, mood, supply loss, influence erosion): that
 table is how NPCs, markets and factions feel them. Admin commands (``admin_hazard``
 events) start, raise or end hazards, and players' mob kills push monster surges back.
+
+Resources read: ``geography`` (maps, warps, towns), ``dialogue`` (``hazard`` lines). The
+hazard types, initial hazards and caps are the kind's own configuration, passed by the
+model.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from norn.actors.midgard.actions import emit
-from norn.actors.midgard.static import Static
-from norn.actors.midgard.tables import lookup, room
+from norn.actors.hazard.schema import HazardRules
 from norn.engine.rng import register_stream
 from norn.engine.table import Column
 from norn.engine.world import World
 from norn.rules import spread as sp
+from norn.rules.tables import lookup, room
 
 S_SPREAD = register_stream("hazard.spread")
 S_START = register_stream("hazard.start")
 
 MAP_COLUMNS = ("danger", "prev_danger", "hurt", "mood", "supply", "shift")
 
+# Hazard type parameter columns (rows of ``HazardTypes.params``), in this order; the
+# kernels in ``rules/spread.py`` index them by its ``HT_*`` constants.
+HAZARD_PARAMS = (
+    "fear",
+    "hurt",
+    "mood",
+    "supply_loss",
+    "influence_shift",
+    "start_chance",
+    "start_min",
+    "start_max",
+    "grow_ticks",
+    "grow_per_tick",
+    "decay_per_tick",
+    "end_below",
+    "spread_chance",
+    "spread_factor",
+    "spread_min",
+    "conflict_boost",
+    "kill_relief",
+    "starts_on",  # 0 any, 1 town, 2 field
+    "is_weather",
+)
+H = {name: i for i, name in enumerate(HAZARD_PARAMS)}
+STARTS_ON = {"any": 0, "town": 1, "field": 2}
+
+
+@dataclass(frozen=True)
+class HazardTypes:
+    """The kinds of hazard a world knows: names, parameters and rAthena weather shown."""
+
+    names: tuple[str, ...]
+    params: np.ndarray  # (types, len(HAZARD_PARAMS)) float64
+    weather: np.ndarray  # int16 weather code per type, 0 none
+
+    @property
+    def n(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class InitialHazards:
+    """Hazards active at tick 0 (map id, type index, intensity)."""
+
+    map: np.ndarray
+    type: np.ndarray
+    intensity: np.ndarray
+
 
 class HazardPlugin:
     name = "hazard"
+    resources = ("geography", "dialogue")
 
-    def __init__(self, st: Static) -> None:
-        self.st = st
-        self.HT = np.ascontiguousarray(st.htype)
-        self.n_types = st.n_htypes
+    def __init__(
+        self, rules: HazardRules, types: HazardTypes, initial: InitialHazards, *,
+        broadcasts_max: int,
+    ) -> None:
+        self.rules = rules
+        self.types = types
+        self.initial = initial
+        self.broadcasts_max = broadcasts_max
+        self.HT = np.ascontiguousarray(types.params)
+        self.n_types = types.n
 
     def build(self, world: World) -> None:
-        st = self.st
-        hr = st.spec.rules.hazard
+        self.geo = geo = world.resource("geography")
+        self.lines = world.resource("dialogue")["hazard"]
+        hr = self.rules
         T = self.n_types
+        world.consumes("mob_kill", "admin_hazard")
+        world.emits("set_hazard", "set_weather", "broadcast")
         world.add_table(
             "hazard",
             [
@@ -53,9 +116,9 @@ class HazardPlugin:
         hm = world.add_table(
             "hazard_map",
             [Column(c, np.float32) for c in MAP_COLUMNS],
-            st.n_maps,
+            geo.n_maps,
         )
-        hm.spawn(st.n_maps)
+        hm.spawn(geo.n_maps)
         stats = world.add_table(
             "hazard_stats",
             [
@@ -70,14 +133,14 @@ class HazardPlugin:
             1,
         )
         stats.spawn(1)
-        init = st.spec.initial_hazards
-        if init:
-            maps = np.array([st.map_id(h.map) for h in init], np.int64)
-            types = np.array([st.htype_names.index(h.type) for h in init], np.int64)
+        init = self.initial
+        if len(init.map):
+            maps = init.map.astype(np.int64)
+            types = init.type.astype(np.int64)
             key = maps * T + types
             _, first = np.unique(key, return_index=True)  # one per (map, type)
             first = np.sort(first, kind="stable")
-            inten = np.array([h.intensity for h in init], np.float32)[first]
+            inten = init.intensity.astype(np.float32)[first]
             world.tables["hazard"].spawn(
                 len(first), type=types[first], map=maps[first], intensity=inten, peak=inten
             )
@@ -104,7 +167,7 @@ class HazardPlugin:
         if k == 0:
             return 0
         maps, types = maps[:k].astype(np.int64), types[:k].astype(np.int64)
-        inten = np.minimum(inten[:k], self.st.spec.rules.hazard.intensity_max).astype(np.float32)
+        inten = np.minimum(inten[:k], self.rules.intensity_max).astype(np.float32)
         t.spawn(k, type=types, map=maps, intensity=inten, peak=inten)
         self._announce(world, maps, types, inten, on=1)
         stats = world.tables["hazard_stats"]
@@ -113,23 +176,20 @@ class HazardPlugin:
         return k
 
     def _announce(self, world, maps, types, inten, on: int) -> None:
-        st = self.st
         real = self.HT[types, sp.HT_WEATHER] == 0.0  # plain weather is shown, not a hazard
         n = int(real.sum())
         if n:
-            emit(
-                world,
+            world.emit(
                 "set_hazard",
                 map_id=maps[real],
                 hazard_type=types[real],
                 intensity=inten[real] if on else np.zeros(n, np.float32),
                 on=np.full(n, on, np.uint8),
             )
-        code = st.htype_weather[types]
+        code = self.types.weather[types]
         w = code > 0
         if w.any():
-            emit(
-                world,
+            world.emit(
                 "set_weather",
                 map_id=maps[w],
                 weather=code[w],
@@ -138,28 +198,28 @@ class HazardPlugin:
         if on:
             # real hazards (not plain weather) are announced on their map, up to the cap
             loud = np.flatnonzero(self.HT[types, sp.HT_WEATHER] == 0.0)
-            loud = loud[: st.spec.rules.actions.broadcasts_per_tick_max]
+            loud = loud[: self.broadcasts_max]
             if len(loud):
-                lines = st.dialogue["hazard"]
-                names = np.array([s.encode() for s in st.htype_names], dtype="S32")
-                mnames = np.array([s.encode() for s in st.map_names], dtype="S16")
+                lines = self.lines
+                names = np.array([s.encode() for s in self.types.names], dtype="S32")
+                mnames = np.array([s.encode() for s in self.geo.map_names], dtype="S16")
                 pick = lines[(maps[loud] + world.tick) % len(lines)]
                 text = np.char.add(
                     np.char.add(np.char.add(names[types[loud]], b" on "), mnames[maps[loud]]),
                     np.char.add(b": ", pick),
                 )
-                emit(world, "broadcast", map_id=maps[loud], text=text)
+                world.emit("broadcast", map_id=maps[loud], text=text)
 
     # -- ingest: admin commands and players' kills -----------------------------------------
     def ingest(self, world: World) -> None:
-        st = self.st
+        n_maps = self.geo.n_maps
         T = self.n_types
         t = world.tables["hazard"]
         stats = world.tables["hazard_stats"]
         kills = world.events["mob_kill"]
         if len(kills["char_id"]):
             km = kills["map_id"].astype(np.int64)
-            per_map = np.bincount(km[(km >= 0) & (km < st.n_maps)], minlength=st.n_maps)
+            per_map = np.bincount(km[(km >= 0) & (km < n_maps)], minlength=n_maps)
             stats["kills"][0] += len(kills["char_id"])
             live = t.live_slots()
             relief = self.HT[t["type"][live], sp.HT_KILL_RELIEF]
@@ -175,10 +235,10 @@ class HazardPlugin:
         m = adm["map_id"].astype(np.int64)
         ty = adm["hazard_type"].astype(np.int64)
         v = adm["intensity"].astype(np.float64)
-        ok = (m >= 0) & (m < st.n_maps) & (ty >= 0) & (ty < T) & np.isfinite(v)
+        ok = (m >= 0) & (m < n_maps) & (ty >= 0) & (ty < T) & np.isfinite(v)
         stats["admin_rejected"][0] += int(n - ok.sum())
         m, ty = m[ok], ty[ok]
-        v = np.clip(v[ok], 0.0, st.spec.rules.hazard.intensity_max).astype(np.float32)
+        v = np.clip(v[ok], 0.0, self.rules.intensity_max).astype(np.float32)
         if not len(m):
             return
         # the last command per (map, type) wins
@@ -199,8 +259,8 @@ class HazardPlugin:
 
     # -- act: evolve, end, spread, start, feel ---------------------------------------------
     def update(self, world: World) -> None:
-        st = self.st
-        hr = st.spec.rules.hazard
+        geo = self.geo
+        hr = self.rules
         T = self.n_types
         t = world.tables["hazard"]
         hw = t.hwm
@@ -218,7 +278,7 @@ class HazardPlugin:
             self._announce(world, col["map"][done].astype(np.int64), types, None, on=0)
             np.add.at(stats["ended"][0], types, 1)
             t.despawn(t.handles(done))
-        occ = np.empty(st.n_maps * T, dtype=np.int64)
+        occ = np.empty(geo.n_maps * T, dtype=np.int64)
         sp.occupancy(alive, ending, col["map"], col["type"], T, occ)
         fresh = t.reserved_slots()  # started this tick by an admin command
         if len(fresh):
@@ -229,7 +289,7 @@ class HazardPlugin:
         out_v = np.empty(cap, np.float64)
         k = sp.spread_hazards(
             world.stream_seed(), world.tick, S_SPREAD, alive, ending, col["map"], col["type"],
-            col["intensity"], self.HT, st.adj_off, st.adj, occ, T, cap, out_m, out_t, out_v,
+            col["intensity"], self.HT, geo.adj_off, geo.adj, occ, T, cap, out_m, out_t, out_v,
         )
         if k:
             stats["spread"][0] += self._start(world, out_m[:k], out_t[:k], out_v[:k])
@@ -238,12 +298,12 @@ class HazardPlugin:
         out_t = np.empty(cap, np.int64)
         out_v = np.empty(cap, np.float64)
         k = sp.start_hazards(
-            world.stream_seed(), world.tick, S_START, st.n_maps, T, self.HT, st.is_town,
+            world.stream_seed(), world.tick, S_START, geo.n_maps, T, self.HT, geo.is_town,
             world.tables["territory"]["conflict"], occ, cap, out_m, out_t, out_v,
         )
         if k:
             self._start(world, out_m[:k], out_t[:k], out_v[:k])
-        hm = {c: a[: st.n_maps] for c, a in world.tables["hazard_map"].columns.items()}
+        hm = {c: a[: geo.n_maps] for c, a in world.tables["hazard_map"].columns.items()}
         hm["prev_danger"][:] = hm["danger"]
         sp.aggregate(
             alive, ending, col["map"], col["type"], col["intensity"], self.HT,

@@ -1,11 +1,15 @@
 """The Midgard model: a living slice of Rune-Midgarts built from a scenario.
 
-``build_world`` validates the scenario (``schema``), expands a ``[generate]`` table into a
-synthetic world when there is one (``generate``), derives the fixed geography
-(``static``) and adds the plugins: hazards, factions, NPCs, economy, players and a
-commit-phase audit. The model's other hooks are what ``norn run`` and the bridge call:
-``make_event_source`` (simulated players while no bridge serves), ``summary`` (what
-happened, for the run report) and ``bridge_view`` (map names and bounds for the edge).
+``build_world`` validates the scenario (``schema``, which composes the kinds' own rule
+schemas), expands a ``[generate]`` table into a synthetic world when there is one
+(``generate``), derives the fixed geography and catalogues (``static``) and provides them
+as named resources, adds the zeny ledger with its accounts, then the kinds: hazards,
+factions, NPCs, economy, players and a commit-phase audit, each with its own rules; and
+registers the model's own action checks (``actions``). The kinds never import this
+package or each other. ``MODEL`` (entry point group ``norn.models``) names the hooks
+``norn run`` and the bridge call: ``make_event_source`` (simulated players while no
+bridge serves), ``summary`` (what happened, for the run report) and ``bridge_view`` (map
+names, bounds and kinds for the edge).
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from norn.actors.economy import SINKS, SOURCES, EconomyPlugin, audit, set_initial
+from norn.actors.economy import EconomyPlugin
 from norn.actors.faction import FactionPlugin
 from norn.actors.hazard import HazardPlugin
+from norn.actors.midgard.actions import add_checks
 from norn.actors.midgard.events import make_event_source
 from norn.actors.midgard.players import PlayersPlugin
 from norn.actors.midgard.schema import Scenario as ScenarioSpec
@@ -24,11 +29,17 @@ from norn.actors.midgard.schema import validate
 from norn.actors.midgard.static import Static, build_static
 from norn.actors.npc import NpcPlugin
 from norn.engine.errors import require
-from norn.engine.scenario import Scenario
+from norn.engine.ledger import Ledger
+from norn.engine.scenario import Model, Scenario
 from norn.engine.world import World
 from norn.rules.utility import STATE_MASK, STATE_NAMES
 
-__all__ = ["audit", "bridge_view", "build_world", "load", "make_event_source", "summary"]
+__all__ = ["MODEL", "audit", "bridge_view", "build_world", "load", "make_event_source",
+           "summary"]
+
+#: The zeny ledger's accounts, in the order of its columns (sources, then sinks).
+SOURCES = ("birth", "wages", "player_purchase")
+SINKS = ("death", "player_sale", "quest_reward", "upkeep", "unclaimed")
 
 
 def load(data: dict[str, Any], source: str) -> ScenarioSpec:
@@ -44,30 +55,21 @@ class AuditPlugin:
     """Checks the world's conservation law in the commit phase (cannot be stripped by -O)."""
 
     name = "midgard"
+    resources = ("ledger",)
 
     def __init__(self, st: Static) -> None:
         self.every = st.spec.rules.audit_every_ticks
 
     def build(self, world: World) -> None:
+        self.ledger = world.resource("ledger")
         world.add_system(
-            "midgard.audit",
-            "commit",
-            self.audit,
-            reads=(
-                "ledger.*",
-                "npc.wallet",
-                "market.cash",
-                "market.stock",
-                "faction.treasury",
-                "out:order",
-                "out:fill",
-            ),
+            "midgard.audit", "commit", self.audit, reads=(*self.ledger.reads(), "market.stock")
         )
 
     def audit(self, world: World) -> None:
         if not self.every or world.tick % self.every:
             return
-        a = audit(world)
+        a = self.ledger.audit(world)
         require(
             a["difference"] == 0,
             f"zeny not conserved: held {a['held']} != expected {a['expected']}",
@@ -79,21 +81,43 @@ class AuditPlugin:
 def build_world(world: World, scenario: Scenario) -> None:
     sc = load(scenario.data, scenario.source)
     st = build_static(sc, scenario.source)
-    world.resources["midgard"] = st
-    world.add_plugin(HazardPlugin(st))
-    world.add_plugin(FactionPlugin(st))
-    world.add_plugin(NpcPlugin(st))
-    world.add_plugin(EconomyPlugin(st))
+    rules = sc.rules
+    ar = rules.actions
+    world.provide("midgard", st)  # the model's own view (summary, checks, tests)
+    for name, obj in st.resources().items():
+        world.provide(name, obj)
+    if ar.action_log_ticks:
+        world.keep_actions(ar.action_log_ticks, ar.action_log_per_tick_max)
+    ledger = Ledger(sources=SOURCES, sinks=SINKS)
+    world.add_plugin(ledger)
+    world.add_plugin(HazardPlugin(rules.hazard, st.hazard_types(), st.initial_hazards(),
+                                  broadcasts_max=ar.broadcasts_per_tick_max))
+    world.add_plugin(FactionPlugin(rules.faction, reward_zeny_max=ar.reward_zeny_max,
+                                   reward_amount_max=ar.reward_amount_max,
+                                   broadcasts_max=ar.broadcasts_per_tick_max))
+    world.add_plugin(NpcPlugin(rules.npc, st.populations(),
+                               move_actions_max=ar.move_actions_per_tick_max,
+                               say_actions_max=ar.say_actions_per_tick_max,
+                               reannounce_max=ar.reannounce_per_tick_max))
+    world.add_plugin(EconomyPlugin(rules.economy, price_actions_max=ar.price_actions_per_tick_max))
     world.add_plugin(PlayersPlugin(st))
     world.add_plugin(AuditPlugin(st))
     # npc.talk reads the reputation faction.deeds writes, both in ingest: the model that
     # composes the two kinds says who goes first (the order the name tie-break gave).
     world.order("faction.deeds", "npc.talk")
-    set_initial(world)
+    if world.action_log is not None:  # both emit in ingest; re-announcements come last
+        world.order("faction.deeds", "npc.reannounce")
+    add_checks(world, st)
+    ledger.set_initial(world)
+
+
+def audit(world: World) -> dict[str, int]:
+    """held, expected (initial + sources - sinks) and their difference."""
+    return world.resource("ledger").audit(world)
 
 
 def bridge_view(world: World) -> dict[str, Any]:
-    """What the bridge edge needs to validate events and actions."""
+    """What the bridge edge needs to validate events and actions (``WorldView`` keywords)."""
     st: Static = world.resources["midgard"]
     ar = st.spec.rules.actions
     return {
@@ -101,6 +125,7 @@ def bridge_view(world: World) -> dict[str, Any]:
         "map_sizes": tuple((int(w), int(h)) for w, h in zip(st.width, st.height, strict=True)),
         "reward_zeny_max": ar.reward_zeny_max,
         "reward_amount_max": ar.reward_amount_max,
+        "kinds": world.kinds,
     }
 
 
@@ -189,11 +214,12 @@ def summary(world: World) -> dict[str, Any]:
     )
     a = audit(world)
     led = _row(world, "ledger")
+    sources, sinks = world.resource("ledger").accounts(world)
     out["zeny"] = (
         f"held {a['held']} = initial {int(led['initial'])} + sources "
-        + str({k: int(v) for k, v in zip(SOURCES, led["sources"], strict=True)})
+        + str(sources)
         + " - sinks "
-        + str({k: int(v) for k, v in zip(SINKS, led["sinks"], strict=True)})
+        + str(sinks)
         + (" (conserved)" if a["difference"] == 0 else f" (OFF BY {a['difference']})")
     )
     ps = _row(world, "player_stats")
@@ -202,3 +228,7 @@ def summary(world: World) -> dict[str, Any]:
     out["players"] = f"{pl.count} known, {online} online, {int(ps['logins'])} logins"
     return out
 
+
+#: The Midgard model (entry point group ``norn.models``).
+MODEL = Model("midgard", build_world, make_event_source=make_event_source, summary=summary,
+              bridge_view=bridge_view)

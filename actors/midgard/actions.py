@@ -1,65 +1,40 @@
-"""World actions leave only through this gate: each batch is checked against the rules.
+"""The Midgard model's own action checks, registered once with the world.
 
-The rules clamp what they produce (a price into its band, a reward under its cap); this
-gate then asserts the result before the action enters the tick's buffer, and the same
-``check`` runs over emitted batches in the tests, so a bound is checked on both sides of
-the boundary (STYLE habit, TigerBeetle's paired assertions). A failed check is a bug in
-the rules: the tick stops naming the system.
+Every kind's generic bounds (dtype ranges, declared bounds and codes, known maps, walkable
+cells) are checked by the engine from the kind's one declaration (``engine/rathena.py``,
+``World.emit``). What only this model knows is checked here: a price inside its market's
+band, a hazard type and intensity this world has, a quest it offers, a reward under its
+caps and of an item it knows. The rules clamp what they produce; these checks assert the
+result before the action enters the tick's buffer, and the same checks run over emitted
+batches in the tests (``World.check_actions``), so a bound is checked on both sides of
+the boundary (TigerBeetle's paired assertions). A failed check is a bug in the rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from norn.actors.midgard.schema import WEATHER_CODES
 from norn.actors.midgard.static import Static
 from norn.engine.actions import ActionBatch
+from norn.engine.kinds import InvalidAction
+from norn.engine.world import World
 
+__all__ = ["InvalidAction", "add_checks", "check_batch", "emit"]
 
-class InvalidAction(ValueError):
-    """A rule produced an action outside its bounds."""
+Check = Callable[[dict[str, np.ndarray]], "str | None"]
 
 
 def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _cell_problem(st: Static, m: np.ndarray, x: np.ndarray, y: np.ndarray) -> str | None:
-    m = m.astype(np.int64)
-    bad = (m < 0) | (m >= st.n_maps)
-    if bad.any():
-        return f"map_id {int(m[_first(bad)])} unknown"
-    x = x.astype(np.int64)
-    y = y.astype(np.int64)
-    out = (x < 0) | (y < 0) | (x >= st.width[m]) | (y >= st.height[m])
-    if out.any():
-        k = _first(out)
-        return f"cell ({int(x[k])}, {int(y[k])}) outside {st.map_names[int(m[k])]}"
-    cells = st.walk[st.walk_off[m] + y * st.width[m] + x]
-    if (cells == 0).any():
-        k = _first(cells == 0)
-        return f"cell ({int(x[k])}, {int(y[k])}) on {st.map_names[int(m[k])]} is not walkable"
-    return None
-
-
-def check(st: Static, kind: str, cols: dict[str, np.ndarray]) -> str | None:
-    """The first way the batch breaks the rules' bounds, or None."""
+def checks(st: Static) -> dict[str, Check]:
+    """This model's checks by action kind (each returns the first problem, or None)."""
     rules = st.spec.rules
-    if kind in ("spawn_npc", "move_npc"):
-        if (cols["npc_id"] < 0).any():
-            return "negative npc_id"
-        return _cell_problem(st, cols["map_id"], cols["x"], cols["y"])
-    if kind == "despawn_npc":
-        return "negative npc_id" if (cols["npc_id"] < 0).any() else None
-    if kind in ("npc_say", "broadcast"):
-        if kind == "broadcast":
-            m = cols["map_id"].astype(np.int64)
-            bad = (m < -1) | (m >= st.n_maps)
-            if bad.any():
-                return f"map_id {int(m[_first(bad)])} unknown"
-        empty = np.char.str_len(cols["text"]) == 0
-        return "empty text" if empty.any() else None
-    if kind == "set_price":
+
+    def set_price(cols: dict[str, np.ndarray]) -> str | None:
         k = cols["market_id"].astype(np.int64)
         bad = (k < 0) | (k >= len(st.market_map))
         if bad.any():
@@ -77,75 +52,43 @@ def check(st: Static, kind: str, cols: dict[str, np.ndarray]) -> str | None:
                 f"[{int(st.market_lo[k[j]])}, {int(st.market_hi[k[j]])}]"
             )
         return None
-    if kind == "set_weather":
-        m = cols["map_id"].astype(np.int64)
-        if ((m < 0) | (m >= st.n_maps)).any():
-            return "map_id unknown"
-        if not np.isin(cols["weather"], list(WEATHER_CODES.values())).all():
-            return "weather code unknown"
-        return None if np.isin(cols["on"], (0, 1)).all() else "on must be 0 or 1"
-    if kind == "set_hazard":
-        m = cols["map_id"].astype(np.int64)
-        if ((m < 0) | (m >= st.n_maps)).any():
-            return "map_id unknown"
+
+    def set_hazard(cols: dict[str, np.ndarray]) -> str | None:
         t = cols["hazard_type"].astype(np.int64)
         if ((t < 0) | (t >= st.n_htypes)).any():
             return "hazard_type unknown"
-        it = cols["intensity"]
-        if not ((it >= 0) & (it <= rules.hazard.intensity_max)).all():
+        if (cols["intensity"] > rules.hazard.intensity_max).any():
             return "intensity outside [0, rules.hazard.intensity_max]"
-        return None if np.isin(cols["on"], (0, 1)).all() else "on must be 0 or 1"
-    if kind == "start_quest":
-        if not np.isin(cols["quest_id"], st.quest_ids).all():
-            return "quest_id unknown"
-        return "char_id 0" if (cols["char_id"] == 0).any() else None
-    if kind == "give_reward":
+        return None
+
+    def start_quest(cols: dict[str, np.ndarray]) -> str | None:
+        return None if np.isin(cols["quest_id"], st.quest_ids).all() else "quest_id unknown"
+
+    def give_reward(cols: dict[str, np.ndarray]) -> str | None:
         z = cols["zeny"].astype(np.int64)
         a = cols["amount"].astype(np.int64)
-        if ((z < 0) | (z > rules.actions.reward_zeny_max)).any():
+        if (z > rules.actions.reward_zeny_max).any():
             return f"zeny outside [0, reward_zeny_max={rules.actions.reward_zeny_max}]"
-        if ((a < 0) | (a > rules.actions.reward_amount_max)).any():
+        if (a > rules.actions.reward_amount_max).any():
             return f"amount outside [0, reward_amount_max={rules.actions.reward_amount_max}]"
         known = np.isin(cols["item_id"], st.item_ids) | ((cols["item_id"] == 0) & (a == 0))
         return None if known.all() else "item_id unknown"
-    return f"unknown action kind {kind!r}"
+
+    return {"set_price": set_price, "set_hazard": set_hazard, "start_quest": start_quest,
+            "give_reward": give_reward}
 
 
-def emit(world: object, kind: str, **cols: np.ndarray) -> None:
-    """Check a batch of ``kind`` actions against the rules, then queue it for this tick."""
-    st: Static = world.resources["midgard"]
-    from norn.engine.actions import ACTION_SCHEMAS
-
-    typed = {}
-    for name, dt in ACTION_SCHEMAS[kind]:
-        if name not in cols:
-            raise InvalidAction(f"{kind}: missing column {name!r}")
-        raw = np.atleast_1d(np.asarray(cols[name]))
-        dt = np.dtype(dt)
-        if dt.kind in "iu" and raw.size and raw.dtype.kind in "iu":
-            info = np.iinfo(dt)
-            if int(raw.min()) < info.min or int(raw.max()) > info.max:
-                raise InvalidAction(f"{kind}.{name}: value outside {dt} range")
-        typed[name] = np.ascontiguousarray(raw, dtype=dt)
-    if len(typed) != len(cols):
-        raise InvalidAction(f"{kind}: unknown columns {sorted(set(cols) - set(typed))}")
-    n = {len(v) for v in typed.values()}
-    if n == {0}:
-        return
-    problem = check(st, kind, typed)
-    if problem is not None:
-        raise InvalidAction(f"{kind}: {problem}")
-    world.actions.add(kind, **typed)
+def add_checks(world: World, st: Static) -> None:
+    """Register this model's checks with ``world`` (once, at build)."""
+    for kind, check in checks(st).items():
+        world.add_action_check(kind, check, "midgard")
 
 
-def check_batch(st: Static, batch: ActionBatch) -> list[str]:
+def emit(world: World, kind: str, **cols: np.ndarray) -> None:
+    """``world.emit``: check a batch of ``kind`` actions, then queue it for this tick."""
+    world.emit(kind, **cols)
+
+
+def check_batch(world: World, batch: ActionBatch) -> list[str]:
     """Every rule violation in an emitted batch (empty when all actions are valid)."""
-    problems = []
-    for kind, cols in batch.kinds.items():
-        p = check(st, kind, {k: v for k, v in cols.items() if k != "action_id"})
-        if p is not None:
-            problems.append(f"tick {batch.tick} {kind}: {p}")
-        ids = cols["action_id"]
-        if len(ids) and (ids >> 24 != batch.tick).any():
-            problems.append(f"tick {batch.tick} {kind}: action id from another tick")
-    return problems
+    return world.check_actions(batch)

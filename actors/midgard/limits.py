@@ -7,6 +7,8 @@ faction id indexes a (factions,) column. Scenario validation refuses anything pa
 
 from __future__ import annotations
 
+from norn.actors.faction.schema import reputation_rows_max
+from norn.actors.hazard.schema import live_hazards_max
 from norn.engine import limits as engine_limits
 
 maps_max = 4096  # map ids are int16; next-hop routing is a maps x maps int8 matrix (16 MiB)
@@ -18,10 +20,10 @@ items_max = 4096  # item index is int16
 towns_max = maps_max
 markets_per_town_max = 512
 hazard_types_max = 32
-hazards_max = 1 << 16  # live hazard instances
+hazards_max = live_hazards_max  # live hazard instances (the hazard kind's ceiling)
 npcs_max = engine_limits.spawns_per_tick_max  # the initial population is spawned in one go
 players_max = 1 << 20
-reputation_entries_max = 1 << 22
+reputation_entries_max = reputation_rows_max  # the faction kind's ceiling
 populations_max = 1 << 16
 quests_max = 4096
 dialogue_lines_max = 64

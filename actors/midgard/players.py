@@ -33,6 +33,7 @@ class PlayersPlugin:
 
     def build(self, world: World) -> None:
         pr = self.st.spec.rules.players
+        world.consumes("login", "logout", "map_change", "player_move", "level_up")
         world.add_table(
             "player",
             [

@@ -14,177 +14,47 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from norn.actors.economy.schema import EconomyRules
+from norn.actors.faction.schema import FactionRules
+from norn.actors.hazard.schema import HazardRules
 from norn.actors.midgard import limits as lim
+from norn.actors.npc.schema import NpcRules
+from norn.engine import limits as engine_limits
 from norn.engine.errors import ConfigError
+from norn.engine.rathena import WEATHER_CODES
+from norn.rules.schema import Frac, Rate, TickRange, Zeny
 
-Frac = Annotated[float, Field(ge=0.0, le=1.0)]
-Rate = Annotated[float, Field(ge=0.0, le=1.0)]
-Weight = Annotated[float, Field(ge=-100.0, le=100.0)]
 Ticks = Annotated[int, Field(ge=1, le=1_000_000)]
-Zeny = Annotated[int, Field(ge=0, le=lim.zeny_max)]
 
 
 class Strict(BaseModel):
+    """The scenario's data classes (``rules.schema.Strict``'s config: unknown keys fail)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TickRange(Strict):
-    min: Ticks
-    max: Ticks
-
-    @model_validator(mode="after")
-    def _ordered(self) -> TickRange:
-        if self.max < self.min:
-            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
-        return self
-
-
 # -- rules ------------------------------------------------------------------------------
-class UtilityWeights(Strict):
-    """Weights of the behaviour utilities (rules/utility.py says what each multiplies)."""
-
-    idle: Weight
-    wander: Weight
-    wander_social: Weight
-    travel_home: Weight
-    travel_goods: Weight
-    travel_explore: Weight
-    work: Weight
-    work_greed: Weight
-    trade_need: Weight
-    trade_fatigue: Weight
-    trade_goods: Weight
-    rest: Weight
-    flee_danger: Weight
-    flee_conflict: Weight
-    talk: Weight
-    inertia: Weight
-    noise: Annotated[float, Field(ge=0.0, le=10.0)]
-
-
-class TalkWeights(Strict):
-    """Utilities of the answers to a player who talks to an NPC (a decision request)."""
-
-    greet: Weight
-    greet_mood: Weight
-    trade: Weight
-    trade_goods: Weight
-    refuse: Weight
-    refuse_mood: Weight
-    refuse_danger: Weight
-    quest: Weight
-    quest_reputation: Weight
-
-
-class Durations(Strict):
-    idle: TickRange
-    wander: TickRange
-    work: TickRange
-    rest: TickRange
-    trade: TickRange
-    talk: TickRange
-    travel: TickRange
-    flee: TickRange
-
-
-class NpcRules(Strict):
-    update_every_ticks: Annotated[int, Field(ge=1, le=64)]
-    think_margin: Frac
-    decision_requests_per_tick_max: Annotated[int, Field(ge=0, le=65536)]
-    decision_deadline_ticks: Annotated[int, Field(ge=1, le=600)]
-    hunger_per_tick: Rate
-    fatigue_per_tick: Rate
-    work_fatigue_per_tick: Rate
-    rest_recovery_per_tick: Rate
-    social_per_tick: Rate
-    talk_relief_per_tick: Rate
-    comfort_per_tick: Rate
-    hp_max: Annotated[int, Field(ge=1, le=255)]
-    hurt_hp_per_tick: Annotated[float, Field(ge=0.0, le=255.0)]
-    regen_every_ticks: Ticks
-    mood_rate: Rate
-    mood_base: Annotated[float, Field(ge=-1.0, le=1.0)]
-    mood_need_weight: Annotated[float, Field(ge=0.0, le=10.0)]
-    mood_danger_weight: Annotated[float, Field(ge=0.0, le=10.0)]
-    mood_conflict_weight: Annotated[float, Field(ge=0.0, le=10.0)]
-    alarm_danger: Annotated[float, Field(ge=0.0, le=100.0)]
-    wander_move_every_ticks: Ticks
-    travel_move_every_ticks: Ticks
-    flee_cells_per_tick: Annotated[int, Field(ge=1, le=8)]
-    react_radius_cells: Annotated[int, Field(ge=0, le=64)]
-    react_scan_max: Annotated[int, Field(ge=0, le=1024)]
-    wage_zeny: Zeny
-    produce_value_zeny: Annotated[int, Field(ge=0, le=lim.zeny_max)]
-    buy_qty_max: Annotated[int, Field(ge=1, le=lim.item_stack_max)]
-    buy_need_min: Frac
-    bid_slack: Frac
-    wallet_max: Zeny
-    respawn_delay_ticks: Ticks
-    respawn_per_tick_max: Annotated[int, Field(ge=0, le=1 << 16)]
-    wallet_birth_zeny: tuple[Zeny, Zeny]
-    capacity_headroom: Annotated[int, Field(ge=0, le=1 << 20)]
-    utility: UtilityWeights
-    talk: TalkWeights
-    durations: Durations
-
-
-class EconomyRules(Strict):
-    item_stack_max: Annotated[int, Field(ge=1, le=lim.item_stack_max)]
-    stock_max: Annotated[int, Field(ge=1, le=lim.item_stack_max)]
-    price_ema_rate: Rate
-    price_elasticity: Annotated[float, Field(ge=0.0, le=10.0)]
-    price_step_max: Annotated[float, Field(ge=0.0, le=0.5)]
-    price_band_min: Annotated[float, Field(gt=0.0, le=1.0)]
-    price_band_max: Annotated[float, Field(ge=1.0, le=100.0)]
-    pressure_floor: Annotated[float, Field(gt=0.0, le=1e6)]
-    stock_weight: Annotated[float, Field(ge=0.0, le=10.0)]
-    sell_ratio: Frac
-    restock_every_ticks: Ticks
-    restock_qty: Annotated[int, Field(ge=0, le=lim.item_stack_max)]
-    market_cash_max: Zeny
-    treasury_max: Zeny
-    orders_per_tick_max: Annotated[int, Field(ge=1, le=1 << 22)]
-
-
-class FactionRules(Strict):
-    every_ticks: Ticks
-    influence_max: Annotated[float, Field(gt=0.0, le=1e6)]
-    growth_per_tick: Rate
-    decay_per_tick: Rate
-    spread_per_tick: Rate
-    deed_influence: Annotated[float, Field(ge=0.0, le=1e6)]
-    own_min: Annotated[float, Field(ge=0.0, le=1e6)]
-    contest_min: Annotated[float, Field(ge=0.0, le=1e6)]
-    contest_margin: Frac
-    hostile_below: Annotated[float, Field(ge=-1.0, le=1.0)]
-    conflict_start: Annotated[float, Field(ge=0.0, le=1.0)]
-    conflict_decay_per_tick: Rate
-    diplomacy_drop: Frac
-    diplomacy_recovery_per_tick: Rate
-    reputation_max: Annotated[int, Field(ge=1, le=1 << 30)]
-    reputation_per_kill: Annotated[int, Field(ge=0, le=1 << 20)]
-    reputation_per_quest: Annotated[int, Field(ge=0, le=1 << 20)]
-    reputation_per_talk: Annotated[int, Field(ge=0, le=1 << 20)]
-    reputation_entries_max: Annotated[int, Field(ge=1, le=lim.reputation_entries_max)]
-    reward_reputation_bonus: Annotated[float, Field(ge=0.0, le=10.0)]
-
-
-class HazardRules(Strict):
-    intensity_max: Annotated[float, Field(gt=0.0, le=100.0)]
-    hazards_max: Annotated[int, Field(ge=1, le=lim.hazards_max)]
-    spread_per_tick_max: Annotated[int, Field(ge=0, le=lim.hazards_max)]
-    starts_per_tick_max: Annotated[int, Field(ge=0, le=lim.hazards_max)]
-
-
 class ActionRules(Strict):
+    """Caps on what the world asks of the game server, and how long it remembers it.
+
+    ``action_log_ticks`` ticks of spawn/move/say/price actions (at most
+    ``action_log_per_tick_max`` a tick) are kept as state so failed results have
+    consequences (an NPC a server says is not there is re-announced, at most
+    ``reannounce_per_tick_max`` a tick; a refused price is reverted); 0 keeps none, and
+    results are then only journaled.
+    """
+
     reward_zeny_max: Zeny
     reward_amount_max: Annotated[int, Field(ge=0, le=lim.item_stack_max)]
     move_actions_per_tick_max: Annotated[int, Field(ge=0, le=1 << 17)]
     say_actions_per_tick_max: Annotated[int, Field(ge=0, le=1 << 16)]
     broadcasts_per_tick_max: Annotated[int, Field(ge=0, le=1 << 12)]
     price_actions_per_tick_max: Annotated[int, Field(ge=0, le=1 << 17)]
+    action_log_ticks: Annotated[int, Field(ge=0, le=engine_limits.action_log_ticks_max)]
+    action_log_per_tick_max: Annotated[int, Field(ge=1, le=engine_limits.action_log_rows_max)]
+    reannounce_per_tick_max: Annotated[int, Field(ge=0, le=1 << 16)]
 
 
 class PlayerRules(Strict):
@@ -361,19 +231,6 @@ class Scenario(Strict):
     quests: Annotated[list[QuestSpec], Field(max_length=lim.quests_max)] = []
     initial_hazards: Annotated[list[InitialHazard], Field(max_length=lim.hazards_max)] = []
     dialogue: Dialogue
-
-
-#: rAthena weather mapflags that ``set_weather`` can show, and their wire codes.
-WEATHER_CODES: dict[str, int] = {
-    "clouds": 1,
-    "clouds2": 2,
-    "fog": 3,
-    "snow": 4,
-    "sakura": 5,
-    "leaves": 6,
-    "fireworks": 7,
-    "rain": 8,
-}
 
 
 # -- errors -----------------------------------------------------------------------------

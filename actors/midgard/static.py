@@ -1,8 +1,10 @@
 """The world's fixed geography and catalogue, as flat arrays for kernels.
 
-Built once from a validated scenario and kept in ``world.resources["midgard"]``. Nothing
-here changes during a run, so it is configuration, not state: a snapshot need not carry
-it because the scenario text (in the journal header) rebuilds it exactly.
+Built once from a validated scenario and kept in ``world.resources["midgard"]`` (the
+model's own view, for its summary and its checks). What actor kinds read is cut from it
+as typed resources (``resources``: geography, items, markets, factions, quests,
+dialogue), the kinds never see ``Static``. Nothing here changes during a run, so it is
+configuration, not state: the scenario text (in the journal header) rebuilds it exactly.
 """
 
 from __future__ import annotations
@@ -11,38 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from norn.actors.hazard import HAZARD_PARAMS, STARTS_ON, H, HazardTypes, InitialHazards
 from norn.actors.midgard.schema import WEATHER_CODES, Scenario, ScenarioError, fail
-from norn.engine.events import TEXT_DTYPE
+from norn.actors.npc import Populations
+from norn.engine.geography import Geography
+from norn.engine.kinds import TEXT_DTYPE
 from norn.rules import grid
+from norn.rules.catalogue import USE_CODES, Dialogue, Factions, Items, Markets, Quests
 from norn.rules.routing import nearest_source, next_hops, reverse_csr
 
-USE_CODES = {"food": 0, "potion": 1, "luxury": 2}
 CARVE_RADIUS = 2  # cells kept walkable around warp cells and arrivals
-
-# Hazard type parameter columns (rows of ``Static.htype``), in this order.
-HAZARD_PARAMS = (
-    "fear",
-    "hurt",
-    "mood",
-    "supply_loss",
-    "influence_shift",
-    "start_chance",
-    "start_min",
-    "start_max",
-    "grow_ticks",
-    "grow_per_tick",
-    "decay_per_tick",
-    "end_below",
-    "spread_chance",
-    "spread_factor",
-    "spread_min",
-    "conflict_boost",
-    "kill_relief",
-    "starts_on",  # 0 any, 1 town, 2 field
-    "is_weather",
-)
-H = {name: i for i, name in enumerate(HAZARD_PARAMS)}
-STARTS_ON = {"any": 0, "town": 1, "field": 2}
 
 
 @dataclass(frozen=True)
@@ -125,6 +105,65 @@ class Static:
         pos_c = np.minimum(pos, len(sorted_ids) - 1)
         ok = sorted_ids[pos_c] == ids
         return np.where(ok, order[pos_c], -1).astype(np.int64)
+
+    # -- what the kinds read, as typed resources (sharing these arrays) --------------------
+    def geography(self) -> Geography:
+        return Geography(
+            self.map_names, self.width, self.height, self.walk_off, self.walk, self.warp_off,
+            self.warp_x, self.warp_y, self.warp_to, self.warp_tx, self.warp_ty, self.adj_off,
+            self.adj, self.next_local, self.town_maps, self.is_town, self.nearest_town,
+        )
+
+    def items(self) -> Items:
+        return Items(self.item_ids, self.item_names, self.item_price, self.item_use,
+                     self.item_relief, self.spec.rules.economy.item_stack_max)
+
+    def markets(self) -> Markets:
+        return Markets(self.market_map, self.market_item, self.market_stock0, self.market_off,
+                       self.market_key, self.market_key_slot, self.town_cash0, self.market_lo,
+                       self.market_hi, self.n_items)
+
+    def factions(self) -> Factions:
+        return Factions(
+            self.faction_names, self.faction_home, self.faction_sprite, self.faction_influence0,
+            np.array([f.treasury_zeny for f in self.spec.factions], np.int64), self.diplomacy0,
+        )
+
+    def quests(self) -> Quests:
+        return Quests(self.quest_ids, self.quest_faction, self.quest_zeny, self.quest_item,
+                      self.quest_amount, self.faction_quests_off, self.faction_quests)
+
+    def resources(self) -> dict[str, object]:
+        """The resources the model provides, by name."""
+        return {
+            "geography": self.geography(), "items": self.items(), "markets": self.markets(),
+            "factions": self.factions(), "quests": self.quests(),
+            "dialogue": Dialogue(self.dialogue),
+        }
+
+    def hazard_types(self) -> HazardTypes:
+        return HazardTypes(self.htype_names, self.htype, self.htype_weather)
+
+    def initial_hazards(self) -> InitialHazards:
+        init = self.spec.initial_hazards
+        return InitialHazards(
+            np.array([self.map_id(h.map) for h in init], np.int64),
+            np.array([self.htype_names.index(h.type) for h in init], np.int64),
+            np.array([h.intensity for h in init], np.float32),
+        )
+
+    def populations(self) -> Populations:
+        pops = self.spec.populations
+        return Populations(
+            map=np.array([self.map_id(p.map) for p in pops], np.int64),
+            faction=np.array([self.faction_names.index(p.faction) for p in pops], np.int64),
+            home=np.array([self.map_id(p.home) if p.home else -1 for p in pops], np.int64),
+            area=np.array([p.area if p.area else (0, 0, -1, -1) for p in pops],
+                          np.int64).reshape(-1, 4),
+            wallet_lo=np.array([p.wallet_zeny[0] for p in pops], np.int64),
+            wallet_hi=np.array([p.wallet_zeny[1] for p in pops], np.int64),
+            count=np.array([p.count for p in pops], np.int64),
+        )
 
     def market_slot(self, map_ids: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Market slot selling item index ``item_idx`` on map ``map_ids``, -1 if none."""

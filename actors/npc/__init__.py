@@ -8,21 +8,26 @@ the two best behaviours, and players talking to an NPC, are escalated as decisio
 (DESIGN §5); their results come back in the apply phase.
 Dead NPCs (harmed by hazards) are replaced after ``respawn_delay_ticks`` by newcomers of
 the same faction, so the population lives on and slots are reused under new generations.
+
+Resources read: ``geography``, ``items``, ``markets``, ``factions``, ``quests``,
+``dialogue``, ``reputation`` (the faction kind's) and ``ledger`` (wallets hold zeny). When
+the world keeps an action log, an NPC a game server says is not there is re-announced
+(``npc.reannounce``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from norn.actors.economy import book
-from norn.actors.faction import reputation_of
-from norn.actors.midgard.actions import emit
-from norn.actors.midgard.static import Static
-from norn.actors.midgard.tables import lookup, room
 from norn.actors.npc import kernels as kern
+from norn.actors.npc.schema import NpcRules
+from norn.engine.rathena import ResultReason
 from norn.engine.rng import register_stream, uniform_array, uniform_int_array
 from norn.engine.table import Column
 from norn.engine.world import World
+from norn.rules.tables import lookup, room
 from norn.rules.utility import (
     FLEE,
     IDLE,
@@ -60,6 +65,21 @@ STAT_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class Populations:
+    """The NPCs a world starts with, one entry per group: ``count`` NPCs of ``faction`` on
+    map ``map``, at home on ``home`` (-1: the nearest town, else their map), placed in
+    ``area`` (x0, y0, x1, y1; x1 = -1: the whole map), wallets in [wallet_lo, wallet_hi]."""
+
+    map: np.ndarray
+    faction: np.ndarray
+    home: np.ndarray
+    area: np.ndarray  # (groups, 4) int64
+    wallet_lo: np.ndarray
+    wallet_hi: np.ndarray
+    count: np.ndarray
+
+
 def _traits(seed: int, tick: int, stream: int, ids: np.ndarray) -> np.ndarray:
     out = np.empty((len(ids), 4), dtype=np.uint8)
     for k in range(4):  # four trait columns
@@ -69,30 +89,53 @@ def _traits(seed: int, tick: int, stream: int, ids: np.ndarray) -> np.ndarray:
 
 class NpcPlugin:
     name = "npc"
+    resources = (
+        "geography", "items", "markets", "factions", "quests", "dialogue", "reputation",
+        "ledger",
+    )
 
-    def __init__(self, st: Static) -> None:
-        self.st = st
-        nr = st.spec.rules.npc
-        self.NP, self.DUR = kern.params(nr)
-        self.UW = utility_vector(nr.utility)
-        # a walkable fallback cell per map: its first warp's cell, else its first open cell
-        fx = np.zeros(st.n_maps, np.int64)
-        fy = np.zeros(st.n_maps, np.int64)
-        for m in range(st.n_maps):  # build time, once per map
-            if st.warp_off[m + 1] > st.warp_off[m]:
-                fx[m] = st.warp_x[st.warp_off[m]]
-                fy[m] = st.warp_y[st.warp_off[m]]
+    def __init__(
+        self, rules: NpcRules, populations: Populations, *, move_actions_max: int,
+        say_actions_max: int, reannounce_max: int,
+    ) -> None:
+        self.rules = rules
+        self.populations = populations
+        self.move_actions_max = move_actions_max
+        self.say_actions_max = say_actions_max
+        self.reannounce_max = reannounce_max
+        self.NP, self.DUR = kern.params(rules)
+        self.UW = utility_vector(rules.utility)
+
+    def _fallback_cells(self) -> None:
+        """A walkable fallback cell per map: its first warp's cell, else its first open cell."""
+        geo = self.geo
+        fx = np.zeros(geo.n_maps, np.int64)
+        fy = np.zeros(geo.n_maps, np.int64)
+        for m in range(geo.n_maps):  # build time, once per map
+            if geo.warp_off[m + 1] > geo.warp_off[m]:
+                fx[m] = geo.warp_x[geo.warp_off[m]]
+                fy[m] = geo.warp_y[geo.warp_off[m]]
             else:
-                c = int(np.argmax(st.walk[st.walk_off[m] : st.walk_off[m + 1]]))
-                fx[m], fy[m] = c % st.width[m], c // st.width[m]
+                c = int(np.argmax(geo.walk[geo.walk_off[m] : geo.walk_off[m + 1]]))
+                fx[m], fy[m] = c % geo.width[m], c // geo.width[m]
         self.fx, self.fy = fx, fy
 
     # -- build --------------------------------------------------------------------------
     def build(self, world: World) -> None:
-        st = self.st
-        nr = st.spec.rules.npc
-        pops = st.spec.populations
-        counts = np.array([p.count for p in pops], dtype=np.int64)
+        self.geo = geo = world.resource("geography")
+        self.items = world.resource("items")
+        self.markets = world.resource("markets")
+        self.factions = world.resource("factions")
+        self.quests = world.resource("quests")
+        self.dialogue = world.resource("dialogue")
+        self.reputation = world.resource("reputation")
+        self.ledger = world.resource("ledger")
+        self._fallback_cells()
+        nr = self.rules
+        world.consumes("npc_talk")
+        world.emits("move_npc", "npc_say", "despawn_npc", "start_quest", "spawn_npc")
+        pops = self.populations
+        counts = pops.count.astype(np.int64)
         n = int(counts.sum())
         capacity = max(n + nr.capacity_headroom, 1)
         t = world.add_table(
@@ -126,9 +169,9 @@ class NpcPlugin:
                 Column("faction", np.int16),
                 Column("alarm_tick", np.int64, (), -(1 << 40)),
             ],
-            st.n_maps,
+            geo.n_maps,
         )
-        site.spawn(st.n_maps)
+        site.spawn(geo.n_maps)
         talks_max = nr.decision_requests_per_tick_max * (nr.decision_deadline_ticks + 2) + 1
         world.add_table(
             "conversation",
@@ -139,6 +182,8 @@ class NpcPlugin:
         stats.spawn(1)
         if n:
             self._populate(world, t, pops, counts, n)
+        self.ledger.holds("npc.wallet")
+        self.ledger.uses(sources=("birth", "wages"), sinks=("death", "unclaimed"))
         # scratch, rewritten whole every tick before it is read (never state)
         self.flags = np.zeros(t.capacity, dtype=np.uint16)
         self.pond_o = np.zeros((t.capacity, 2), dtype=np.int8)
@@ -201,27 +246,35 @@ class NpcPlugin:
             writes=("npc_site.*", "ledger.sources", "npc_stats.*", "actions"),
             after=("npc.decide",),
         )
+        log = world.action_log
+        if log is not None:
+            log.track("spawn_npc", "move_npc", "npc_say")
+            world.consumes("action_result")
+            world.add_system(
+                "npc.reannounce",
+                "ingest",
+                self.reannounce,
+                reads=("events", "action_log.*", "npc.map", "npc.x", "npc.y", "npc.faction"),
+                writes=("actions",),
+                after=("action_log.match",),
+            )
 
-    def _populate(self, world: World, t, pops, counts: np.ndarray, n: int) -> None:
+    def _populate(self, world: World, t, pops: Populations, counts: np.ndarray, n: int) -> None:
         """The scenario's populations, expanded with draws keyed by the run seed."""
-        st = self.st
-        nr = st.spec.rules.npc
-        maps = np.array([st.map_id(p.map) for p in pops], np.int64)
-        facs = np.array([st.faction_names.index(p.faction) for p in pops], np.int64)
-        near = st.nearest_town[maps]
-        homes = np.array(
-            [st.map_id(p.home) if p.home else -1 for p in pops], np.int64
-        )
+        geo = self.geo
+        nr = self.rules
+        maps = pops.map.astype(np.int64)
+        facs = pops.faction.astype(np.int64)
+        near = geo.nearest_town[maps]
+        homes = pops.home.astype(np.int64)
         homes = np.where(homes >= 0, homes, np.where(near >= 0, near, maps))
-        area = np.array(
-            [p.area if p.area else (0, 0, -1, -1) for p in pops], np.int64
-        ).reshape(-1, 4)
+        area = pops.area.astype(np.int64).reshape(-1, 4).copy()
         whole = area[:, 2] < 0
-        area[whole, 2] = st.width[maps[whole]] - 1
-        area[whole, 3] = st.height[maps[whole]] - 1
-        w_lo = np.array([p.wallet_zeny[0] for p in pops], np.int64)
-        w_hi = np.array([p.wallet_zeny[1] for p in pops], np.int64)
-        entry = np.repeat(np.arange(len(pops), dtype=np.int32), counts)
+        area[whole, 2] = geo.width[maps[whole]] - 1
+        area[whole, 3] = geo.height[maps[whole]] - 1
+        w_lo = pops.wallet_lo.astype(np.int64)
+        w_hi = pops.wallet_hi.astype(np.int64)
+        entry = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
         seed = world.seed
         # in chunks, so a million NPCs do not need a dozen million-long temporaries at once
         for lo in range(0, n, POPULATE_CHUNK):  # a few dozen chunks at build time
@@ -233,7 +286,7 @@ class NpcPlugin:
             xs = np.empty(k, np.int64)
             ys = np.empty(k, np.int64)
             kern.place_population(
-                np.uint64(seed), 0, st.walk, st.walk_off, st.width, st.height, mp,
+                np.uint64(seed), 0, geo.walk, geo.walk_off, geo.width, geo.height, mp,
                 area[e, 0], area[e, 1], area[e, 2], area[e, 3], self.fx[mp], self.fy[mp], lo,
                 xs, ys,
             )
@@ -265,8 +318,7 @@ class NpcPlugin:
         ev = world.events["npc_talk"]
         if not len(ev["char_id"]):
             return
-        st = self.st
-        nr = st.spec.rules.npc
+        nr = self.rules
         t = world.tables["npc"]
         stats = world.tables["npc_stats"]
         cur = t.is_current(ev["npc_id"])
@@ -281,9 +333,9 @@ class NpcPlugin:
         W = nr.talk
         mood = t["mood"][s].astype(np.float64)
         fac = t["faction"][s].astype(np.int64)
-        rep = reputation_of(world, fac, chars) / float(st.spec.rules.faction.reputation_max)
+        rep = self.reputation.of(world, fac, chars) / float(self.reputation.value_max)
         danger = world.tables["hazard_map"]["danger"][t["map"][s]].astype(np.float64)
-        on_town = st.is_town[t["map"][s]].astype(np.float64)
+        on_town = self.geo.is_town[t["map"][s]].astype(np.float64)
         carrying = (t["carry_qty"][s] > 0).astype(np.float64)
         util = np.stack(
             [
@@ -294,7 +346,7 @@ class NpcPlugin:
             ],
             axis=1,
         )
-        has_quests = np.diff(st.faction_quests_off)[fac] > 0
+        has_quests = np.diff(self.quests.by_faction_off)[fac] > 0
         ctx = np.zeros((k, 8), np.float32)
         ctx[:, :4] = util
         ctx[:, 4] = mood
@@ -318,37 +370,37 @@ class NpcPlugin:
     # -- deliver: fills from the markets -------------------------------------------------------
     def receive(self, world: World) -> None:
         inbox = world.channels["fill"].inbox
-        st = self.st
+        items = self.items
         t = world.tables["npc"]
         if len(inbox):
             kern.receive_fills(
                 inbox["dst"], inbox["zeny"], inbox["qty"], inbox["item"], inbox["side"],
                 t["wallet"], t["needs"], t["carry_item"], t["carry_qty"], t["mind"], t["state"],
-                st.item_use, st.item_relief, st.spec.rules.economy.item_stack_max,
+                items.use, items.relief, items.stack_max,
             )
         lost = inbox.stale["zeny"]
         if len(lost):  # the NPC died while its order was in flight
-            book(world, sink="unclaimed", zeny=int(lost.sum()))
+            self.ledger.book(world, sink="unclaimed", amount=int(lost.sum()))
             world.tables["npc_stats"]["unclaimed_fills"][0] += len(lost)
 
     # -- act: the population kernel ------------------------------------------------------------
     def act(self, world: World) -> None:
-        st = self.st
-        nr = st.spec.rules.npc
+        geo, items, mk = self.geo, self.items, self.markets
+        nr = self.rules
         t = world.tables["npc"]
         c = t.columns
         pl = world.tables["player"]
         online = np.flatnonzero(pl.alive[: pl.hwm] & (pl["online"][: pl.hwm] == 1))
         pm = pl["map"][online].astype(np.int64)
         order = np.argsort(pm, kind="stable")
-        p_off = np.zeros(st.n_maps + 1, np.int64)
-        np.cumsum(np.bincount(pm, minlength=st.n_maps)[: st.n_maps], out=p_off[1:])
+        p_off = np.zeros(geo.n_maps + 1, np.int64)
+        np.cumsum(np.bincount(pm, minlength=geo.n_maps)[: geo.n_maps], out=p_off[1:])
         p_x = pl["x"][online][order].astype(np.int64)
         p_y = pl["y"][online][order].astype(np.int64)
         map_active = (np.diff(p_off) > 0).astype(np.uint8)
         hm = world.tables["hazard_map"]
         seed = world.stream_seed()
-        harm = np.empty(st.n_maps, np.int64)
+        harm = np.empty(geo.n_maps, np.int64)
         alarm_tick = world.tables["npc_site"]["alarm_tick"]
         kern.map_signals(
             seed, world.tick, hm["danger"], hm["prev_danger"], hm["hurt"], nr.alarm_danger,
@@ -359,33 +411,30 @@ class NpcPlugin:
             c["alive"], c["map"], c["x"], c["y"], c["state"], c["mind"], c["timer"], c["via"],
             c["goal"], c["home"], c["needs"], c["traits"], c["mood"], c["hp"], c["wallet"],
             c["carry_item"], c["carry_qty"],
-            st.width, st.height, st.walk_off, st.walk, st.warp_off, st.warp_x, st.warp_y,
-            st.warp_to, st.warp_tx, st.warp_ty, st.next_local, st.is_town, st.town_maps,
-            st.market_off, st.market_item, st.item_price, world.tables["market"]["price"],
-            st.spec.rules.economy.item_stack_max,
+            geo.width, geo.height, geo.walk_off, geo.walk, geo.warp_off, geo.warp_x, geo.warp_y,
+            geo.warp_to, geo.warp_tx, geo.warp_ty, geo.next_local, geo.is_town, geo.town_maps,
+            mk.off, mk.item, items.price, world.tables["market"]["price"],
+            items.stack_max,
             hm["danger"], harm, alarm_tick, hm["mood"],
             world.tables["territory"]["conflict"],
             p_off, p_x, p_y,
             self.flags, self.pond_o, self.pond_u,
         )
         ch = world.channels["order"]
-        cap = min(st.spec.rules.economy.orders_per_tick_max, ch.capacity - ch.count)
+        cap = ch.capacity - ch.count  # the channel holds a tick's orders at most
         rows = ch.reserve(cap)
-        ar = st.spec.rules.actions
         ponder_max = nr.decision_requests_per_tick_max
         ponder_slots = np.empty(ponder_max, np.int64)
-        moved = np.empty(ar.move_actions_per_tick_max, np.int64)
-        greet = np.empty(ar.say_actions_per_tick_max, np.int64)
+        moved = np.empty(self.move_actions_max, np.int64)
+        greet = np.empty(self.say_actions_max, np.int64)
         counts = np.zeros(9, np.int64)
         m = world.tables["market"]
-        cheapest = np.empty(st.n_maps * 3, np.int64)
-        kern.cheapest_markets(
-            st.market_map, st.market_item, st.item_use, m["stock"], m["price"], cheapest
-        )
+        cheapest = np.empty(geo.n_maps * 3, np.int64)
+        kern.cheapest_markets(mk.map, mk.item, items.use, m["stock"], m["price"], cheapest)
         kern.npc_collect(
             t.hwm, self.NP, self.UW, self.flags, c["map"], c["home"], c["state"], c["needs"],
             c["wallet"], c["carry_item"], c["carry_qty"], c["mind"], c["timer"], c["generation"],
-            map_active, st.market_key, st.n_items, cheapest, st.market_item, st.item_relief,
+            map_active, mk.key, items.n, cheapest, mk.item, items.relief,
             m["price"],
             cap, rows["dst"], rows["src"], rows["src_gen"], rows["side"], rows["item"],
             rows["qty"], rows["limit_zeny"], rows["escrow_zeny"],
@@ -402,7 +451,7 @@ class NpcPlugin:
         stats["ponder_over"][0] += int(counts[8])
         wages = int(counts[6]) * nr.wage_zeny
         if wages:
-            book(world, source="wages", zeny=wages)
+            self.ledger.book(world, source="wages", amount=wages)
             stats["wages"][0] += wages
         if n_d:  # the dead carry F_DIED alone
             self._bury(world, np.flatnonzero(self.flags[: t.hwm] == kern.F_DIED))
@@ -411,18 +460,18 @@ class NpcPlugin:
         if n_m:
             s = moved[:n_m]
             handles = t.handles(s)
-            emit(world, "move_npc", npc_id=handles, map_id=c["map"][s], x=c["x"][s], y=c["y"][s])
+            world.emit("move_npc", npc_id=handles, map_id=c["map"][s], x=c["x"][s], y=c["y"][s])
         if n_g:
             s = greet[:n_g]
-            lines = st.dialogue["greet"]
-            emit(world, "npc_say", npc_id=t.handles(s), text=lines[(s + world.tick) % len(lines)])
+            lines = self.dialogue["greet"]
+            world.emit("npc_say", npc_id=t.handles(s), text=lines[(s + world.tick) % len(lines)])
             stats["greets"][0] += n_g
 
     def _bury(self, world: World, slots: np.ndarray) -> None:
         """NPCs whose hp reached 0: their zeny leaves the world; a newcomer will follow."""
         t = world.tables["npc"]
-        nr = self.st.spec.rules.npc
-        book(world, sink="death", zeny=int(t["wallet"][slots].sum()))
+        nr = self.rules
+        self.ledger.book(world, sink="death", amount=int(t["wallet"][slots].sum()))
         t["wallet"][slots] = 0
         t["carry_qty"][slots] = 0
         t["carry_item"][slots] = -1
@@ -433,13 +482,13 @@ class NpcPlugin:
         site["faction"][home] = t["faction"][slots]
         handles = t.handles(slots)
         t.despawn(handles)
-        emit(world, "despawn_npc", npc_id=handles)
+        world.emit("despawn_npc", npc_id=handles)
         world.tables["npc_stats"]["died"][0] += len(slots)
 
     def _ponder(self, world: World, slots: np.ndarray) -> None:
         """Near-ties go to the decision tiers: options are the two best behaviours."""
         t = world.tables["npc"]
-        nr = self.st.spec.rules.npc
+        nr = self.rules
         n = len(slots)
         ctx = np.zeros((n, 12), np.float32)
         ctx[:, :2] = self.pond_u[slots]
@@ -467,7 +516,6 @@ class NpcPlugin:
         applied = world.decisions.applied
         if not len(applied):
             return
-        st = self.st
         t = world.tables["npc"]
         stats = world.tables["npc_stats"]
         beh = applied[applied["kind"] == DECISION_BEHAVIOUR]
@@ -497,30 +545,30 @@ class NpcPlugin:
         t["state"][s[~fleeing]] = TALK | SETUP
         t["mind"][s] &= ~np.uint8(kern.PONDER)
         opt = talk["option"].astype(np.int64)
-        text = np.empty(len(s), dtype=st.dialogue["greet"].dtype)
+        text = np.empty(len(s), dtype=self.dialogue["greet"].dtype)
         for k, name in enumerate(TALK_LINES):  # four answer kinds
             sel = opt == k
-            lines = st.dialogue[name]
+            lines = self.dialogue[name]
             text[sel] = lines[talk["request_id"][sel] % len(lines)]
-        emit(world, "npc_say", npc_id=talk["actor"], text=text)
+        world.emit("npc_say", npc_id=talk["actor"], text=text)
         stats["talks_applied"][0] += len(s)
         q = opt == TALK_QUEST
         if q.any():
             fac = t["faction"][s[q]].astype(np.int64)
-            lo = st.faction_quests_off[fac]
-            cnt = st.faction_quests_off[fac + 1] - lo
+            lo = self.quests.by_faction_off[fac]
+            cnt = self.quests.by_faction_off[fac + 1] - lo
             ok = cnt > 0
             pick = lo[ok] + talk["request_id"][q][ok] % cnt[ok]
-            emit(world, "start_quest", char_id=chars[q][ok], quest_id=st.faction_quests[pick])
+            world.emit("start_quest", char_id=chars[q][ok], quest_id=self.quests.by_faction[pick])
             stats["quests_started"][0] += int(ok.sum())
 
     def respawn(self, world: World) -> None:
         """Newcomers replace the dead on their home map once the delay has passed."""
         site = world.tables["npc_site"]
-        st = self.st
-        nr = st.spec.rules.npc
-        missing = site["missing"][: st.n_maps]
-        ready = np.flatnonzero((missing > 0) & (site["due"][: st.n_maps] <= world.tick))
+        geo = self.geo
+        nr = self.rules
+        missing = site["missing"][: geo.n_maps]
+        ready = np.flatnonzero((missing > 0) & (site["due"][: geo.n_maps] <= world.tick))
         if not len(ready):
             return
         t = world.tables["npc"]
@@ -538,8 +586,8 @@ class NpcPlugin:
         ys = np.empty(n, np.int64)
         zero = np.zeros(n, np.int64)
         kern.place_population(
-            np.uint64(seed), world.tick, st.walk, st.walk_off, st.width, st.height,
-            maps, zero, zero, st.width[maps] - 1, st.height[maps] - 1, self.fx[maps],
+            np.uint64(seed), world.tick, geo.walk, geo.walk_off, geo.width, geo.height,
+            maps, zero, zero, geo.width[maps] - 1, geo.height[maps] - 1, self.fx[maps],
             self.fy[maps], 0, xs, ys,
         )
         lo, hi = nr.wallet_birth_zeny
@@ -559,14 +607,38 @@ class NpcPlugin:
             hp=np.full(n, nr.hp_max, np.uint8),
             wallet=wallet,
         )
-        book(world, source="birth", zeny=int(wallet.sum()))
-        emit(
-            world,
+        self.ledger.book(world, source="birth", amount=int(wallet.sum()))
+        world.emit(
             "spawn_npc",
             npc_id=handles,
             map_id=maps,
             x=xs,
             y=ys,
-            sprite=st.faction_sprite[fac],
+            sprite=self.factions.sprite[fac],
         )
         world.tables["npc_stats"]["born"][0] += n
+
+    # -- ingest: NPCs a game server says are not there -----------------------------------
+    def reannounce(self, world: World) -> None:
+        """An NPC a game server answered ``not_here`` for (to a spawn, a move or a line) is
+        announced again where it is now: a ``spawn_npc``, once per NPC, lowest handles
+        first, at most ``reannounce_per_tick_max`` a tick. NPCs gone since are skipped."""
+        failed = world.action_log.failed(
+            world, ("spawn_npc", "move_npc", "npc_say"), (int(ResultReason.NOT_HERE),)
+        )
+        if not len(failed) or not self.reannounce_max:
+            return
+        t = world.tables["npc"]
+        handles = np.unique(failed.key)
+        handles = handles[t.is_current(handles)][: self.reannounce_max]
+        if not len(handles):
+            return
+        s = (handles & 0xFFFFFFFF).astype(np.int64)
+        world.emit(
+            "spawn_npc",
+            npc_id=handles,
+            map_id=t["map"][s],
+            x=t["x"][s],
+            y=t["y"][s],
+            sprite=self.factions.sprite[t["faction"][s].astype(np.int64)],
+        )

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from norn.engine.config import format_validation_error
 from norn.engine.errors import ConfigError
 from norn.engine.rng import register_stream, uniform, uniform_int
-from norn.engine.scenario import Scenario
+from norn.engine.scenario import Model, Scenario
 from norn.engine.table import Column
 from norn.engine.world import World
 
@@ -215,7 +215,9 @@ class ToyPlugin:
 
     def build(self, world: World) -> None:
         cfg = self.cfg
-        world.resources["toy"] = cfg
+        world.provide("toy", cfg)
+        world.consumes("login")
+        world.emits("spawn_npc", "despawn_npc", "broadcast")
         walker = world.add_table(
             "walker",
             [
@@ -334,3 +336,7 @@ def login_batches(seed: int, tick: int, source: str = "gen") -> list:
 def make_event_source(data: dict[str, Any], seed: int):
     """Events for ``norn run`` when no bridge is serving: the deterministic login trickle."""
     return lambda tick: login_batches(seed, tick)
+
+
+#: The toy model (entry point group ``norn.models``).
+MODEL = Model("toy", build_world, make_event_source=make_event_source)

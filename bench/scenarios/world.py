@@ -80,10 +80,7 @@ def generated(npcs: int, seed: int, players: int = 0) -> Scenario:
 
 def event_hook(scenario: Scenario, seed: int) -> Callable[[World, int], None] | None:
     """The model's simulated input source, as ``norn run`` feeds it without a bridge."""
-    from norn.engine.scenario import MODELS
-
-    module = importlib.import_module(MODELS[scenario.model].partition(":")[0])
-    make_source = getattr(module, "make_event_source", None)
+    make_source = scenario.world_model().make_event_source
     if make_source is None:
         return None
     source = make_source(scenario.data, seed)
