@@ -20,11 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from norn.engine.actions import ActionBatch
 from norn.engine.cli import load_registered, print_json, progress
-from norn.engine.config import RunConfig
 from norn.engine.errors import (
     EXIT_ENVIRONMENT,
     EXIT_OK,
@@ -33,7 +31,11 @@ from norn.engine.errors import (
     NornError,
     UserError,
 )
-from norn.engine.world import World
+
+if TYPE_CHECKING:  # the world's modules load numba: only a run needs them, not --help
+    from norn.engine.actions import ActionBatch
+    from norn.engine.config import RunConfig
+    from norn.engine.world import World
 
 #: The entry point group of ``norn run`` extensions (objects satisfying ``RunExtension``).
 RUN_EXTENSIONS_GROUP = "norn.run_extensions"
