@@ -10,11 +10,18 @@ Errors end a command with one line on stderr and an exit code that says what kin
 failure it was (the table in ``errors.py``): 0 ok, 1 divergence, 2 bad input (a key, a path
 or a file named), 3 environment, 4 bug (with its traceback above the line). ``python -m
 norn.engine.cli`` is the same as ``norn``.
+
+A reader that stops early (``norn replay info RUN | head``) closes the pipe under any
+command's stdout: the dispatcher ends that command quietly with 141 (128 + SIGPIPE, what a
+shell reports for a tool killed by the closed pipe), not a traceback, and not one of the
+codes above, whose meanings it would blur (the output did not all reach its reader).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import sys
 import traceback
 from collections.abc import Callable
@@ -29,6 +36,8 @@ from norn.engine.errors import EXIT_BUG, EnvironmentFailure, NornError, exit_cod
 COMMANDS_GROUP = "norn.commands"
 #: Registered first, so ``norn --help`` starts with the command most people want.
 FIRST = "run"
+#: The exit code of a command whose stdout reader went away (128 + SIGPIPE, as a shell says).
+EXIT_STDOUT_CLOSED = 141
 
 
 def print_json(obj: Any) -> None:
@@ -108,13 +117,49 @@ def report_failure(exc: BaseException, prog: str = "norn") -> int:
     return code
 
 
+def stdout_closed() -> bool:
+    """True when stdout is a pipe (or socket) whose reader has gone away.
+
+    A write end whose read end is closed polls as an error (POLLERR) on Linux and the BSDs;
+    a terminal, a file or a pipe still being read does not.
+    """
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real stdout (captured, closed)
+        return False
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace,
                 prog: str = "norn") -> int:
-    """Run one parsed command; every failure becomes one line and its exit code."""
+    """Run one parsed command; every failure becomes one line and its exit code.
+
+    stdout is flushed here, so a reader that went away (``| head``) is noticed while the
+    error can still be handled, not in the interpreter's last flush.
+    """
     try:
-        return int(func(args))
+        code = int(func(args))
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError as exc:
+        if stdout_closed():  # the reader of our output stopped reading: end quietly
+            _quiet_stdout()
+            return EXIT_STDOUT_CLOSED
+        return report_failure(exc, prog)  # another pipe (a socket, a child's): environment
     except Exception as exc:
         return report_failure(exc, prog)
 
