@@ -359,6 +359,13 @@ def _print_run_report(r: dict[str, Any], extra: list[str]) -> None:
         f"{r['ticks_per_s']} ticks/s, tick p50 {r['tick_ms_p50']} ms p99 {r['tick_ms_p99']} ms, "
         f"JIT compile {r['compile_s']} s (excluded), wall {r['wall_s']} s, overruns {r['overruns']}"
     )
+    if r["clock"] == "realtime":
+        from norn.engine.runner import realtime_behind_ms_max
+
+        con.print(
+            f"realtime: paced at {r['paced_ticks_per_s']} ticks/s; stalls {r['stalls']} (fell "
+            f"over {realtime_behind_ms_max} ms behind: re-phased, {r['stall_s']} s skipped)"
+        )
     con.print(
         f"last digest {r['last_digest']}; actions {r['actions']}; input batches "
         f"{r['input_batches']}; decisions {r['decisions']}"

@@ -1,7 +1,7 @@
 """Runners around the one pure ``step``: building a world, the clock modes, the summary.
 
-``fast`` steps as fast as possible; ``realtime`` paces ticks to ``tick_ms`` and counts
-overruns (never hides them); ``lockstep`` is fast but waits for due decision results.
+``fast`` steps as fast as possible; ``realtime`` paces ticks to ``tick_ms`` (``Pacer``) and
+counts overruns (never hides them); ``lockstep`` is fast but waits for due decision results.
 ``synctest`` checks each tick by snapshot, step, restore, step again (GGPO's SyncTest).
 
 After each tick is journaled (one fsync), ``run`` publishes the one ``Committed`` notice
@@ -65,6 +65,64 @@ class CompileTimer:
         numba_event.unregister("numba:compile", self._l)
 
 
+#: How far (ms) the realtime schedule may fall behind and still catch up by running the
+#: late ticks back to back. Further behind (a JIT compile, a stopped process, a slow disk)
+#: the schedule is re-phased from now instead: the lost time is skipped, not raced through.
+#: rAthena's own interval timers do the same past 1000 ms (``src/common/timer.cpp``,
+#: ``do_timer``: "Reset the timer if it has fallen too far behind").
+realtime_behind_ms_max = 1000
+
+
+class Pacer:
+    """Realtime pacing of the ticks to ``period_s``, with time injected (``now``, ``sleep_until``).
+
+    Tick ``i`` is due at ``due``; after it, the next is due one period later. A tick that
+    ends past that point is an **overrun**, counted once when the schedule falls behind
+    (the ticks that only catch up the backlog are not counted again). Behind by at most
+    ``behind_max_s`` the next ticks run back to back until the schedule is met; behind by
+    more it is a **stall**: counted once, and the schedule re-phased to start now, so a long
+    first tick (a JIT compile) never makes the rest of the run race to catch up.
+    """
+
+    def __init__(self, period_s: float, now: Callable[[], float] | None = None,
+                 sleep_until: Callable[[float], None] | None = None,
+                 behind_max_s: float = realtime_behind_ms_max / 1000) -> None:
+        if period_s <= 0:
+            raise ValueError(f"period_s must be > 0, got {period_s}")
+        self.period_s = period_s
+        self.now = now or clock.monotonic  # engine/clock.py, looked up now: tests inject it
+        self.sleep_until = sleep_until or clock.sleep_until
+        self.behind_max_s = behind_max_s
+        self.due = self.now()  # when the current tick was due to start
+        self.behind = False  # catching up a backlog
+        self.overruns = 0
+        self.stalls = 0
+        self.skipped_s = 0.0  # schedule time dropped by re-phasing
+
+    def start(self) -> None:
+        """The first tick is due now."""
+        self.due = self.now()
+        self.behind = False
+
+    def tick_done(self) -> None:
+        """After a tick: sleep to the next one's start, or count it late (and re-phase)."""
+        self.due += self.period_s
+        t = self.now()
+        late_s = t - self.due
+        if late_s <= 0:
+            self.behind = False
+            self.sleep_until(self.due)
+            return
+        if not self.behind:
+            self.overruns += 1
+            self.behind = True
+        if late_s > self.behind_max_s:
+            self.stalls += 1
+            self.skipped_s += late_s
+            self.due = t  # re-phased: the next tick starts now, the ones after it on time
+            self.behind = False
+
+
 def build_world(scenario: Scenario, config: RunConfig) -> World:
     world = World(
         config.seed,
@@ -126,6 +184,8 @@ class RunSummary:
     compile_s: float = 0.0
     tick_s: list[float] = field(default_factory=list)
     overruns: int = 0
+    stalls: int = 0  # realtime: fell more than realtime_behind_ms_max behind; re-phased
+    stall_s: float = 0.0  # realtime: schedule time skipped by those re-phases
     last_digest: int = 0
     actions: int = 0
     inputs: int = 0
@@ -148,6 +208,11 @@ class RunSummary:
             "tick_ms_p50": round(float(np.percentile(ts, 50)) * 1e3, 3),
             "tick_ms_p99": round(float(np.percentile(ts, 99)) * 1e3, 3),
             "overruns": self.overruns,
+            "stalls": self.stalls,
+            "stall_s": round(self.stall_s, 4),
+            # realtime: the rate the run kept, apart from the time its stalls skipped
+            "paced_ticks_per_s": round(self.ticks / (self.wall_s - self.stall_s), 2)
+            if self.wall_s - self.stall_s > 0 else None,
             "last_digest": f"{self.last_digest:016x}",
             "actions": self.actions,
             "input_batches": self.inputs,
@@ -231,21 +296,29 @@ def run(
     on_tick: Callable[[TickRecord], None] | None = None,
     before_tick: Callable[[int], bool | None] | None = None,
     stop: threading.Event | None = None,
+    pacer: Pacer | None = None,
 ) -> RunSummary:
     """Run ``ticks`` (default ``config.ticks``) ticks in the configured clock mode.
 
     ``before_tick(tick)`` runs before each tick (feeding inputs, the lockstep barrier); if it
     returns False the run stops there with ``stopped = "stalled"``, the tick not stepped.
+    ``pacer``: the realtime schedule (default: ``tick_ms`` on the wall clock); tests inject
+    one with their own clock.
     """
     n = config.ticks if ticks is None else ticks
     world.clock = clock.monotonic
     world.lockstep = config.clock == "lockstep"
     world.lockstep_timeout_s = config.lockstep_timeout_s
     summary = RunSummary(first_tick=world.tick + 1)
-    period = config.tick_ms / 1000.0
     t_start = clock.monotonic()
+    if config.clock == "realtime" and pacer is None:
+        pacer = Pacer(config.tick_ms / 1000.0)
+    if config.clock != "realtime":
+        pacer = None
+    if pacer is not None:
+        pacer.start()
     with CompileTimer() as compile_timer:
-        for i in range(n):
+        for _ in range(n):
             if stop is not None and stop.is_set():
                 summary.stopped = "interrupted"
                 break
@@ -266,12 +339,11 @@ def run(
             summary.inputs += len(rec.inputs)
             if on_tick is not None:
                 on_tick(rec)
-            if config.clock == "realtime":
-                deadline = t_start + (i + 1) * period
-                if clock.monotonic() > deadline:
-                    summary.overruns += 1
-                else:
-                    clock.sleep_until(deadline)
+            if pacer is not None:
+                pacer.tick_done()
+    if pacer is not None:
+        summary.overruns, summary.stalls = pacer.overruns, pacer.stalls
+        summary.stall_s = pacer.skipped_s
     summary.wall_s = clock.monotonic() - t_start
     summary.compile_s = compile_timer.seconds
     summary.last_tick = world.tick
