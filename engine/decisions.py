@@ -10,6 +10,13 @@ the journaled applied sets back instead of asking any resolver, so it is exact w
 
 Request ids are ``tick << 24 | position in the tick's request order``: deterministic and
 increasing, so the pending book stays sorted by id and lookups are ``searchsorted``.
+
+Beside each choice a resolver may give two things the journal keeps with the tick: a
+``NOTE`` (which tier answered, why a fallback) and a ``TEXT`` (free text that goes with the
+choice, e.g. an NPC's spoken reply, checked by the resolver's guardrails). A system filing
+a request may hand the resolver what a player said (``said``): prompt material only,
+never state, never journaled (the event that carried it is). Appliers read the texts of
+the tick's applied results in ``book.applied_text``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import numpy as np
 
 from norn.engine import limits
 from norn.engine.errors import BoundError
+from norn.engine.kinds import EventKind, int_field, text_field
 
 OPTIONS = limits.decision_options_max
 CONTEXT = limits.decision_context_max
@@ -54,17 +62,56 @@ APPLIED = np.dtype(
     ]
 )
 RECORD = np.dtype([("request_id", "<i8"), ("choice", "u1"), ("source", "u1")])
+#: Which tier answered (1 rules, 2 cache, 3 batch, 4 single, 5 a fallback the resolver
+#: chose itself) and why (a resolver's reason code), per applied result it decided.
+NOTE = np.dtype([("request_id", "<i8"), ("tier", "u1"), ("reason", "u1"), ("arm", "u1"),
+                 ("flags", "u1")])
+TIER_RULES, TIER_CACHE, TIER_BATCH, TIER_SINGLE, TIER_FALLBACK = 1, 2, 3, 4, 5
+TIER_NAMES = {TIER_RULES: "rules", TIER_CACHE: "cache", TIER_BATCH: "batch",
+              TIER_SINGLE: "single", TIER_FALLBACK: "fallback"}
+#: Free text that goes with an applied result (UTF-8, ``text_bytes_max`` bytes at most).
+TEXT = np.dtype([("request_id", "<i8"), ("text", f"S{limits.text_bytes_max}")])
+EMPTY_NOTES = np.empty(0, dtype=NOTE)
+EMPTY_TEXTS = np.empty(0, dtype=TEXT)
 
 REQUEST_SEQ_BITS = 24
 
+#: Deployment modes of a decision tier's model variants (``DEPLOY.mode``).
+DEPLOY_MODES = ("all", "bluegreen", "canary")
+#: A change of which model variant serves a use case (an operator's flip, a promotion, an
+#: automatic rollback), journaled as an input so the journal says from which tick a variant
+#: served. No state depends on it; replays read it like any input. Never from the wire.
+DEPLOY = EventKind(
+    "llm_deploy",
+    (
+        text_field("use_case", lo=1, doc="the decision use case"),
+        int_field("mode", np.uint8, 0, len(DEPLOY_MODES) - 1,
+                  doc="0 all-at-once, 1 blue-green, 2 canary"),
+        int_field("share_permille", np.int16, 0, 1000, doc="the challenger's share"),
+        text_field("champion", doc="model variant serving the rest"),
+        text_field("challenger", doc="model variant on trial ('' for none)"),
+        text_field("reason", doc="operator, promote, or rollback: why"),
+    ),
+    "the decision tier changed which model variant serves a use case",
+    arrives="none",
+)
+
 
 class Resolver(Protocol):
-    """Settles decision requests off the tick. Neither method may block the tick."""
+    """Settles decision requests off the tick. No method may block the tick."""
+
+    def said(self, request_ids: np.ndarray, texts: np.ndarray) -> None:
+        """What players said for requests filed this tick (before ``submit``); may ignore."""
+        ...
 
     def submit(self, tick: int, requests: np.ndarray) -> None: ...
 
     def collect(self, tick: int) -> np.ndarray:
         """Results (RESULT dtype) that have arrived since the last call."""
+        ...
+
+    def take_notes(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """NOTE and TEXT rows for the applied ``records`` this resolver decided."""
         ...
 
     def wait(self, tick: int, timeout_s: float) -> None:
@@ -85,6 +132,12 @@ class DeterministicResolver:
         self.latency_ticks = latency_ticks
         self._lock = threading.Lock()
         self._inflight: list[tuple[int, np.ndarray]] = []
+
+    def said(self, request_ids: np.ndarray, texts: np.ndarray) -> None:
+        return None  # rules need no prompt
+
+    def take_notes(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return EMPTY_NOTES, EMPTY_TEXTS  # the rules tier writes no notes or texts
 
     def submit(self, tick: int, requests: np.ndarray) -> None:
         if not len(requests):
@@ -116,7 +169,9 @@ class DecisionBook:
         self.pending = np.empty(0, dtype=REQUEST)
         self._new: list[np.ndarray] = []
         self._new_count = 0
+        self._said: list[tuple[np.ndarray, np.ndarray]] = []
         self.applied = np.empty(0, dtype=APPLIED)
+        self.applied_text = np.empty(0, dtype=TEXT.fields["text"][0])
         self.counters = {"requested": 0, "resolved": 0, "deadline": 0, "invalid": 0, "late": 0}
 
     def request(
@@ -129,10 +184,12 @@ class DecisionBook:
         fallback: np.ndarray,
         context: np.ndarray,
         deadline_ticks: int,
+        said: np.ndarray | None = None,
     ) -> np.ndarray:
         """File a batch of requests; returns their ids.
 
-        Shapes: options (n, <=8), context (n, <=16).
+        Shapes: options (n, <=8), context (n, <=16). ``said`` (n texts, optional): what a
+        player said, handed to the resolver with the requests (prompt material only).
         """
         n = len(actors)
         if n == 0:
@@ -170,7 +227,21 @@ class DecisionBook:
         self._new.append(rec)
         self._new_count += n
         self.counters["requested"] += n
+        if said is not None:
+            said = np.asarray(said, dtype=TEXT.fields["text"][0])
+            if len(said) != n:
+                raise ValueError(f"said: {len(said)} texts for {n} requests")
+            self._said.append((rec["request_id"].copy(), said))
         return rec["request_id"].copy()
+
+    def take_said(self) -> tuple[np.ndarray, np.ndarray]:
+        """The texts filed with this tick's requests: (request ids, texts); then forgotten."""
+        if not self._said:
+            return np.empty(0, np.int64), self.applied_text[:0]
+        ids = np.concatenate([i for i, _ in self._said])
+        texts = np.concatenate([t for _, t in self._said])
+        self._said.clear()
+        return ids, texts
 
     def take_new(self) -> np.ndarray:
         """Move this tick's new requests into the pending book; return them for submission."""
@@ -214,8 +285,11 @@ class DecisionBook:
         records = np.concatenate([rec_res, rec_dl])
         return records[np.argsort(records["request_id"], kind="stable")]
 
-    def apply(self, records: np.ndarray) -> None:
-        """Apply RECORD rows (live-settled or replayed from the journal)."""
+    def apply(self, records: np.ndarray, texts: np.ndarray = EMPTY_TEXTS) -> None:
+        """Apply RECORD rows (live-settled or replayed from the journal), with their TEXTs.
+
+        ``applied_text[i]`` is the text of ``applied[i]`` (empty when it has none).
+        """
         ids = self.pending["request_id"]
         pos = np.searchsorted(ids, records["request_id"])
         ok = (pos < len(ids)) & (
@@ -233,6 +307,12 @@ class DecisionBook:
         applied["source"] = records["source"]
         applied["option"] = req["options"][np.arange(len(req)), records["choice"].astype(np.int64)]
         self.applied = applied
+        self.applied_text = np.zeros(len(records), dtype=TEXT.fields["text"][0])
+        if len(texts):
+            at = np.searchsorted(records["request_id"], texts["request_id"])
+            at_c = np.minimum(at, max(len(records) - 1, 0))
+            hit = (at < len(records)) & (records["request_id"][at_c] == texts["request_id"])
+            self.applied_text[at[hit]] = texts["text"][hit]
         keep = np.ones(len(ids), dtype=bool)
         keep[pos] = False
         self.pending = self.pending[keep]

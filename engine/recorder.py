@@ -24,7 +24,7 @@ import msgpack
 import numpy as np
 
 from norn.engine import journal, snapshot_io, state
-from norn.engine.decisions import RECORD
+from norn.engine.decisions import NOTE, RECORD, TEXT
 from norn.engine.digest import CHUNK_RECORD
 from norn.engine.errors import EnvironmentFailure, JournalError
 from norn.engine.inputs import InputBatch
@@ -72,16 +72,21 @@ def encode_tick(rec: TickRecord, kinds: EventTable | Kinds | None = None) -> byt
             [np.ascontiguousarray(b.columns[name]).tobytes() for name, _ in table.schemas[kind_id]],
         ])
     chunks = rec.chunks if rec.chunks is not None else np.empty(0, dtype=CHUNK_RECORD)
-    return pack(
-        {
-            "t": rec.tick,
-            "in": inputs,
-            "dec": np.ascontiguousarray(rec.decisions, dtype=RECORD).tobytes(),
-            "d": rec.digest,
-            "ch": chunks.tobytes(),
-            "na": rec.actions,
-        }
-    )
+    doc = {
+        "t": rec.tick,
+        "in": inputs,
+        "dec": np.ascontiguousarray(rec.decisions, dtype=RECORD).tobytes(),
+        "d": rec.digest,
+        "ch": chunks.tobytes(),
+        "na": rec.actions,
+    }
+    # The decision tier's notes and free texts: only when there are any, so journals of
+    # worlds without them are byte-identical to those written before these keys existed.
+    if len(rec.notes):
+        doc["dn"] = np.ascontiguousarray(rec.notes, dtype=NOTE).tobytes()
+    if len(rec.texts):
+        doc["dt"] = np.ascontiguousarray(rec.texts, dtype=TEXT).tobytes()
+    return pack(doc)
 
 
 def decode_tick(payload: bytes, kinds: EventTable | None = None) -> TickRecord:
@@ -104,6 +109,8 @@ def decode_tick(payload: bytes, kinds: EventTable | None = None) -> TickRecord:
         tick=doc["t"],
         inputs=inputs,
         decisions=np.frombuffer(doc["dec"], dtype=RECORD),
+        notes=np.frombuffer(doc.get("dn", b""), dtype=NOTE),
+        texts=np.frombuffer(doc.get("dt", b""), dtype=TEXT),
         digest=doc["d"],
         chunks=np.frombuffer(doc["ch"], dtype=CHUNK_RECORD),
         actions=doc["na"],

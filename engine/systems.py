@@ -38,7 +38,10 @@ def submit_decisions(world) -> None:
     """
     ctx = world.step_context
     new = world.decisions.take_new()
+    said_ids, said = world.decisions.take_said()
     if ctx.replay is None and len(new):
+        if len(said_ids):
+            world.resolver.said(said_ids, said)
         world.resolver.submit(ctx.tick, new)
 
 
@@ -46,13 +49,14 @@ def settle_decisions(world) -> None:
     """apply, first: results due now are validated and applied (or the journal's set)."""
     ctx = world.step_context
     if ctx.replay is not None:
-        records = ctx.replay.decisions
+        records, notes, texts = ctx.replay.decisions, ctx.replay.notes, ctx.replay.texts
     else:
         if world.lockstep:
             world.resolver.wait(ctx.tick, world.lockstep_timeout_s)
         records = world.decisions.settle(ctx.tick, world.resolver.collect(ctx.tick))
-    world.decisions.apply(records)
-    ctx.record.decisions = records
+        notes, texts = world.resolver.take_notes(records)
+    world.decisions.apply(records, texts)
+    ctx.record.decisions, ctx.record.notes, ctx.record.texts = records, notes, texts
 
 
 def sync_spawns(world) -> None:

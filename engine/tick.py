@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from norn.engine.actions import ActionBatch
-from norn.engine.decisions import RECORD
+from norn.engine.decisions import EMPTY_NOTES, EMPTY_TEXTS, RECORD
 from norn.engine.digest import CHUNK_RECORD
 from norn.engine.errors import NornBug, NornError
 from norn.engine.inputs import InputBatch
@@ -33,6 +33,8 @@ class TickRecord:
     tick: int
     inputs: list[InputBatch]
     decisions: np.ndarray  # RECORD rows applied in this tick
+    notes: np.ndarray = field(default_factory=lambda: EMPTY_NOTES)  # NOTE rows (tiers)
+    texts: np.ndarray = field(default_factory=lambda: EMPTY_TEXTS)  # TEXT rows (free text)
     digest: int = 0
     chunks: np.ndarray | None = None  # CHUNK_RECORD rows whose hash changed
     actions: int = 0

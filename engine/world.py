@@ -23,7 +23,7 @@ import numpy as np
 from norn.engine import limits
 from norn.engine.actions import ActionBatch, ActionBuffer, ActionLog
 from norn.engine.commit import CommitListener, Committed
-from norn.engine.decisions import DecisionBook, DeterministicResolver, Resolver
+from norn.engine.decisions import DEPLOY, DecisionBook, DeterministicResolver, Resolver
 from norn.engine.digest import Digest, Region
 from norn.engine.errors import DefinitionError
 from norn.engine.inputs import InputBatch, InputQueue
@@ -81,6 +81,7 @@ class World:
         self.schedule = Schedule()
         self.digest = Digest()
         self.kinds = Kinds.protocol_v1()  # rAthena's vocabulary first; plugins append theirs
+        self.kinds.add_event(DEPLOY, by="engine")  # the decision tier's flips (journaled)
         self.inputs = InputQueue(
             input_batches_max, input_events_max, schemas=self.kinds.event_schemas
         )

@@ -23,13 +23,24 @@ import threading
 
 import numpy as np
 
-from norn.engine.decisions import SOURCE_RESOLVER
-from norn.engine.events import TEXT_DTYPE
+# The engine's decision seam owns the journaled row types and the tier numbers.
+from norn.engine.decisions import (
+    NOTE,
+    SOURCE_RESOLVER,
+    TEXT,
+    TIER_BATCH,
+    TIER_CACHE,
+    TIER_FALLBACK,
+    TIER_NAMES,
+    TIER_RULES,
+    TIER_SINGLE,
+)
 from norn.llm import limits
 
-TIER_RULES, TIER_CACHE, TIER_BATCH, TIER_SINGLE, TIER_FALLBACK = 1, 2, 3, 4, 5
-TIER_NAMES = {TIER_RULES: "rules", TIER_CACHE: "cache", TIER_BATCH: "batch",
-              TIER_SINGLE: "single", TIER_FALLBACK: "fallback"}
+__all__ = ["NOTE", "TEXT", "TIER_BATCH", "TIER_CACHE", "TIER_FALLBACK", "TIER_NAMES",
+           "TIER_RULES", "TIER_SINGLE", "DecisionNotes", "encode_text", "reply_texts",
+           "tier_counts"]
+
 REASONS = (
     "",  # 0: none
     "queue_full", "expired", "budget_calls", "budget_tokens", "budget_cost", "rate_limited",
@@ -41,9 +52,6 @@ FLAG_SHARED = 1  # answered with an identical request's in-flight answer
 FLAG_TEXT_REFUSED = 2  # the choice stands; the text failed the guardrails (canned line)
 FLAG_REASKED = 4  # a single call asked again once
 
-NOTE = np.dtype([("request_id", "<i8"), ("tier", "u1"), ("reason", "u1"), ("arm", "u1"),
-                 ("flags", "u1")])
-TEXT = np.dtype([("request_id", "<i8"), ("text", TEXT_DTYPE)])
 
 
 def encode_text(text: str, bytes_max: int = limits.reply_text_bytes_max) -> bytes:

@@ -163,7 +163,7 @@ class _Runtime:
 
 class LlmResolver:
     """The LLM tier as a ``Resolver`` (``submit``/``collect``/``wait``), plus ``notes``,
-    ``flips``, ``submit_texts``, ``status`` and ``summary``."""
+    ``flips``, ``said``, ``take_notes``, ``status`` and ``summary``."""
 
     def __init__(
         self,
@@ -252,8 +252,12 @@ class LlmResolver:
             with contextlib.suppress(RuntimeError):  # the loop closed: nothing to wake
                 self._loop.call_soon_threadsafe(self._wake.set)  # type: ignore[union-attr]
 
-    def submit_texts(self, request_ids: np.ndarray, said: list[str] | np.ndarray,
-                     where: list[str] | None = None, item: list[str] | None = None) -> None:
+    def take_notes(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """NOTE and TEXT rows for the applied ``records`` this resolver decided (journaled)."""
+        return self.notes.take(records)
+
+    def said(self, request_ids: np.ndarray, said: list[str] | np.ndarray,
+             where: list[str] | None = None, item: list[str] | None = None) -> None:
         """What players said (npc_talk text) for requests filed this tick; before submit."""
         n = len(request_ids)
         with self._lock:

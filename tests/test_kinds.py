@@ -74,8 +74,9 @@ def test_protocol_v1_comes_first_in_its_pinned_order():
     assert tuple(kinds.actions) == V1_ACTIONS == rathena.ACTION_NAMES
     w = World(1)
     w.consumes(PING)
-    assert tuple(w.kinds.events) == (*V1_EVENTS, "ping")  # a plugin's kind is appended
-    assert w.kinds.event_id("ping") == len(V1_EVENTS)
+    # the engine's own kind (the decision tier's flips) next, then a plugin's kind
+    assert tuple(w.kinds.events) == (*V1_EVENTS, "llm_deploy", "ping")
+    assert w.kinds.event_id("ping") == len(V1_EVENTS) + 1
 
 
 def test_engine_and_wire_schemas_derive_from_the_declaration():

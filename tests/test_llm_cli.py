@@ -7,13 +7,10 @@ import subprocess
 import sys
 
 import httpx
-import numpy as np
 
 from norn.llm import cli
-from norn.llm.notes import TEXT
 from norn.llm.resolver import LlmResolver
 from norn.llm.settings import Registry
-from norn.llm.talk import spoken_lines
 from tests.helpers import ROOT
 from tests.llm_helpers import requests, settle
 
@@ -79,10 +76,3 @@ def test_serve_fake_answers_on_loopback_until_stopped():
         p.terminate()
         p.wait(timeout=10)
     assert cli.main(["serve-fake", "--faults", '[{"fault": "nope"}]']) == 2
-
-
-def test_spoken_lines_use_the_journaled_text_or_the_canned_line():
-    ids = np.array([5, 6], np.int64)
-    texts = np.array([(6, b"Well met.")], TEXT)
-    lines = spoken_lines(ids, np.array([b"canned a", b"canned b"]), texts)
-    assert lines.tolist() == [b"canned a", b"Well met."]

@@ -222,7 +222,7 @@ def test_free_text_is_journaled_beside_the_choice_and_refused_text_speaks_the_ca
     s = http_settings(server.url, kind="anthropic", structured="tool", use_case="npc_talk")
     with LlmResolver(s) as res:
         reqs = requests(kind=KIND_NPC_TALK, n=2, n_options=4)
-        res.submit_texts(reqs["request_id"], [b"Hello there!", b"Do you sell potions?"],
+        res.said(reqs["request_id"], [b"Hello there!", b"Do you sell potions?"],
                          ["prontera", "prontera"])
         res.submit(1, reqs)
         out = settle(res)

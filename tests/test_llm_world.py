@@ -104,6 +104,6 @@ def test_player_texts_are_bounded():
     import numpy as np
 
     ids = np.arange(limits.texts_pending_max + 1)
-    res.submit_texts(ids, ["hi"] * len(ids))
+    res.said(ids, ["hi"] * len(ids))
     assert len(res._texts) == limits.texts_pending_max
     assert res.counters["texts_dropped"] == 1

@@ -363,6 +363,7 @@ class NpcPlugin:
             TALK_GREET,
             ctx,
             nr.decision_deadline_ticks,
+            said=ev["text"][cur][:k],  # what the player said: a resolver may answer it
         )
         conv.spawn(k, request_id=ids, char_id=chars, npc=handles)
         stats["talks"][0] += k
@@ -528,18 +529,19 @@ class NpcPlugin:
             t["state"][s] = (opt.astype(np.uint8) & STATE_MASK) | SETUP
             t["mind"][s] &= ~np.uint8(kern.PONDER)
             stats["behaviour_applied"][0] += len(s)
-        talk = applied[applied["kind"] == DECISION_TALK]
+        is_talk = applied["kind"] == DECISION_TALK
+        talk, said = applied[is_talk], world.decisions.applied_text[is_talk]
         if not len(talk):
             return
         conv = world.tables["conversation"]
         live = conv.live_slots()
         at = lookup(conv["request_id"][live], talk["request_id"])
         rows = live[at[at >= 0]]
-        talk = talk[at >= 0]
+        talk, said = talk[at >= 0], said[at >= 0]
         chars = conv["char_id"][rows]
         conv.despawn(conv.handles(rows))
         cur = t.is_current(talk["actor"])
-        talk, chars = talk[cur], chars[cur]
+        talk, chars, said = talk[cur], chars[cur], said[cur]
         s = (talk["actor"] & 0xFFFFFFFF).astype(np.int64)
         fleeing = (t["state"][s] & STATE_MASK) == FLEE
         t["state"][s[~fleeing]] = TALK | SETUP
@@ -550,6 +552,8 @@ class NpcPlugin:
             sel = opt == k
             lines = self.dialogue[name]
             text[sel] = lines[talk["request_id"][sel] % len(lines)]
+        # A resolver's own reply (journaled, guardrailed) replaces the canned line.
+        text = np.where(said != b"", said, text.astype(said.dtype))
         world.emit("npc_say", npc_id=talk["actor"], text=text)
         stats["talks_applied"][0] += len(s)
         q = opt == TALK_QUEST
