@@ -52,9 +52,20 @@ class RunJournal:
         return RunConfig(**self.header["config"])
 
     def build_world(self) -> World:
+        """The world at the journal's first tick: built from the header alone, or, for a
+        fork (``header["fork"]``), its parent's state at the fork tick, kept as the fork's
+        first snapshot (another seed or scenario cannot rebuild it from tick 0)."""
         sc = self.header["scenario"]
         scenario = parse_scenario(sc["text"], sc["source"])
-        return build_world(scenario, self.config())
+        world = build_world(scenario, self.config())
+        fork = self.header.get("fork")
+        if fork is not None:
+            arrays, meta = snapshot_io.read_snapshot(self.dir / fork["snapshot"])
+            state.restore(world, arrays, meta)
+            if world.digest.combine(world.tick) != self.header["d0"]:
+                raise JournalError(f"{self.dir / fork['snapshot']}: the fork's starting state "
+                                   "does not match its header's digest")
+        return world
 
     def restore_latest(self, world: World, at_or_before: int | None = None) -> int:
         """Restore the latest snapshot at or before ``at_or_before``; returns its tick (0: none)."""

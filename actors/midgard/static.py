@@ -139,6 +139,7 @@ class Static:
             "geography": self.geography(), "items": self.items(), "markets": self.markets(),
             "factions": self.factions(), "quests": self.quests(),
             "dialogue": Dialogue(self.dialogue),
+            "hazard_types": self.hazard_types(),  # names for readers (replays' labels)
         }
 
     def hazard_types(self) -> HazardTypes:
