@@ -11,6 +11,8 @@ simulator's figures to the run report.
 from __future__ import annotations
 
 import argparse
+import errno
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +56,19 @@ class BridgeRunExtension:
             overrides["lockstep_servers"] = tuple(sorted(args.lockstep_servers))
         if args.sim_players and not args.serve:
             args.serve = "tcp://127.0.0.1:0"
+
+    def preflight(self, args: argparse.Namespace) -> None:
+        """Before the run directory is touched: the ``[bridge]`` table, always (a typo is
+        refused whether or not this run serves), and the endpoint ``--serve`` names: its form
+        (exit 2) and whether it can be bound now (exit 3), so a typo or a busy port never
+        costs a world build nor leaves a half-made run (nor, with ``--replace``, the old one).
+        """
+        from norn.bridge.config import BridgeConfig
+
+        BridgeConfig(**bridge_table(args.config))
+        if args.serve:
+            check_endpoint(args.serve)
+            probe_bind(args.serve)
 
     def resend_ticks(self, args: argparse.Namespace) -> int:
         """Serving: the actions of the last ``action_ttl_ticks`` ticks go out again."""
@@ -130,6 +145,58 @@ class ServedRun:
 extension = BridgeRunExtension()
 
 
+#: What ``--serve`` accepts: ``tcp://HOST:PORT`` (``*`` for every interface; port 0 or
+#: ``*``: any free one) and ``ipc://PATH``.
+_TCP = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(?P<port>\d{1,5}|\*)")
+_ENDPOINT_FORMS = "tcp://HOST:PORT (e.g. tcp://127.0.0.1:7600, tcp://*:7600) or ipc://PATH"
+
+
+def check_endpoint(endpoint: str) -> None:
+    """Refuse an endpoint the bridge cannot serve, naming the accepted forms (exit 2)."""
+    if endpoint.startswith("ipc://") and len(endpoint) > len("ipc://"):
+        return
+    m = _TCP.fullmatch(endpoint)
+    if m is None:
+        raise UserError(f"--serve {endpoint}: not an endpoint to serve on; use {_ENDPOINT_FORMS}")
+    if m["port"] != "*" and int(m["port"]) > 65535:
+        raise UserError(f"--serve {endpoint}: port {m['port']} is not in 0..65535; use "
+                        f"{_ENDPOINT_FORMS}")
+
+
+def _any_port(endpoint: str) -> bool:
+    return endpoint.startswith("tcp://") and endpoint.endswith((":0", ":*"))
+
+
+def zmq_failure(endpoint: str, exc: BaseException) -> UserError | EnvironmentFailure | None:
+    """The one-line error for a ZeroMQ refusal to bind ``endpoint``; None if ``exc`` is not."""
+    import zmq
+
+    if not isinstance(exc, zmq.ZMQError):
+        return None
+    reason = (exc.strerror or str(exc)).split(" (addr=")[0].strip()
+    if exc.errno in (errno.EINVAL, errno.EPROTONOSUPPORT, zmq.ENOCOMPATPROTO):
+        return UserError(f"--serve {endpoint}: ZeroMQ refuses it: {reason}; use {_ENDPOINT_FORMS}")
+    return EnvironmentFailure(f"{endpoint}: cannot serve the bridge there: {reason}")
+
+
+def probe_bind(endpoint: str) -> None:
+    """Bind ``endpoint`` once and let it go: a port in use fails here, before the build."""
+    if _any_port(endpoint):
+        return
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.linger = 0
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise (zmq_failure(endpoint, exc) or exc) from None
+    finally:
+        sock.close(0)
+        ctx.term()  # the listener is closed once term returns: the real bind can follow
+
+
 def _io_failure(exc: BaseException) -> str | None:
     """The one-line reason when ``exc`` is an OS or storage I/O error, else None."""
     if isinstance(exc, OSError):
@@ -166,6 +233,9 @@ def _start_bridge(endpoint: str, run: RunContext, bridge_cfg: dict[str, Any]):
         run.world.subscribe(server.committed)  # acks and actions follow the commit notice
         server.start()  # the dead-letter store is opened on the bridge thread; errors land here
     except Exception as exc:
+        failure = zmq_failure(endpoint, exc)
+        if failure is not None:  # bound by another process since the probe, or not probed
+            raise failure from None
         reason = _io_failure(exc)
         if reason is None:
             raise

@@ -95,6 +95,10 @@ class RunExtension(Protocol):
         """Attach to the run when its options ask for it (None: not this time)."""
         ...
 
+    # Optional: ``preflight(args)``, called before the run directory is touched (and before
+    # a resume reads the journal): check what can fail cheaply (its config table, an
+    # endpoint to bind), so such a failure costs no world build and leaves no run behind.
+
 
 def run_extensions() -> list[RunExtension]:
     """The installed ``norn run`` extensions, in entry point name order."""
@@ -152,7 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = None) -> int:
     """Build or resume the world, run it, close the journal, print the report."""
     from norn.engine.config import make_config
-    from norn.engine.recorder import Recorder, discard_dirs
+    from norn.engine.recorder import Recorder
     from norn.engine.runner import build_world, make_header, run
     from norn.engine.scenario import load_scenario, parse_scenario
 
@@ -169,14 +173,17 @@ def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = No
         overrides["fsync"] = False
     for ext in extensions:
         ext.configure(args, overrides)
+    check_threading_layer()
     durable: dict[str, int] = {}
     resend: list = []
+    new_run: _NewRun | None = None  # a fresh run, discarded if it fails before its first tick
     ticks = None  # config.ticks
     if args.resume:
         from norn.engine.resume import resume
 
         if not args.out:
             raise UserError("--resume needs --out DIR (the run to continue)")
+        _preflight(extensions, args)
         ttl = max((ext.resend_ticks(args) for ext in extensions), default=0)
         resumed = resume(args.out, resend_ticks=ttl)
         world, recorder, journal_run = resumed.world, resumed.recorder, resumed.run
@@ -204,6 +211,7 @@ def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = No
     else:
         scenario = load_scenario(args.scenario)
         config = make_config(args.config, **overrides)
+        _preflight(extensions, args)
         scenario_model, scenario_name, scenario_data = scenario.model, scenario.name, scenario.data
         out = (
             Path(args.out)
@@ -212,18 +220,20 @@ def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = No
             / (f"{scenario.name}-s{config.seed}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
         )
         created = _prepare_run_dir(out, replace=args.replace)  # fail fast, before the build
+        new_run = _NewRun(out, created)
         try:
             with _naming(seed=config.seed, tick=0):
                 world = build_world(scenario, config)
+            recorder = Recorder.create(
+                out,
+                make_header(scenario, config, world),
+                fsync=config.fsync,
+                snapshot_every=config.snapshot_every,
+            )
         except BaseException:
-            discard_dirs(created)  # a scenario refused by its model leaves no empty run dir
+            new_run.discard()  # a scenario refused by its model leaves no empty run dir
             raise
-        recorder = Recorder.create(
-            out,
-            make_header(scenario, config, world),
-            fsync=config.fsync,
-            snapshot_every=config.snapshot_every,
-        )
+        new_run.recorder = recorder
     out_dir = recorder.out_dir
 
     context = RunContext(args, world, config, scenario_model, out_dir, durable, resend)
@@ -239,6 +249,8 @@ def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = No
     except BaseException:
         for att in attached:
             att.close()
+        if new_run is not None:  # no tick ran: a run that never started leaves nothing
+            new_run.discard()
         raise
     before: list[Callable[[int], bool | None]] = [a.before_tick for a in attached]
     if not any(a.feeds_inputs for a in attached) and scenario_data is not None:
@@ -321,6 +333,65 @@ def _naming(*, seed: int, tick: int | Callable[[], int]) -> Iterator[None]:
     except Exception as exc:
         at = tick() if callable(tick) else tick
         raise NornBug(f"{type(exc).__name__}: {exc}", seed=seed, tick=at) from exc
+
+
+def check_threading_layer() -> None:
+    """Load numba's threading layer now: one that cannot load is an environment failure.
+
+    ``NUMBA_THREADING_LAYER=tbb`` without Intel TBB installed (or an unknown layer) would
+    otherwise fail inside the first parallel kernel, mid-tick; here it is exit 3 with one
+    line, before a run directory exists. Loading the layer compiles nothing.
+    """
+    import numba
+    from numba.np.ufunc import parallel
+
+    try:
+        parallel._launch_threads()
+    except ValueError as exc:  # numba's "No threading layer could be loaded" and its hint
+        chosen = numba.config.THREADING_LAYER
+        reason = " ".join(line.strip("$ ").strip() for line in str(exc).splitlines()
+                          if line.strip() and line.strip() != "HINT:")
+        raise EnvironmentFailure(
+            f"numba cannot load its threading layer (NUMBA_THREADING_LAYER={chosen}): {reason}"
+        ) from None
+
+
+def _preflight(extensions: list[RunExtension], args: argparse.Namespace) -> None:
+    """Each extension's optional cheap checks, before the run directory is touched."""
+    for ext in extensions:
+        check = getattr(ext, "preflight", None)
+        if check is not None:
+            check(args)
+
+
+class _NewRun:
+    """A fresh run directory until its first tick: a failure before then removes it whole.
+
+    What this run created goes (the directories ``prepare_run_dir`` made, or, in a directory
+    that existed and was empty, the entries it added); nothing that was there before.
+    """
+
+    def __init__(self, out: Path, created: list[Path]) -> None:
+        self.out = out
+        self.created = created
+        self.recorder: Any = None
+        self.kept = set() if out in created else {p.name for p in out.iterdir()}
+
+    def discard(self) -> None:
+        from norn.engine.recorder import discard_dirs
+
+        if self.recorder is not None:
+            with contextlib.suppress(Exception):
+                self.recorder.writer.close()
+        for entry in self.out.iterdir() if self.out.is_dir() else ():
+            if entry.name in self.kept:
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        discard_dirs(self.created)
 
 
 def _prepare_run_dir(out: Path, *, replace: bool) -> list[Path]:
