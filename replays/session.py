@@ -49,6 +49,12 @@ class NullResolver:
     def wait(self, tick: int, timeout_s: float) -> None:
         pass
 
+    def said(self, request_ids: np.ndarray, texts: np.ndarray) -> None:
+        pass
+
+    def take_notes(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise AssertionError("a replayed tick takes its notes from the journal")
+
 
 class WorldAt:
     """The world at one tick, as readable Arrow tables (``.table``) or pandas frames."""
