@@ -8,12 +8,22 @@ errors, sends heartbeats and reconnects when the engine goes silent.
 Reliability on this side: every batch gets the next sequence number and is kept, encoded,
 until a cumulative ack covers it. After a reconnect the ``welcome`` says what the engine
 has (``acked``, ``next_seq``) and the client retransmits from there; a gap or window error
-rewinds to ``expected_seq``; a stall (unacked batches, no progress for ``retransmit_ms``)
-rewinds to the first unacked batch. Duplicates are harmless: the engine discards them.
+rewinds to ``expected_seq``; a stall (unacked batches and no ack that *advances* for the
+retransmission timeout) rewinds to the first unacked batch. The timeout starts at
+``max(retransmit_ms, 2 x the smoothed ack delay)`` (measured on batches sent once), doubles
+after each stall up to ``retransmit_max_ms`` and goes back to its start when an ack advances
+over a batch sent once (Karn's rule: an ack of resent batches keeps the backed-off timeout
+until a clean measurement; PROTOCOL.md section 4). Duplicates are harmless: the engine
+discards them.
 
 Actions arrive with idempotent ids: the client remembers the last ``ledger_max`` ids it
 delivered and never hands the same action to the game twice; actions that arrive after
-their ``expires_tick`` are failed with reason ``expired`` without being executed.
+their ``expires_tick`` are failed with reason ``expired`` without being executed. Ids a
+map server executed in an earlier run (``restore_executed``, from its own durable record)
+are not executed either: a repeat of one is answered once more with the recorded outcome,
+since that run's answer may have died with it. Actions of a kind this client does not know
+are answered ``unsupported``. ``on_executed`` is told the ids the game reports done, for the
+map server to store with their effects.
 
 Lockstep (``ClientConfig.lockstep``, PROTOCOL.md section 14): ``set_tick`` stamps what is
 queued from then on, ``progress`` declares a tick complete (re-sent after every welcome
@@ -54,7 +64,8 @@ class ClientConfig:
     columnar: bool = True             # False: send column batches as rows (tests, benchmarks)
     heartbeat_ms: int = 1000
     peer_timeout_ms: int = 5000       # engine silent this long: reconnect
-    retransmit_ms: int = 3000         # unacked and no progress this long: rewind
+    retransmit_ms: int = 3000         # unacked and no ack advanced this long: rewind...
+    retransmit_max_ms: int = 60000    # ...doubling per stall up to this (PROTOCOL.md 4)
     hello_retry_ms: int = 1000        # no welcome this long: new socket, new hello
     frames_max: int = 4096            # encoded batches kept (unacked + unsent)
     pending_events_max: int = 1 << 21  # events waiting in the batcher
@@ -85,6 +96,8 @@ class _Frame:
     n: int
     is_results: bool
     sent: bool = False
+    sent_at: float = 0.0   # first transmission (for the ack delay)
+    resent: bool = False   # transmitted more than once: its ack says nothing of the delay
 
 
 class BridgeClient:
@@ -99,6 +112,7 @@ class BridgeClient:
         hosted_maps: Sequence[str] = (),
         config: ClientConfig | None = None,
         on_actions: Callable[[ActionsFrame], None] | None = None,
+        on_executed: Callable[[np.ndarray], None] | None = None,
     ) -> None:
         if not proto.SERVER_ID_RE.fullmatch(server_id):
             raise ValueError(f"server_id must match {proto.SERVER_ID_RE.pattern}")
@@ -106,6 +120,7 @@ class BridgeClient:
         self.server_id = server_id
         self.config = config or ClientConfig()
         self.on_actions = on_actions
+        self.on_executed = on_executed
         self.hosted_maps = list(hosted_maps)
         #: The client's map table: integer map fields given to ``add_columns`` index it.
         self.map_names: list[str] = list(maps)
@@ -139,11 +154,17 @@ class BridgeClient:
         self._last_progress = now
         self._ledger = np.full(self.config.ledger_max, -1, dtype=np.int64)
         self._ledger_pos = 0
+        # Outcomes of ids executed by an earlier run (``restore_executed``): id -> (status,
+        # reason); a repeat is answered once with it, then forgotten.
+        self._restored: dict[int, tuple[int, int]] = {}
+        self._srtt: float | None = None  # smoothed ack delay (s)
+        self._rto = self.config.retransmit_ms / 1000  # the retransmission timeout now
         self.stats: dict[str, int] = dict.fromkeys((
             "events_queued", "events_sent", "events_acked", "batches_sent", "retransmits",
             "results_sent", "results_acked", "actions_received", "actions_duplicate",
             "actions_expired", "results_reported", "errors", "events_rejected",
-            "reconnects", "rewinds", "progress_sent", "overloaded",
+            "reconnects", "rewinds", "progress_sent", "overloaded", "actions_reanswered",
+            "actions_unsupported", "timeouts",
         ), 0)
         self.errors: deque[dict[str, Any]] = deque(maxlen=64)
         # Sending paused by the engine: until an ack advances past this seq (``overloaded``)
@@ -238,7 +259,24 @@ class BridgeClient:
             "reason": np.broadcast_to(np.asarray(reason, dtype=np.int16), (n,)),
         }
         self.stats["results_reported"] += n
+        if self.on_executed is not None:
+            done = ids[cols["status"] == proto.ResultStatus.DONE]
+            if len(done):
+                self.on_executed(done)  # before the answer leaves: stored with the effect
         self._queue((proto.RESULT_KIND, "columns"), cols, n)
+
+    def restore_executed(self, action_ids: Any, status: Any = 0, reason: Any = 0) -> None:
+        """Ids the map server executed in an earlier run (from its durable record).
+
+        They are never handed to the game again; the first repeat of each is answered with
+        the recorded outcome (that run's answer may not have reached the engine).
+        """
+        ids = np.asarray(action_ids, dtype=np.int64)
+        st = np.broadcast_to(np.asarray(status, dtype=np.int64), ids.shape)
+        rs = np.broadcast_to(np.asarray(reason, dtype=np.int64), ids.shape)
+        self._remember(ids)
+        for i, a, b in zip(ids.tolist(), st.tolist(), rs.tolist(), strict=True):
+            self._restored[i] = (a, b)
 
     def set_tick(self, tick: int) -> None:
         """Stamp events and results queued from now on with engine tick ``tick``.
@@ -441,10 +479,14 @@ class BridgeClient:
                 self._sock.send(fr.data, zmq.NOBLOCK, copy=len(fr.data) < 65536)
             except zmq.Again:
                 return
+            if self._send_next == self._acked + 1:
+                self._last_progress = clock.monotonic()  # nothing was in flight: start the timer
             if fr.sent:
+                fr.resent = True
                 self.stats["retransmits"] += 1
             else:
                 fr.sent = True
+                fr.sent_at = clock.monotonic()
                 self.stats["batches_sent"] += 1
                 self.stats["results_sent" if fr.is_results else "events_sent"] += fr.n
             self._send_next += 1
@@ -466,11 +508,24 @@ class BridgeClient:
             self._progress_due = self._progress is not None  # repairs a lost progress
             self._send_progress()
         if self._frames and self._send_next > self._frames[0].seq and (
-            now - self._last_progress > self.config.retransmit_ms / 1000
+            now - self._last_progress > self._rto
         ):
+            # No ack advanced for a whole timeout (a repeated ``acked`` in every hb does
+            # not count): go back to the first unacked batch, and wait twice as long next
+            # time, so a slow journal (long ticks) is not flooded with whole windows.
+            self.stats["timeouts"] += 1
             self._rewind(self._frames[0].seq)
             self._last_progress = now
+            self._rto = min(2 * self._rto, self.config.retransmit_max_ms / 1000)
             self._hold_ack = self._hold_tick = None
+
+    def _rto_base(self) -> float:
+        """The retransmission timeout after an ack advanced: ``retransmit_ms``, or twice the
+        smoothed ack delay when acks are slower than that, never above the cap."""
+        base = self.config.retransmit_ms / 1000
+        if self._srtt is not None:
+            base = max(base, 2 * self._srtt)
+        return min(base, self.config.retransmit_max_ms / 1000)
 
     def _rewind(self, seq: int) -> None:
         seq = max(seq, self._acked + 1)
@@ -533,6 +588,7 @@ class BridgeClient:
         self._drop_acked()
         self._send_next = max(self._acked + 1, min(next_seq, self._next_seq))
         self._last_progress = clock.monotonic()
+        self._rto = self._rto_base()
         self._hold_ack = self._hold_tick = None
         self._progress_due = self._progress is not None  # the engine may have restarted
 
@@ -556,9 +612,19 @@ class BridgeClient:
         if type(credit) is int and credit > 0:
             self._credit = credit
         if type(seq) is int and seq > self._acked:
+            now = clock.monotonic()
             self._acked = min(seq, self._next_seq - 1)
+            # Karn: only a batch sent exactly once says how long an ack takes
+            newest = next((fr for fr in reversed(self._frames) if fr.seq <= self._acked), None)
+            if newest is not None and newest.sent and not newest.resent:
+                sample = max(0.0, now - newest.sent_at)
+                self._srtt = sample if self._srtt is None else self._srtt + (
+                    sample - self._srtt) / 8
+                self._rto = self._rto_base()
+            else:  # no sample (only resent batches acked): keep the backed-off timeout
+                self._rto = max(self._rto, self._rto_base())
             self._drop_acked()
-            self._last_progress = clock.monotonic()
+            self._last_progress = now
             self._send_next = max(self._send_next, self._acked + 1)
             if self._hold_ack is not None and self._acked > self._hold_ack:
                 self._hold_ack = None  # room again: resend what was dropped unread
@@ -598,6 +664,7 @@ class BridgeClient:
             self.superseded = True
 
     def _on_actions(self, msg: dict[str, Any]) -> None:
+        unknown = self._unknown_kinds(msg)
         try:
             frame = decode_actions(msg)
         except proto.ProtocolError as exc:
@@ -605,6 +672,16 @@ class BridgeClient:
             self.errors.append({"local": True, "message": str(exc)})
             return
         self.engine_tick = max(self.engine_tick, frame.tick)
+        if unknown is not None and len(unknown):
+            # a kind this client does not know (an engine newer than us, a plugin's kind):
+            # answered, so the engine never waits for them
+            fresh = unknown[~np.isin(unknown, self._ledger)]
+            self.stats["actions_received"] += len(unknown)
+            self.stats["actions_unsupported"] += len(fresh)
+            if len(fresh):
+                self._remember(fresh)
+                self.report_results(fresh, proto.ResultStatus.FAILED,
+                                    proto.ResultReason.UNSUPPORTED)
         n = frame.count()
         self.stats["actions_received"] += n
         if n == 0:
@@ -615,6 +692,8 @@ class BridgeClient:
             ids = cols["action_id"]
             new = ~np.isin(ids, self._ledger)
             self.stats["actions_duplicate"] += int(len(ids) - new.sum())
+            if self._restored and not new.all():
+                self._reanswer(ids[~new])
             if new.any():
                 fresh_kinds[kind] = cols if new.all() else {k: v[new] for k, v in cols.items()}
                 fresh_ids.append(ids[new])
@@ -630,6 +709,35 @@ class BridgeClient:
             self.report_results(ids, proto.ResultStatus.FAILED, proto.ResultReason.UNSUPPORTED)
             return
         self.on_actions(ActionsFrame(frame.tick, frame.expires_tick, frame.maps, fresh_kinds))
+
+    def _unknown_kinds(self, msg: dict[str, Any]) -> np.ndarray | None:
+        """Take the kinds this client does not know out of ``msg``; their action ids."""
+        body = msg.get("kinds")
+        if not isinstance(body, dict):
+            return None
+        out = []
+        for kind in [k for k in body if k not in proto.WIRE_ACTION_SCHEMAS]:
+            wire = body.pop(kind)
+            ids = wire.get("action_id") if isinstance(wire, dict) else None
+            n = wire.get("n") if isinstance(wire, dict) else None
+            if isinstance(ids, bytes) and type(n) is int and len(ids) == 8 * n:
+                out.append(np.frombuffer(ids, "<i8"))
+            else:
+                self.stats["errors"] += 1
+                self.errors.append({"local": True,
+                                    "message": f"unknown action kind {kind!r} without ids"})
+        return np.concatenate(out).astype(np.int64) if out else None
+
+    def _reanswer(self, ids: np.ndarray) -> None:
+        """Repeats of ids an earlier run executed: answer each once with its outcome."""
+        for i in ids.tolist():
+            outcome = self._restored.pop(i, None)
+            if outcome is not None:
+                self.stats["actions_reanswered"] += 1
+                self._queue((proto.RESULT_KIND, "columns"), {
+                    "action_id": np.array([i], np.int64),
+                    "status": np.array([outcome[0]], np.uint8),
+                    "reason": np.array([outcome[1]], np.int16)}, 1)
 
     def _remember(self, ids: np.ndarray) -> None:
         m = len(self._ledger)

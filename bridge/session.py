@@ -66,7 +66,7 @@ COUNTERS = (
     "peers_marked_down", "peers_timed_out", "hellos", "stale_hellos", "auth_refused",
     "auth_accepted", "dead_letter_errors", "stamped_batches", "tick_order", "tick_ahead",
     "progress_received", "tick_marks_sent", "frames_overloaded", "records_freed",
-    "sessions_preempted", "internal_errors",
+    "sessions_preempted", "internal_errors", "stamped_late",
 )
 
 #: How many internal-error tracebacks are printed before only the counter grows.
@@ -654,6 +654,8 @@ class Session:
         if not stamp:
             return 0
         self.counters["stamped_batches"] += 1
+        if stamp <= self.tick:  # its tick is already committed: it lands on the next one
+            self.counters["stamped_late"] += 1
         due = max(stamp, peer.last_due)
         p_tick, p_seq = peer.progress
         if due != stamp or (seq > p_seq and stamp <= p_tick):
