@@ -68,7 +68,9 @@ def test_each_package_registers_its_own_commands():
               "bench": "norn.bench.", "llm": "norn.llm."}
     assert {k: v.split(":")[0] for k, v in _declared("norn.commands").items()} == {
         k: f"{v}{'commands' if k == 'run' else 'cli'}" for k, v in owners.items()}
-    assert _declared("norn.run_extensions") == {"bridge": "norn.bridge.serve:extension"}
+    assert _declared("norn.run_extensions") == {"bridge": "norn.bridge.serve:extension",
+                                                "gm": "norn.replays.gm:extension",
+                                                "llm": "norn.llm.run:extension"}
     assert _declared_script() == "norn.engine.cli:main"
 
 
