@@ -179,30 +179,34 @@ def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = No
     new_run: _NewRun | None = None  # a fresh run, discarded if it fails before its first tick
     ticks = None  # config.ticks
     if args.resume:
+        from norn.engine.config import run_table
         from norn.engine.resume import resume
 
         if not args.out:
             raise UserError("--resume needs --out DIR (the run to continue)")
+        if args.replace:
+            raise UserError("--replace starts a new run in --out; --resume continues the one "
+                            "there: choose one")
+        # what this resume asks for: the config file's [run] table, then the options
+        requested = {**run_table(args.config),
+                     **{k: v for k, v in overrides.items() if v is not None}}
+        make_config(args.config, **requested)  # a bad value is refused before anything runs
+        header = _recorded_header(args.out)
+        if header is not None:  # (no journal: resume says so, naming the directory)
+            _refuse_other_scenario(args.scenario, header["scenario"], args.out)
+            _refuse_fixed_changes(requested, header["config"])
         _preflight(extensions, args)
         ttl = max((ext.resend_ticks(args) for ext in extensions), default=0)
-        resumed = resume(args.out, resend_ticks=ttl)
+        resumed = resume(args.out, resend_ticks=ttl, fsync=requested.get("fsync"),
+                         snapshot_every=requested.get("snapshot_every"))
         world, recorder, journal_run = resumed.world, resumed.recorder, resumed.run
         durable, resend = resumed.durable, resumed.resend
         recorded = journal_run.config()
-        fixed = ("seed", "tick_ms", "lockstep_servers")  # they decide what the ticks hold
-        changed = [k for k in fixed if overrides.get(k) is not None
-                   and overrides[k] != getattr(recorded, k)]
-        if changed:
-            raise UserError(f"--resume continues the recorded run; it cannot change {changed}")
-        config = make_config(
-            None,
-            **{
-                **recorded.model_dump(),
-                **{k: v for k, v in overrides.items() if v is not None and k not in fixed},
-            },
-        )
-        # without --ticks the run goes on to its recorded length; with it, that many more
-        ticks = args.ticks if args.ticks is not None else max(0, recorded.ticks - world.tick)
+        _refuse_fixed_changes(requested, recorded.model_dump())
+        config = make_config(None, **{**recorded.model_dump(), **requested})
+        # without --ticks the run goes on to its length (recorded, or the config file's);
+        # with it, that many more
+        ticks = args.ticks if args.ticks is not None else max(0, config.ticks - world.tick)
         recorded_scenario = parse_scenario(
             journal_run.header["scenario"]["text"], journal_run.header["scenario"]["source"]
         )
@@ -333,6 +337,62 @@ def _naming(*, seed: int, tick: int | Callable[[], int]) -> Iterator[None]:
     except Exception as exc:
         at = tick() if callable(tick) else tick
         raise NornBug(f"{type(exc).__name__}: {exc}", seed=seed, tick=at) from exc
+
+
+#: Config keys a resumed run cannot change: the world was built with them (or they decide
+#: what its ticks hold), so a resumed run with another value would not be the recorded one.
+#: Every other key (ticks, clock, snapshot_every, fsync, synctest, timeouts) is honoured.
+RESUME_FIXED = ("seed", "tick_ms", "chunk_rows", "decision_latency_ticks", "lockstep_servers",
+                "input_batches_max", "input_events_max", "actions_per_tick_max")
+
+
+def _recorded_header(run_dir: str) -> dict[str, Any] | None:
+    """The header of the journal in ``run_dir`` (its first frame only), or None."""
+    from norn.engine import journal
+    from norn.engine.recorder import JOURNAL_NAME, unpack
+
+    path = Path(run_dir) / JOURNAL_NAME
+    if not path.is_file():
+        return None
+    with contextlib.suppress(StopIteration):
+        first = next(iter(journal.JournalReader(path).frames()))
+        if first.kind == journal.KIND_HEADER:
+            header = unpack(first.payload)
+            if isinstance(header, dict) and "scenario" in header and "config" in header:
+                return header
+    return None  # not a usable header: resume refuses it with the reason
+
+
+def _refuse_fixed_changes(requested: dict[str, Any], recorded: dict[str, Any]) -> None:
+    """A resume may not change what the recorded world was built with (``RESUME_FIXED``)."""
+    from norn.engine.config import make_config
+
+    before = make_config(None, **recorded).model_dump()  # both normalised (lists, tuples)
+    asked = make_config(None, **{**recorded, **requested}).model_dump()
+    changed = {k: (before[k], asked[k]) for k in RESUME_FIXED
+               if k in requested and asked[k] != before[k]}
+    if changed:
+        what = ", ".join(f"{k} (recorded {old!r}, asked {new!r})"
+                         for k, (old, new) in sorted(changed.items()))
+        raise UserError(f"--resume continues the recorded run; it cannot change {what}: the "
+                        f"recorded world was built with its values (to try others from this "
+                        f"run's state, fork it: norn replay fork)")
+
+
+def _refuse_other_scenario(asked: str | None, recorded: dict[str, Any], run_dir: str) -> None:
+    """``--scenario`` on ``--resume``: the recorded one is fine; another one is refused."""
+    if asked is None:
+        return
+    from norn.engine.scenario import load_scenario
+
+    if load_scenario(asked).text == recorded["text"]:
+        return
+    raise UserError(
+        f"--resume continues {run_dir} with the scenario it recorded ({recorded['name']!r} "
+        f"from {recorded['source']}); --scenario {asked} is another one. To see what another "
+        f"world does from this run's state, fork it (norn replay fork), or start a new run "
+        f"without --resume"
+    )
 
 
 def check_threading_layer() -> None:

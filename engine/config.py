@@ -100,6 +100,13 @@ def make_config(file: str | Path | None = None, **overrides: Any) -> RunConfig:
         raise ConfigError(format_validation_error(exc, where)) from None
 
 
+def run_table(file: str | Path | None) -> dict[str, Any]:
+    """The ``[run]`` table of the config file, as written (``make_config`` validates it)."""
+    if file is None:
+        return {}
+    return dict(_read_toml(file)[1].get("run", {}))
+
+
 def bridge_table(file: str | Path | None) -> dict[str, Any]:
     """The ``[bridge]`` table of the config file (validated by the bridge's own model)."""
     if file is None:

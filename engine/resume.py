@@ -36,8 +36,12 @@ class Resumed:
     resend: list[ActionBatch]  # actions of the last ``resend_ticks`` ticks, oldest first
 
 
-def resume(run_dir: str | Path, *, resend_ticks: int = 0) -> Resumed:
-    """Bring the run in ``run_dir`` back to its last committed tick, ready to continue."""
+def resume(run_dir: str | Path, *, resend_ticks: int = 0, fsync: bool | None = None,
+           snapshot_every: int | None = None) -> Resumed:
+    """Bring the run in ``run_dir`` back to its last committed tick, ready to continue.
+
+    ``fsync`` and ``snapshot_every``: how the journal goes on (None: as recorded).
+    """
     run = open_run(run_dir)
     world = run.build_world()
     last = run.last_tick
@@ -54,8 +58,10 @@ def resume(run_dir: str | Path, *, resend_ticks: int = 0) -> Resumed:
             resend.append(world.last_actions)
     world.resolver = DeterministicResolver(run.config().decision_latency_ticks)
     state.resubmit_pending(world)
+    recorded = run.config()
     writer = journal.JournalWriter.open_append(
-        Path(run.dir) / JOURNAL_NAME, fsync=run.config().fsync
+        Path(run.dir) / JOURNAL_NAME, fsync=recorded.fsync if fsync is None else fsync
     )
-    recorder = Recorder(Path(run.dir), writer, run.config().snapshot_every)
+    recorder = Recorder(Path(run.dir), writer,
+                        recorded.snapshot_every if snapshot_every is None else snapshot_every)
     return Resumed(world, recorder, run, durable_seqs(run), resend)
