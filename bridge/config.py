@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from norn.engine import limits
+from norn.engine.config import format_validation_error
 from norn.engine.errors import ConfigError
 
 #: Hard ceiling for one wire frame; a frame is decoded whole in memory.
@@ -88,7 +89,7 @@ class BridgeConfig(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigError(format_errors(exc, "[bridge]")) from None
+            raise ConfigError(format_validation_error(exc, "[bridge]", BridgeConfig)) from None
 
     @model_validator(mode="after")
     def _consistent(self) -> BridgeConfig:
@@ -143,13 +144,3 @@ class BridgeConfig(BaseModel):
             "events_per_s_max": self.events_per_s_max,
             "map_dict_max": self.map_dict_max,
         }
-
-
-def format_errors(exc: ValidationError, where: str) -> str:
-    """One line per problem, naming the key and what is allowed."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{where}: {loc}: {msg} (got {err.get('input')!r})")
-    return "\n".join(lines)

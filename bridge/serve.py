@@ -23,7 +23,7 @@ import orjson
 from norn.engine.commands import RunContext, model_hook
 from norn.engine.commit import Committed
 from norn.engine.config import RunConfig, bridge_table
-from norn.engine.errors import EnvironmentFailure, UserError
+from norn.engine.errors import ConfigError, EnvironmentFailure, UserError
 
 
 class BridgeRunExtension:
@@ -65,7 +65,11 @@ class BridgeRunExtension:
         """
         from norn.bridge.config import BridgeConfig
 
-        BridgeConfig(**bridge_table(args.config))
+        try:
+            BridgeConfig(**bridge_table(args.config))
+        except ConfigError as exc:  # name the file the table is in
+            raise ConfigError("\n".join(f"{args.config}: {line}"
+                                         for line in exc.message.splitlines())) from None
         if args.serve:
             check_endpoint(args.serve)
             probe_bind(args.serve)

@@ -31,7 +31,7 @@ import numba
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from norn.engine.config import format_validation_error
+from norn.engine.config import format_validation_error, unknown_keys_message
 from norn.engine.errors import ConfigError
 from norn.engine.rng import register_stream, uniform_int
 from norn.engine.scenario import Model, Scenario
@@ -226,14 +226,17 @@ def parse_config(data: dict[str, Any], source: str) -> BoltzmannConfig:
     try:
         return BoltzmannConfig(**data.get("boltzmann", {}))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, f"{source}: [boltzmann]")) from None
+        raise ConfigError(
+            format_validation_error(exc, f"{source}: [boltzmann]", BoltzmannConfig)
+        ) from None
 
 
 def build_world(world: World, scenario: Scenario) -> None:
     """Build the Boltzmann world (the model's ``build_world``)."""
-    unknown = set(scenario.data) - {"name", "model", "boltzmann", "description"}
+    allowed = ("name", "model", "boltzmann", "description")
+    unknown = set(scenario.data) - set(allowed)
     if unknown:
-        raise ConfigError(f"{scenario.source}: unknown key(s) {sorted(unknown)}")
+        raise ConfigError(unknown_keys_message(scenario.source, unknown, allowed))
     world.add_plugin(BoltzmannPlugin(parse_config(scenario.data, scenario.source)))
 
 

@@ -22,6 +22,7 @@ from norn.actors.hazard.schema import HazardRules
 from norn.actors.midgard import limits as lim
 from norn.actors.npc.schema import NpcRules
 from norn.engine import limits as engine_limits
+from norn.engine.config import format_validation_error
 from norn.engine.errors import ConfigError
 from norn.engine.rathena import WEATHER_CODES
 from norn.rules.schema import Frac, Rate, TickRange, Zeny
@@ -234,32 +235,6 @@ class Scenario(Strict):
 
 
 # -- errors -----------------------------------------------------------------------------
-def format_loc(loc: tuple[Any, ...]) -> str:
-    """('maps', 3, 'warps', 1, 'to') -> 'maps[3].warps[1].to'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(root)"
-
-
-def _first_error(exc: ValidationError) -> str:
-    errors = exc.errors()
-    err = errors[0]
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif err["type"] == "missing":
-        msg = "required key is missing"
-    elif err["type"] == "literal_error":
-        msg = f"must be one of {err['ctx']['expected']}"
-    got = "" if err["type"] == "missing" else f" (got {err.get('input')!r:.60})"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{format_loc(tuple(err['loc']))}: {msg}{got}{more}"
-
-
 class ScenarioError(ConfigError):
     """A scenario value is wrong; the message names its path."""
 
@@ -273,7 +248,7 @@ def validate(data: dict[str, Any], source: str) -> Scenario:
     try:
         sc = Scenario(**data)
     except ValidationError as exc:
-        raise ScenarioError(f"{source}: {_first_error(exc)}") from None
+        raise ScenarioError(format_validation_error(exc, source, Scenario)) from None
     check_references(sc, source)
     return sc
 

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from norn.engine.config import format_validation_error
+from norn.engine.config import format_validation_error, unknown_keys_message
 from norn.engine.errors import ConfigError
 from norn.engine.rng import register_stream, uniform, uniform_int
 from norn.engine.scenario import Model, Scenario
@@ -304,13 +304,14 @@ def parse_config(data: dict[str, Any], source: str) -> ToyConfig:
     try:
         return ToyConfig(**data.get("toy", {}))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, f"{source}: [toy]")) from None
+        raise ConfigError(format_validation_error(exc, f"{source}: [toy]", ToyConfig)) from None
 
 
 def build_world(world: World, scenario: Scenario) -> None:
-    unknown = set(scenario.data) - {"name", "model", "toy", "description"}
+    allowed = ("name", "model", "toy", "description")
+    unknown = set(scenario.data) - set(allowed)
     if unknown:
-        raise ConfigError(f"{scenario.source}: unknown key(s) {sorted(unknown)}")
+        raise ConfigError(unknown_keys_message(scenario.source, unknown, allowed))
     world.add_plugin(ToyPlugin(parse_config(scenario.data, scenario.source)))
 
 
