@@ -135,14 +135,24 @@ def cmd_bench(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     if args.json:
         doc = dict(result)
         if baseline is not None:
-            from norn.bench.stats import compare
+            from norn.bench.stats import compare, differences
 
             doc["compare"] = [r.__dict__ for r in compare(result, baseline)]
+            apart, changed = differences(result, baseline)
+            doc["compare_not_comparable"] = apart  # non-empty: no figure is judged
+            doc["compare_changed"] = changed
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
     else:
         print(render(result))
         if baseline is not None:
             print(render_compare(result, baseline, args.compare))
+    if baseline is not None:
+        from norn.bench.stats import differences
+
+        apart, _ = differences(result, baseline)
+        if apart:  # said on stderr too, so --json users see it
+            messages.append(f"norn bench: warning: {args.compare} is not comparable with this "
+                            f"run ({'; '.join(apart)}): no figure judged better or worse")
     for m in messages:
         print(m, file=sys.stderr)
     failed = [

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from norn.bench.machine import describe
-from norn.bench.stats import compare
+from norn.bench.stats import compare, differences
 
 
 def _num(x: Any) -> str:
@@ -88,12 +88,24 @@ def render(result: dict[str, Any]) -> str:
 
 
 def render_compare(new: dict[str, Any], base: dict[str, Any], base_name: str) -> str:
+    """The comparison table; first, what makes the two runs differ.
+
+    Runs on another machine, at another size or in another mode are shown side by side
+    but not judged: each difference is a WARNING line and no figure is flagged.
+    """
     rows = compare(new, base)
+    apart, changed = differences(new, base)
     lines = [
         "",
         f"compared with {base_name}",
         f"  baseline machine: {describe(base['machine'])}",
+        f"  this machine:     {describe(new['machine'])}",
     ]
+    lines += [f"  WARNING: not comparable: {d}" for d in apart]
+    if apart:
+        lines.append("  the ratios below are not judged better or worse: measure the baseline "
+                     "again here, with the same options")
+    lines += [f"  changed since the baseline: {c}" for c in changed]
     if not rows:
         lines.append("  no figure in common")
         return "\n".join(lines)
@@ -101,9 +113,12 @@ def render_compare(new: dict[str, Any], base: dict[str, Any], base_name: str) ->
     lines.append(f"  {'figure':<{width}}  {'baseline':>10}  {'now':>10}  ratio   noise  flag")
     for r in rows:
         ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
+        flag = r.flag.upper() if not r.unjudged else "not judged"
+        if r.unjudged and not apart:  # a case-level reason (its size) is said on its row
+            flag += f" ({r.unjudged})"
         lines.append(
             f"  {r.key:<{width}}  {_num(r.base):>10}  {_num(r.new):>10}  {ratio:>5}  "
-            f"{r.noise:>5.1%}  {r.flag.upper()}"
+            f"{r.noise:>5.1%}  {flag}"
         )
     return "\n".join(lines)
 

@@ -110,6 +110,58 @@ class Comparison:
     ratio: float | None
     noise: float
     flag: str  # "" | "better" | "worse"
+    unjudged: str = ""  # why the change is not judged (another machine, size or mode)
+
+
+#: Machine fields that change what a figure means: a figure measured where any of them
+#: differs is shown beside the baseline's, never judged better or worse.
+MACHINE_KEYS = ("cpu", "machine", "logical_cores", "usable_cores", "memory_gib")
+#: Options that change what is measured (the world size, the ticks, smoke sizes, one
+#: process or one per case, the world's seed, the peers run beside).
+OPTION_KEYS = ("sizes", "ticks", "tiny", "isolated", "seed", "peers")
+
+
+def differences(new: dict[str, Any], base: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """What separates two result files: (what makes their figures measure different things,
+    what changed in the software measured).
+
+    The first list (machine, numba threads and their environment, CPU flags, options) means
+    a ratio is not a verdict; the second (Python, libraries, commit) is what a comparison is
+    usually for, so it is said and the figures are still judged.
+    """
+    nm, bm = new.get("machine", {}), base.get("machine", {})
+    apart = [f"machine {k}: baseline {bm.get(k)!r}, now {nm.get(k)!r}"
+             for k in MACHINE_KEYS if nm.get(k) != bm.get(k)]
+    nt, bt = nm.get("numba", {}), bm.get("numba", {})
+    if (nt.get("layer"), nt.get("threads")) != (bt.get("layer"), bt.get("threads")):
+        apart.append(f"numba threads: baseline {bt.get('layer')} x{bt.get('threads')}, "
+                     f"now {nt.get('layer')} x{nt.get('threads')}")
+    if nm.get("thread_env", {}) != bm.get("thread_env", {}):
+        apart.append(f"machine thread_env: baseline {bm.get('thread_env', {})}, "
+                     f"now {nm.get('thread_env', {})}")
+    nf, bf = set(nm.get("cpu_flags") or ()), set(bm.get("cpu_flags") or ())
+    if nf != bf:
+        apart.append(f"CPU flags: baseline only {sorted(bf - nf)[:8]}, now only "
+                     f"{sorted(nf - bf)[:8]}")
+    no, bo = new.get("options", {}), base.get("options", {})
+    apart += [f"option {k}: baseline {bo.get(k)!r}, now {no.get(k)!r}"
+              for k in OPTION_KEYS if no.get(k) != bo.get(k)]
+    changed = []
+    if nm.get("python") != bm.get("python"):
+        changed.append(f"python: baseline {bm.get('python')}, now {nm.get('python')}")
+    nl, bl = nm.get("libraries", {}), bm.get("libraries", {})
+    changed += [f"{lib}: baseline {bl.get(lib)}, now {nl.get(lib)}"
+                for lib in sorted(set(nl) | set(bl)) if nl.get(lib) != bl.get(lib)]
+    ng, bg = nm.get("git", {}).get("commit"), bm.get("git", {}).get("commit")
+    if ng != bg:
+        changed.append(f"commit: baseline {str(bg)[:10]}, now {str(ng)[:10]}")
+    return apart, changed
+
+
+def _entities(result: dict[str, Any]) -> dict[str, Any]:
+    """scenario/case -> the world size it measured (when the case says)."""
+    return {f"{s}/{c['name']}": c.get("entities")
+            for s, scen in result.get("scenarios", {}).items() for c in scen.get("cases", [])}
 
 
 def compare(new: dict[str, Any], base: dict[str, Any]) -> list[Comparison]:
@@ -117,8 +169,12 @@ def compare(new: dict[str, Any], base: dict[str, Any]) -> list[Comparison]:
 
     Noise is the larger relative spread of the two runs (or ``NOISE_FLOOR``); a change is
     flagged only when ``|ratio - 1|`` exceeds it, and then as better or worse according
-    to whether the figure is a rate (higher is better) or a cost (lower is better).
+    to whether the figure is a rate (higher is better) or a cost (lower is better). Never
+    when the two runs measured different things (``differences``: another machine, size,
+    or mode; or a case of another world size): the ratio is shown, ``unjudged`` says why.
     """
+    apart, _ = differences(new, base)
+    new_sizes, base_sizes = _entities(new), _entities(base)
     base_figs = {f.key: f for f in figures(base)}
     out = []
     for f in figures(new):
@@ -127,9 +183,14 @@ def compare(new: dict[str, Any], base: dict[str, Any]) -> list[Comparison]:
             continue
         ratio = f.median / b.median if b.median else None
         noise = max(f.spread, b.spread, NOISE_FLOOR)
+        case = f.key.rsplit("/", 1)[0]
+        unjudged = "; ".join(apart)
+        if not unjudged and new_sizes.get(case) != base_sizes.get(case):
+            unjudged = (f"world size: baseline {base_sizes.get(case)}, "
+                        f"now {new_sizes.get(case)}")
         flag = ""
-        if ratio is not None and abs(ratio - 1.0) > noise:
+        if not unjudged and ratio is not None and abs(ratio - 1.0) > noise:
             up = ratio > 1.0
             flag = "better" if up == higher_is_better(f.key) else "worse"
-        out.append(Comparison(f.key, b.median, f.median, ratio, noise, flag))
+        out.append(Comparison(f.key, b.median, f.median, ratio, noise, flag, unjudged))
     return out
