@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import shutil
 import signal
 import sys
@@ -31,10 +32,12 @@ from norn.engine.errors import (
     NornError,
     UserError,
 )
+from norn.engine.observe import Probes, log_failure
 
 if TYPE_CHECKING:  # the world's modules load numba: only a run needs them, not --help
     from norn.engine.actions import ActionBatch
     from norn.engine.config import RunConfig
+    from norn.engine.recorder import Recorder
     from norn.engine.world import World
 
 #: The entry point group of ``norn run`` extensions (objects satisfying ``RunExtension``).
@@ -53,6 +56,9 @@ class RunContext:
     out_dir: Path
     durable: dict[str, int] = field(default_factory=dict)  # resume: journaled seq per source
     resend: list[ActionBatch] = field(default_factory=list)  # resume: recent ticks' actions
+    recorder: Recorder | None = None  # the run's journal writer and snapshots
+    #: What extensions expose to ``--metrics`` and ``/readyz`` (``engine/observe.py``).
+    probes: Probes = field(default_factory=Probes)
 
 
 class Attachment(Protocol):
@@ -150,7 +156,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for ext in extensions:
         ext.add_arguments(p)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=lambda args: cmd_run(args, extensions))
+    p.set_defaults(func=lambda args: _logged_run(args, extensions))
+
+
+def _logged_run(args: argparse.Namespace, extensions: list[RunExtension]) -> int:
+    """``cmd_run``; a failure also reaches the JSON log as ``run_failed`` (the dispatcher
+    prints the plain line)."""
+    try:
+        return cmd_run(args, extensions)
+    except Exception as exc:
+        log_failure(logging.getLogger("norn.engine.run"), "run_failed", exc)
+        raise
 
 
 def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = None) -> int:
@@ -240,7 +256,8 @@ def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = No
         new_run.recorder = recorder
     out_dir = recorder.out_dir
 
-    context = RunContext(args, world, config, scenario_model, out_dir, durable, resend)
+    context = RunContext(args, world, config, scenario_model, out_dir, durable, resend,
+                         recorder)
     attached: list[Attachment] = []
     try:
         for ext in extensions:

@@ -32,6 +32,8 @@ NOT_STATE: dict[str, str] = {
     "engine/errors.py": "exception classes and their messages",
     "engine/fingerprint.py": "this fingerprint",
     "engine/clock.py": "the wall clock, for metrics and pacing only (never read in a tick)",
+    "engine/observe.py": "logging setup and the probes metrics read; nothing a tick reads",
+    "engine/metrics.py": "norn run's log options, Prometheus endpoint and health checks",
 }
 ROOT = Path(__file__).resolve().parents[1]
 

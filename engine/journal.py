@@ -57,7 +57,7 @@ from typing import NamedTuple, Self
 
 import crc32c
 
-from norn.engine import limits
+from norn.engine import clock, limits
 from norn.engine.errors import (
     BoundError,
     EnvironmentFailure,
@@ -222,6 +222,7 @@ class JournalWriter:
 
     ``frames_written`` and ``bytes_written`` count the frames and bytes this writer has
     appended (committed or still buffered); ``offset`` is where the next frame will start.
+    ``syncs`` and ``sync_s`` count the fsyncs and the seconds spent in them (metrics only).
     """
 
     def __init__(self, path: str, fd: int, offset: int, chain_crc: int, fsync: bool) -> None:
@@ -236,6 +237,8 @@ class JournalWriter:
         self.frames_written = 0
         self.bytes_written = 0
         self.truncated_bytes = 0
+        self.syncs = 0
+        self.sync_s = 0.0
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, fsync: bool = True) -> JournalWriter:
@@ -338,6 +341,23 @@ class JournalWriter:
             self._buffer.clear()
             self._close_fd()
 
+    @property
+    def failure(self) -> str | None:
+        """Why this writer refuses further use (a failed write or fsync), None while usable."""
+        return self._failed
+
+    def same_file(self) -> bool:
+        """Whether ``path`` still names the file this writer appends to (False once it is
+        closed, or the path was deleted, moved or replaced: appends would go unseen)."""
+        fd = self._fd
+        if fd is None:
+            return False
+        try:
+            mine, named = os.fstat(fd), os.stat(self.path)
+        except OSError:
+            return False
+        return (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino)
+
     def _check_usable(self) -> None:
         if self._failed is not None:
             raise EnvironmentFailure(
@@ -361,6 +381,7 @@ class JournalWriter:
         if not (self._fsync and self._unsynced):
             return
         assert self._fd is not None
+        t0 = clock.monotonic()
         try:
             os.fsync(self._fd)
             if directory:
@@ -372,6 +393,8 @@ class JournalWriter:
         except OSError as e:
             self._fail(f"fsync failed: {e}")
         self._unsynced = False
+        self.syncs += 1
+        self.sync_s += clock.monotonic() - t0
 
     def _fail(self, reason: str) -> None:
         self._failed = reason

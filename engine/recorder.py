@@ -15,6 +15,7 @@ a v1-only world is byte-for-byte what FORMAT 1 always wrote, and a header withou
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -29,7 +30,10 @@ from norn.engine.digest import CHUNK_RECORD
 from norn.engine.errors import EnvironmentFailure, JournalError
 from norn.engine.inputs import InputBatch
 from norn.engine.kinds import EventTable, Kinds
+from norn.engine.observe import log_event
 from norn.engine.tick import TickRecord
+
+_log = logging.getLogger("norn.engine.recorder")
 
 JOURNAL_NAME = "journal.norn"
 SNAPSHOT_DIR = "snapshots"
@@ -219,6 +223,8 @@ class Recorder:
         digest = world.digest.combine(world.tick, state_only=True)
         self.writer.append(journal.KIND_SNAPSHOT, pack({"t": world.tick, "file": rel, "d": digest}))
         self.snapshots.append((world.tick, rel))
+        log_event(_log, "snapshot_written", f"snapshot of tick {world.tick} written to {rel}",
+                  tick=world.tick, file=rel)
         return rel
 
     def close(self, world, reason: str) -> None:

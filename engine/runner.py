@@ -10,6 +10,7 @@ After each tick is journaled (one fsync), ``run`` publishes the one ``Committed`
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,10 +27,13 @@ from norn.engine.config import RunConfig
 from norn.engine.decisions import DeterministicResolver
 from norn.engine.errors import NornBug
 from norn.engine.fingerprint import fingerprint
+from norn.engine.observe import log_event
 from norn.engine.recorder import FORMAT, Recorder, initial_chunks
 from norn.engine.scenario import Scenario
 from norn.engine.tick import TickRecord, step
 from norn.engine.world import World
+
+_log = logging.getLogger("norn.engine.runner")
 
 
 class CompileTimer:
@@ -119,6 +123,9 @@ class Pacer:
         if late_s > self.behind_max_s:
             self.stalls += 1
             self.skipped_s += late_s
+            log_event(_log, "clock_stalled", f"the realtime clock fell {late_s:.2f} s behind: "
+                      "re-phased from now (the lost time is skipped, not raced through)",
+                      level=logging.WARNING, behind_s=round(late_s, 3), stalls=self.stalls)
             self.due = t  # re-phased: the next tick starts now, the ones after it on time
             self.behind = False
 

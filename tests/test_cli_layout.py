@@ -70,7 +70,8 @@ def test_each_package_registers_its_own_commands():
         k: f"{v}{'commands' if k == 'run' else 'cli'}" for k, v in owners.items()}
     assert _declared("norn.run_extensions") == {"bridge": "norn.bridge.serve:extension",
                                                 "gm": "norn.replays.gm:extension",
-                                                "llm": "norn.llm.run:extension"}
+                                                "llm": "norn.llm.run:extension",
+                                                "observe": "norn.engine.metrics:extension"}
     assert _declared_script() == "norn.engine.cli:main"
 
 
