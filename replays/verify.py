@@ -92,21 +92,51 @@ def verify(run_dir: str | Path, progress: Callable[[int, int], None] | None = No
     for rec in run.ticks():
         out = step(world, rec)
         chunks = rec.chunks if rec.chunks is not None else np.empty(0, dtype=CHUNK_RECORD)
+        lengths: dict[str, set[int]] = {}  # regions this tick touched: their possible lengths
         for region_idx in np.unique(chunks["region"]):
+            key = regions[int(region_idx)]
             sel = chunks[chunks["region"] == region_idx]
-            arr = recorded[regions[int(region_idx)]]
+            lengths[key] = recorded_lengths(len(recorded[key]), sel["chunk"])
+            arr = recorded[key]
             need = int(sel["chunk"].max()) + 1
             if need > len(arr):
                 arr = np.concatenate([arr, np.zeros(need - len(arr), dtype=np.uint64)])
-                recorded[regions[int(region_idx)]] = arr
+                recorded[key] = arr
             arr[sel["chunk"].astype(np.int64)] = sel["hash"]
         n += 1
         if progress is not None:
             progress(n, total)
         if out.digest != rec.digest:
-            div = _locate(world, recorded, regions, rec.tick, rec.digest, out.digest)
+            div = _locate(world, recorded, regions, rec.tick, rec.digest, out.digest, lengths)
             return VerifyResult(False, n, rec.tick, div, warnings)
+        # The digests match, lengths included: a region that changed length this tick has
+        # the replayed length (and hashes), which the chunk records alone cannot say.
+        for key in lengths:
+            mine = world.digest.region(key).hashes
+            if len(mine) != len(recorded[key]):
+                recorded[key] = mine.copy()
     return VerifyResult(True, n, world.tick, None, warnings)
+
+
+def recorded_lengths(before: int, changed: np.ndarray) -> set[int]:
+    """The lengths (in chunks) a recorded region may have after a tick, from the chunks the
+    tick recorded as changed and its length before.
+
+    The journal keeps changed chunk hashes, not lengths. A region whose length changes is
+    hashed again from scratch, so every one of its chunks is recorded: a record reaching
+    past the old length is the new length; a record of exactly chunks ``0..k-1`` may be a
+    region shrunk to ``k`` or one whose first ``k`` chunks changed; anything else keeps
+    the old length. (A region of variable length, such as a tick's emitted actions, changes
+    length most ticks: compared by length alone it would be named wrongly.)
+    """
+    if not len(changed):
+        return {before}
+    k = int(changed.max()) + 1
+    if k > before:
+        return {k}
+    if len(np.unique(changed)) == k:  # exactly 0..k-1
+        return {k, before}
+    return {before}
 
 
 def _write_rank(world) -> dict[str, int]:
@@ -138,14 +168,24 @@ def _write_rank(world) -> dict[str, int]:
     return rank
 
 
-def _locate(world, recorded, regions, tick, want, got) -> Divergence:
+def _locate(world, recorded, regions, tick, want, got,
+            lengths: dict[str, set[int]] | None = None) -> Divergence:
+    """Name the region (and chunk) that diverged first at ``tick``.
+
+    ``lengths``: for regions the tick recorded, the lengths the recorded region may have
+    (``recorded_lengths``); the others kept theirs. A region differs when a chunk both
+    have differs, or when its replayed length is not one it may have.
+    """
+    lengths = lengths or {}
     diverged = []
     for key in regions:
         mine = world.digest.region(key).hashes
         theirs = recorded.get(key, np.zeros(0, dtype=np.uint64))
-        m = min(len(mine), len(theirs))
+        possible = lengths.get(key, {len(theirs)})
+        length = len(mine) if len(mine) in possible else max(possible)
+        m = min(len(mine), length)
         diff = np.flatnonzero(mine[:m] != theirs[:m])
-        if len(diff) or len(mine) != len(theirs):
+        if len(diff) or len(mine) not in possible:
             diverged.append((key, int(diff[0]) if len(diff) else m))
     if not diverged:
         return Divergence(tick, "(tick digest only)", "", "", -1, (0, 0), [], want, got)

@@ -108,6 +108,46 @@ def test_altered_input_is_reported_as_divergence_at_its_tick(tmp_path):
     assert r.returncode == 1 and f"tick {altered_tick}" in r.stdout
 
 
+@pytest.mark.parametrize("from_tick", [5, 10, 20, 25])
+def test_a_tampered_decision_is_named_by_the_column_it_changed(tmp_path, from_tick):
+    """Not by a region whose length varies tick to tick (the emitted actions): the journal
+    records changed chunks, not lengths, so those are followed, not compared by length."""
+    run_dir = _record_toy(tmp_path)
+    altered: list[int] = []
+
+    def transform(frame):
+        if frame.kind != journal.KIND_TICK or altered:
+            return frame.payload
+        rec = decode_tick(frame.payload)
+        if rec.tick < from_tick or not len(rec.decisions):
+            return frame.payload
+        flipped = rec.decisions.copy()
+        flipped["choice"] = 1 - flipped["choice"]  # rest <-> go
+        rec.decisions = flipped
+        altered.append(rec.tick)
+        return encode_tick(rec)
+
+    dst = tmp_path / "altered"
+    dst.mkdir()
+    journal.rewrite(run_dir / JOURNAL_NAME, dst / JOURNAL_NAME, transform)
+    (dst / "snapshots").symlink_to(run_dir / "snapshots")
+    d = verify(dst).divergence
+    assert d is not None and d.tick == altered[0]
+    assert (d.table, d.column) == ("walker", "resting"), d.describe()
+    assert not [k for k in d.also if k.startswith("actions.")], d.describe()
+
+
+def test_recorded_lengths_follow_what_a_length_change_records():
+    from norn.replays.verify import recorded_lengths
+
+    chunks = lambda *c: np.array(c, dtype=np.uint32)  # noqa: E731
+    assert recorded_lengths(3, chunks()) == {3}  # nothing recorded: unchanged
+    assert recorded_lengths(3, chunks(0, 1, 2, 3, 4)) == {5}  # grew: all recorded
+    assert recorded_lengths(5, chunks(0, 1)) == {2, 5}  # shrunk to 2, or 2 chunks changed
+    assert recorded_lengths(5, chunks(1, 3)) == {5}  # a gap: the length stayed
+    assert recorded_lengths(2, chunks(0, 1)) == {2}
+
+
 def test_torn_tail_is_ignored_and_verify_matches_up_to_the_last_whole_frame(tmp_path):
     run_dir = _record_toy(tmp_path)
     path = run_dir / JOURNAL_NAME
