@@ -12,15 +12,26 @@ backends, chosen by the path's suffix:
 
 Both are bounded (``dead_letter_records_max`` records, ``dead_letter_raw_bytes_max`` raw
 bytes each); what does not fit is counted, never hidden. The most recent records are also
-kept in memory (``recent``) for tests and ``stats``. The store is used from the bridge
-thread only.
+kept in memory (``recent``) for tests and ``stats``, and every rejection, kept or not, is
+counted per (server, error code) for the metrics (``counts``; at most ``servers_max`` server
+ids, the rest under ``_other``). The store is written from the bridge thread only;
+``counts`` may be read from any thread.
+
+Reading a store (``read_dead_letters``, ``norn bridge dead-letters``) works on a live run
+too: DuckDB lets one process hold a database file open for writing, so while the engine
+runs, a reader opens a copy of the file (and its WAL) made at that moment.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import struct
+import tempfile
+import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +43,11 @@ COLUMNS = (
     "reason", "raw_bytes", "raw",
 )
 _HEADER = struct.Struct("<II")
+#: Distinct server ids counted apart in ``counts``; the rest are counted under ``OTHER``.
+servers_max = 256
+OTHER = "_other"
+#: The server id of a rejection before any hello (no session yet).
+NO_SERVER = "-"
 
 
 class DeadLetterStore:
@@ -51,6 +67,9 @@ class DeadLetterStore:
         self.recent: deque[dict[str, Any]] = deque(maxlen=memory_max)
         self.written = 0
         self.dropped = 0
+        self._counts: dict[tuple[str, int], int] = {}  # (server, code) -> rejections
+        self._servers: set[str] = set()
+        self._counts_lock = threading.Lock()
         self._buffer: list[dict[str, Any]] = []
         self._file = None
         self._con = None
@@ -86,6 +105,7 @@ class DeadLetterStore:
         raw: bytes,
     ) -> bool:
         """Record one rejection; False when the store is full (counted in ``dropped``)."""
+        self._count(server_id, int(code))
         if self.written + len(self._buffer) >= self.records_max:
             self.dropped += 1
             return False
@@ -107,6 +127,21 @@ class DeadLetterStore:
         self._buffer.append(rec)
         self.recent.append(rec)
         return True  # written at the next flush (one per bridge wake-up; a batch at most)
+
+    def _count(self, server_id: str | None, code: int) -> None:
+        sid = server_id if server_id is not None else NO_SERVER
+        with self._counts_lock:
+            if sid not in self._servers:
+                if len(self._servers) < servers_max:
+                    self._servers.add(sid)
+                else:
+                    sid = OTHER
+            self._counts[(sid, code)] = self._counts.get((sid, code), 0) + 1
+
+    def counts(self) -> dict[tuple[str, int], int]:
+        """(server id, error code) -> rejections, stored or not (any thread may ask)."""
+        with self._counts_lock:
+            return dict(self._counts)
 
     def flush(self) -> None:
         """Write buffered records (called by the bridge thread after each wake-up)."""
@@ -153,15 +188,10 @@ def read_dead_letters(path: str | Path) -> list[dict[str, Any]]:
     """All records of a store (either backend); a torn tail of the file backend is ignored."""
     path = Path(path)
     if path.suffix in (".duckdb", ".db"):
-        import duckdb
-
-        con = duckdb.connect(str(path), read_only=True)
-        try:
+        with open_duckdb(path) as con:
             rows = con.execute(
                 f"SELECT {', '.join(COLUMNS)} FROM dead_letter ORDER BY n"
             ).fetchall()
-        finally:
-            con.close()
         return [dict(zip(COLUMNS, r, strict=True)) for r in rows]
     data = path.read_bytes()
     out = []
@@ -174,3 +204,61 @@ def read_dead_letters(path: str | Path) -> list[dict[str, Any]]:
         out.append(msgpack.unpackb(body, raw=False))
         pos += _HEADER.size + length
     return out
+
+
+#: Reading a live run's store copies it; a store larger than this is refused instead.
+live_copy_bytes_max = 1 << 30
+
+
+@contextlib.contextmanager
+def open_duckdb(path: str | Path, *, copy_bytes_max: int = live_copy_bytes_max
+                ) -> Iterator[object]:
+    """A read-only DuckDB connection to the store at ``path``, even while an engine writes it.
+
+    The engine keeps the file open for writing (DuckDB's lock excludes other processes),
+    so when the lock is held the file and its WAL are copied as they are now and the copy
+    is opened (a copy torn by a concurrent checkpoint is retried). ``OSError`` when the
+    store is locked and larger than ``copy_bytes_max``.
+    """
+    import duckdb
+
+    path = Path(path)
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        con = None
+    if con is not None:
+        try:
+            yield con
+        finally:
+            con.close()
+        return
+    wal = path.with_name(path.name + ".wal")
+    size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    if size > copy_bytes_max:
+        raise OSError(f"{path}: held open by a running engine and {size >> 20} MiB, more than "
+                      f"the {copy_bytes_max >> 20} MiB a reader copies; read it after the run "
+                      "stops")
+    with tempfile.TemporaryDirectory(prefix="norn-dead-letters-") as tmp:
+        last: Exception | None = None
+        for _ in range(5):
+            copy = Path(tmp) / path.name
+            try:
+                shutil.copyfile(path, copy)
+                if wal.exists():
+                    shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+                con = duckdb.connect(str(copy), read_only=True)
+                break
+            except (duckdb.Error, OSError) as exc:  # torn by a checkpoint: copy again
+                last = exc
+                for f in Path(tmp).iterdir():
+                    f.unlink()
+                time.sleep(0.05)
+        else:
+            raise OSError(f"{path}: could not read a consistent copy of the live store: {last}")
+        try:
+            yield con
+        finally:
+            con.close()

@@ -92,6 +92,9 @@ class BridgeRunExtension:
                 )
             return None
         server = _start_bridge(args.serve, run, bridge_table(args.config))
+        from norn.bridge.observe import observe_bridge
+
+        observe_bridge(server, run.probes)  # its counters in --metrics, its state in /readyz
         try:
             for batch in run.resend:  # actions a crash may have kept from leaving; ids dedupe
                 server.committed(Committed(batch.tick, (), batch))  # journaled: durable

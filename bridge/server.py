@@ -21,6 +21,7 @@ the run stops (exit 4) instead of ticking on deaf to its map servers.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -43,6 +44,9 @@ from norn.engine.actions import ActionBatch
 from norn.engine.commit import Committed
 from norn.engine.errors import EXIT_BUG, ConfigError, NornError
 from norn.engine.inputs import InputQueue
+from norn.engine.observe import log_event
+
+_log = logging.getLogger("norn.bridge.server")
 
 
 class BridgeDown(NornError):
@@ -199,6 +203,18 @@ class BridgeServer:
     def crashed(self) -> BaseException | None:
         return self._crash
 
+    @property
+    def serving(self) -> bool:
+        """Bound, and its thread alive and not crashed (``/readyz``)."""
+        t = self._thread
+        return (self.endpoint is not None and t is not None and t.is_alive()
+                and self._crash is None and not self._stopping)
+
+    def rejections(self) -> dict[tuple[str, int], int]:
+        """(server id, error code) -> events and frames rejected (metrics; any thread)."""
+        s = self._session
+        return s.dead.counts() if s is not None else {}
+
     def stats(self) -> dict[str, Any]:
         """Counters (a consistent snapshot) for reports and tests."""
         with self._state:
@@ -215,6 +231,11 @@ class BridgeServer:
         """server id -> (received, acked): for tests and reports."""
         with self._state:
             return self._session.peer_seqs() if self._session is not None else {}
+
+    def peer_up(self) -> dict[str, bool]:
+        """server id -> whether its session is up (metrics)."""
+        with self._state:
+            return self._session.peer_up() if self._session is not None else {}
 
     def peer_held_bytes(self) -> dict[str, int]:
         """server id -> bytes held until journaled: for tests and reports."""
@@ -260,6 +281,8 @@ class BridgeServer:
                 ep = ep[:-2] + ":*"
             sock.bind(ep)
             self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            log_event(_log, "bridge_listening", f"bridge listening on {self.endpoint}",
+                      endpoint=self.endpoint, curve=self._secret is not None)
             self._sock = sock
             self._session = Session(
                 self.inputs, self.view, self.config, dead, self._transport_send,
@@ -282,6 +305,8 @@ class BridgeServer:
         except BaseException as exc:  # a bug: loud, and the tick thread stops at its next call
             self._crash = exc
             print("norn bridge thread crashed:\n" + traceback.format_exc(), file=sys.stderr)
+            log_event(_log, "bridge_crashed", f"the bridge thread crashed: {exc!r}",
+                      level=logging.ERROR, printed=True, error=type(exc).__name__)
             with self._progress_cv:
                 self._progress_cv.notify_all()
         finally:
@@ -364,6 +389,10 @@ class BridgeServer:
             z85 = zmq_z85.encode(key) if len(key) == 32 else b""
             ok = mechanism == b"CURVE" and z85 in self._allowed
             self._auth["auth_accepted" if ok else "auth_refused"] += 1
+            if not ok:
+                log_event(_log, "auth_refused", "a connection's CURVE key is not in the "
+                          "allowlist", level=logging.WARNING, reason="key_not_allowed",
+                          key=z85.decode() if z85 else None)
             zap.send_multipart([
                 version, request_id, b"200" if ok else b"400",
                 b"OK" if ok else b"public key not in the allowlist", z85 if ok else b"", b"",

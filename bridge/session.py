@@ -34,6 +34,7 @@ Hostile and greedy peers cost bounded memory and bounded delay to the others:
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 from collections import deque
@@ -53,6 +54,9 @@ from norn.bridge.view import WorldView
 from norn.engine.actions import ActionBatch
 from norn.engine.events import empty_columns
 from norn.engine.inputs import InputBatch, InputQueue
+from norn.engine.observe import log_event
+
+_log = logging.getLogger("norn.bridge.session")
 
 #: Kind of the empty batch that carries the seq of a batch whose kind was unknown.
 PLACEHOLDER_KIND = "map_snapshot"
@@ -217,6 +221,10 @@ class Session:
             self.counters["frames_overloaded"] += 1
             if not ib.overload_reported:
                 ib.overload_reported = True
+                log_event(_log, "server_overloaded", f"{_who(peer, rid)} sends faster than "
+                          f"it is processed: frames dropped unread, answered overloaded",
+                          level=logging.WARNING, server=_who(peer, rid),
+                          frames=len(ib.frames), bytes=ib.nbytes)
                 self._send_error(rid, proto.encode_overloaded(
                     len(ib.frames), ib.nbytes, cfg.peer_inbound_frames_max,
                     cfg.peer_inbound_bytes_max), peer)
@@ -250,7 +258,7 @@ class Session:
         """The transport found no connection ``rid`` any more."""
         peer = self._by_rid.get(rid)
         if peer is not None and peer.up and peer.rid == rid:
-            self._down(peer)
+            self._down(peer, "unreachable")
 
     # -- what the tick thread hands over (through the server's lock) -------------------------
     def journaled(self, highest: dict[str, int]) -> None:
@@ -337,6 +345,9 @@ class Session:
             if self.counters["internal_errors"] <= TRACEBACKS_MAX:
                 print("norn bridge: internal error while handling a frame (a bug; the "
                       "frame is dead-lettered):\n" + traceback.format_exc(), file=sys.stderr)
+            log_event(_log, "internal_error", f"internal error while handling a frame: "
+                      f"{self.last_internal_error}", level=logging.ERROR, printed=True,
+                      server=_who(self._by_rid.get(rid), rid))
             peer = self._by_rid.get(rid)
             self._dead_letter(peer, None, None, -1, 0, None,
                               f"internal error: {self.last_internal_error}",
@@ -350,7 +361,7 @@ class Session:
         if r == Sent.FULL:
             self.counters["sends_dropped_hwm"] += 1
         elif peer is not None and peer.up and peer.rid == rid:
-            self._down(peer)
+            self._down(peer, "unreachable")
         return False
 
     def _send_error(self, rid: bytes, data: bytes, peer: Peer | None = None) -> None:
@@ -359,10 +370,15 @@ class Session:
 
     def _reject_frame(
         self, rid: bytes, peer: Peer | None, exc: proto.ProtocolError, raw: Any,
-        kind: str | None = None,
+        kind: str | None = None, *, event: str | None = "frame_rejected",
     ) -> None:
-        """A frame-level problem: one error frame, and the frame into the dead letters."""
+        """A frame-level problem: one error frame, and the frame into the dead letters
+        (logged as ``event``; None: the caller logged it)."""
         self.counters["frames_rejected"] += 1
+        if event is not None:
+            log_event(_log, event, f"frame from {_who(peer, rid)} rejected: {exc.message}",
+                      level=logging.WARNING, server=_who(peer, rid), reason=_code(exc.code),
+                      seq=exc.seq)
         self._send_error(rid, proto.error_from(exc), peer)
         self._dead_letter(peer, exc.seq, kind, -1, exc.code, exc.field, exc.message, raw)
 
@@ -385,6 +401,9 @@ class Session:
             if self.counters["dead_letter_errors"] == 1:
                 print("norn bridge: dead-letter store failed:\n" + traceback.format_exc(),
                       file=sys.stderr)
+                log_event(_log, "dead_letter_store_failed", "the dead-letter store failed; "
+                          "rejections are counted, no longer kept", level=logging.ERROR,
+                          printed=True, path=str(self.dead.path))
 
     # -- receiving -------------------------------------------------------------------------
     def _on_message(self, rid: bytes, payload: bytes | memoryview, arrival: int,
@@ -414,7 +433,7 @@ class Session:
         elif t == proto.PROGRESS:
             self._progress(rid, peer, msg, payload)
         elif t == proto.BYE:
-            self._down(peer)
+            self._down(peer, "bye")
         else:
             self._reject_frame(rid, peer, proto.ProtocolError(
                 proto.ErrorCode.UNKNOWN_TYPE,
@@ -458,6 +477,8 @@ class Session:
                 # This hello waited behind its connection's older frames while the server
                 # spoke on a newer connection: the newer one keeps the session.
                 self.counters["stale_hellos"] += 1
+                log_event(_log, "hello_stale", f"a stale hello as {sid} ignored: a newer "
+                          "connection speaks for it", server=sid)
                 self._send_error(rid, proto.encode_error(
                     proto.ErrorCode.SUPERSEDED,
                     f"stale hello: a newer connection speaks as {sid}"))
@@ -480,12 +501,16 @@ class Session:
                         f"unfinished state (or durable_ids_max={cfg.durable_ids_max} ids are "
                         "remembered)")
         except proto.ProtocolError as exc:
-            self._reject_frame(rid, current, exc, raw)
+            claimed = msg.get("server_id")
+            log_event(_log, "server_refused", f"hello refused: {exc.message}",
+                      level=logging.WARNING, reason=_code(exc.code),
+                      server=claimed if isinstance(claimed, str) else _who(current, rid))
+            self._reject_frame(rid, current, exc, raw, event=None)
             return
         if victim is not None:
             self.counters["sessions_preempted"] += 1
             old_rid = victim.rid
-            self._down(victim)
+            self._down(victim, f"preempted by {sid}")
             self._send_error(old_rid, proto.encode_error(  # type: ignore[arg-type]
                 proto.ErrorCode.TOO_MANY_SERVERS,
                 f"servers_max={cfg.servers_max}: this session, which has delivered nothing, "
@@ -501,15 +526,18 @@ class Session:
             self._peers[sid] = target
         target.lockstep = proto.LOCKSTEP_CAP in caps
         if current is not None and current is not target:
-            self._down(current)  # this connection now speaks for another server id
+            self._down(current, f"its connection now speaks as {sid}")
         if target.up and target.rid != rid:
             old = target.rid
-            self._down(target)
+            self._down(target, "superseded by a newer connection")
             self._send_error(old, proto.encode_error(  # type: ignore[arg-type]
                 proto.ErrorCode.SUPERSEDED, f"another connection said hello as {sid}"))
         if not target.up:
             self.peers_up += 1
         target.up, target.rid = True, rid
+        log_event(_log, "server_connected", f"map server {sid} connected (resumes after seq "
+                  f"{target.acked})", server=sid, maps=len(maps) if maps else "all",
+                  lockstep=target.lockstep, acked=target.acked, known=not fresh)
         self._by_rid[rid] = target
         target.last_seen = now
         target.last_arrival = max(target.last_arrival, arrival)
@@ -692,6 +720,11 @@ class Session:
     def _invalid_events(self, rid: bytes, peer: Peer, seq: int, dec: Any) -> None:
         k = len(dec.invalid)
         self.counters["events_rejected"] += k
+        log_event(_log, "events_rejected", f"{k} of {dec.n} {dec.kind} events from "
+                  f"{peer.server_id} rejected (first: event {int(dec.invalid[0])} "
+                  f"{dec.invalid_fields[0]}: {dec.invalid_reasons[0]}); dead-lettered",
+                  level=logging.WARNING, server=peer.server_id, reason="invalid_events",
+                  kind=dec.kind, seq=seq, rejected=k, events=dec.n)
         details = [
             [int(dec.invalid[j]), dec.invalid_fields[j], dec.invalid_reasons[j]]
             for j in range(min(k, self.config.error_details_max))
@@ -808,7 +841,7 @@ class Session:
                 continue
             if now - peer.last_seen > timeout_s:
                 self.counters["peers_timed_out"] += 1
-                self._down(peer)
+                self._down(peer, "silent")
                 continue
             if now >= peer.next_hb:
                 peer.next_hb = now + hb_s
@@ -820,11 +853,20 @@ class Session:
             self._flush_actions(peer)
             self._mark(peer, now)
 
-    def _down(self, peer: Peer) -> None:
+    def _down(self, peer: Peer, why: str = "gone") -> None:
         """A peer is gone or silent: forget its connection, keep its record; world goes on."""
         if peer.up:
             self.peers_up -= 1
             self.counters["peers_marked_down"] += 1
+            if why == "silent":
+                log_event(_log, "server_silent", f"map server {peer.server_id} went silent "
+                          f"(nothing for peer_timeout_ms={self.config.peer_timeout_ms}): "
+                          "marked down", level=logging.WARNING, server=peer.server_id,
+                          acked=peer.acked)
+            else:
+                log_event(_log, "server_disconnected", f"map server {peer.server_id} "
+                          f"disconnected ({why})", server=peer.server_id, why=why,
+                          acked=peer.acked)
         peer.up = False
         if peer.rid is not None and self._by_rid.get(peer.rid) is peer:
             del self._by_rid[peer.rid]
@@ -851,6 +893,23 @@ class Session:
         """server id -> (received, acked)."""
         return {sid: (p.received, p.acked) for sid, p in sorted(self._peers.items())}
 
+    def peer_up(self) -> dict[str, bool]:
+        """server id -> whether its session is up."""
+        return {sid: p.up for sid, p in sorted(self._peers.items())}
+
     def peer_held_bytes(self) -> dict[str, int]:
         """server id -> bytes of its batches the engine holds until they are journaled."""
         return {sid: p.held_bytes for sid, p in sorted(self._peers.items())}
+
+
+def _who(peer: Peer | None, rid: bytes) -> str:
+    """A peer's server id for the log, or its connection before any hello."""
+    return peer.server_id if peer is not None else f"connection {bytes(rid).hex()[:12]}"
+
+
+def _code(code: int) -> str:
+    """An error code's name (``invalid_events``), or its number if it has none."""
+    try:
+        return proto.ErrorCode(code).name.lower()
+    except ValueError:
+        return str(code)

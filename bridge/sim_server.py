@@ -26,6 +26,7 @@ characters.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,9 @@ from norn.bridge.client import BridgeClient, ClientConfig
 from norn.bridge.codec import ActionsFrame
 from norn.engine import clock, limits
 from norn.engine.errors import EnvironmentFailure, UserError
+from norn.engine.observe import log_event
+
+_log = logging.getLogger("norn.bridge.sim_server")
 
 CHAR_ID_BASE = 150000
 ACCOUNT_ID_BASE = 2000000
@@ -428,6 +432,10 @@ def run_sim_server(
             maps = [(n, w, h) for n, (w, h) in list(engine_maps.items())[:8]]
         # Host exactly these maps: actions for other maps go to other servers.
         client.rehello([n for n, _, _ in maps])
+        log_event(_log, "sim_connected", f"{server_id} connected to {connect} at engine tick "
+                  f"{welcome.get('tick', 0)}, hosting {len(maps)} maps", server=server_id,
+                  endpoint=connect, tick=welcome.get("tick", 0), maps=len(maps),
+                  players=players, lockstep=lockstep)
         world = SimWorld(players, seed, maps, reward_zeny_max=reward_zeny_max)
         holder["world"] = world
         # our map indexes must match the client's table
@@ -510,4 +518,10 @@ def run_sim_server(
     summary.results_acked = st["results_acked"]
     summary.failed_by_reason = dict(sorted(failed.items()))
     summary.wall_s = round(clock.monotonic() - t0, 3)
+    log_event(_log, "sim_finished", f"{server_id} done: {summary.events_acked} of "
+              f"{summary.events_sent} events acked, {summary.events_rejected} rejected, "
+              f"{summary.reconnects} reconnects", server=server_id,
+              events_sent=summary.events_sent, events_acked=summary.events_acked,
+              events_rejected=summary.events_rejected, reconnects=summary.reconnects,
+              all_acked=summary.all_acked)
     return summary

@@ -21,6 +21,7 @@ import numpy as np
 from norn.engine.commands import RunContext
 from norn.engine.decisions import DEPLOY, DEPLOY_MODES
 from norn.engine.inputs import InputBatch
+from norn.engine.observe import Sample
 
 #: The input source of the tier's deployment flips in the journal.
 SOURCE = "llm"
@@ -55,6 +56,7 @@ class LlmRunExtension:
         if len(pending):  # a resumed world: its requests in flight go to the new tier
             resolver.submit(world.tick, pending)
         world.resolver = resolver
+        run.probes.add_samples(lambda: llm_samples(resolver))  # calls, tiers, cost (--metrics)
         return LlmRun(world, resolver, run.durable.get(SOURCE, 0))
 
 
@@ -100,6 +102,37 @@ class LlmRun:
         summary = self.resolver.summary()
         report["llm"] = summary
         return [format_summary(summary)]
+
+
+def llm_samples(resolver: Any) -> list[Sample]:
+    """The tier's figures for ``--metrics`` (read from the metrics thread while the
+    resolver's worker runs: a use case added meanwhile is retried, never fatal)."""
+    for _ in range(8):
+        try:
+            summary = resolver.summary()
+            per_uc = [st.as_dict() for st in list(resolver.stats.values())]
+            break
+        except RuntimeError:  # a dict changed size under us: read again
+            continue
+    else:
+        return []
+    out = [Sample("norn_llm_decisions", n, "counter", "decisions settled by the LLM tier, by "
+                  "tier (cache, batch, single, fallback)", (("tier", tier),))
+           for tier, n in sorted(summary["by_tier"].items())]
+    out += [Sample("norn_llm_fallbacks", n, "counter", "LLM-tier fallbacks by reason",
+                   (("reason", reason),)) for reason, n in summary["fallbacks"].items()]
+    out += [
+        Sample("norn_llm_calls", summary["calls"], "counter", "model calls made"),
+        Sample("norn_llm_calls_saved", summary["calls_saved"], "counter",
+               "decisions answered without a call of their own (cache, shared, batched)"),
+        Sample("norn_llm_expired", summary["expired"], "counter",
+               "requests whose deadline passed before an answer"),
+        Sample("norn_llm_tokens", sum(d["tokens"] for d in per_uc), "counter",
+               "tokens used by model calls"),
+        Sample("norn_llm_cost_usd", sum(d["cost_usd"] for d in per_uc), "counter",
+               "cost of model calls (USD, at the configured prices)"),
+    ]
+    return out
 
 
 #: The object ``norn.run_extensions`` names.
