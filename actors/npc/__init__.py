@@ -103,8 +103,7 @@ class NpcPlugin:
         self.move_actions_max = move_actions_max
         self.say_actions_max = say_actions_max
         self.reannounce_max = reannounce_max
-        self.NP, self.DUR = kern.params(rules)
-        self.UW = utility_vector(rules.utility)
+        self.P = kern.params(rules, utility_vector(rules.utility))
 
     def _fallback_cells(self) -> None:
         """A walkable fallback cell per map: its first warp's cell, else its first open cell."""
@@ -131,6 +130,7 @@ class NpcPlugin:
         self.reputation = world.resource("reputation")
         self.ledger = world.resource("ledger")
         self._fallback_cells()
+        self.geo_view = kern.Geography(*(getattr(geo, f) for f in kern.Geography._fields))
         nr = self.rules
         world.consumes("npc_talk")
         world.emits("move_npc", "npc_say", "despawn_npc", "start_quest", "spawn_npc")
@@ -185,9 +185,11 @@ class NpcPlugin:
         self.ledger.holds("npc.wallet")
         self.ledger.uses(sources=("birth", "wages"), sinks=("death", "unclaimed"))
         # scratch, rewritten whole every tick before it is read (never state)
-        self.flags = np.zeros(t.capacity, dtype=np.uint16)
-        self.pond_o = np.zeros((t.capacity, 2), dtype=np.int8)
-        self.pond_u = np.zeros((t.capacity, 2), dtype=np.float32)
+        self.scratch = kern.StepScratch(
+            flags=np.zeros(t.capacity, dtype=np.uint16),
+            ponder_options=np.zeros((t.capacity, 2), dtype=np.int8),
+            ponder_utilities=np.zeros((t.capacity, 2), dtype=np.float32),
+        )
         fixed = ("alive", "generation", "traits", "home", "faction")  # written at spawn only
         npc_cols = tuple(f"npc.{c}" for c in t.specs if c not in fixed)
         world.add_system(
@@ -213,6 +215,7 @@ class NpcPlugin:
                 "npc_stats.*",
             ),
             after=("economy.clear",),
+            marks_own_writes=True,
         )
         world.add_system(
             "npc.act",
@@ -230,6 +233,7 @@ class NpcPlugin:
                 "npc_stats.*",
             ),
             after=("faction.update",),
+            marks_own_writes=True,
         )
         world.add_system(
             "npc.decide",
@@ -286,16 +290,16 @@ class NpcPlugin:
             xs = np.empty(k, np.int64)
             ys = np.empty(k, np.int64)
             kern.place_population(
-                np.uint64(seed), 0, geo.walk, geo.walk_off, geo.width, geo.height, mp,
-                area[e, 0], area[e, 1], area[e, 2], area[e, 3], self.fx[mp], self.fy[mp], lo,
-                xs, ys,
+                np.uint64(seed), 0, self.geo_view, mp, area[e, 0], area[e, 1], area[e, 2],
+                area[e, 3], self.fx[mp], self.fy[mp], lo, xs, ys,
             )
             span = (w_hi - w_lo + 1)[e].astype(np.float64)
             draw = uniform_array(seed, 0, S_POP, ids, 1)
             wallet = w_lo[e] + np.floor(draw * span).astype(np.int64)
             scale = np.array([1.0, 0.6, 0.8, 0.4], np.float32)
             needs = (uniform_array(seed, 0, S_POP, ids, 2)[:, None] * 0.5).astype(np.float32)
-            timer = uniform_int_array(seed, 0, S_POP, ids, int(self.DUR[IDLE, 1]) + 1, index=3)
+            idle_max = int(self.P.durations[IDLE, 1])
+            timer = uniform_int_array(seed, 0, S_POP, ids, idle_max + 1, index=3)
             t.spawn(
                 k,
                 map=mp,
@@ -374,11 +378,15 @@ class NpcPlugin:
         items = self.items
         t = world.tables["npc"]
         if len(inbox):
+            goods = kern.Goods(self.markets.off, self.markets.item, self.markets.key,
+                               world.tables["market"]["price"], items.price, items.use,
+                               items.relief, items.n, items.stack_max)
             kern.receive_fills(
                 inbox["dst"], inbox["zeny"], inbox["qty"], inbox["item"], inbox["side"],
-                t["wallet"], t["needs"], t["carry_item"], t["carry_qty"], t["mind"], t["state"],
-                items.use, items.relief, items.stack_max,
+                kern.npc_columns(t.columns), goods, world.chunk_rows, world.chunk_mask("npc"),
             )
+        for table in ("npc_stats", "ledger"):  # npc rows: the chunks receive_fills wrote
+            world.mark_rows(table, 0, world.tables[table].hwm)
         lost = inbox.stale["zeny"]
         if len(lost):  # the NPC died while its order was in flight
             self.ledger.book(world, sink="unclaimed", amount=int(lost.sum()))
@@ -389,84 +397,78 @@ class NpcPlugin:
         geo, items, mk = self.geo, self.items, self.markets
         nr = self.rules
         t = world.tables["npc"]
-        c = t.columns
+        cols = kern.npc_columns(t.columns)
         pl = world.tables["player"]
         online = np.flatnonzero(pl.alive[: pl.hwm] & (pl["online"][: pl.hwm] == 1))
         pm = pl["map"][online].astype(np.int64)
         order = np.argsort(pm, kind="stable")
         p_off = np.zeros(geo.n_maps + 1, np.int64)
         np.cumsum(np.bincount(pm, minlength=geo.n_maps)[: geo.n_maps], out=p_off[1:])
-        p_x = pl["x"][online][order].astype(np.int64)
-        p_y = pl["y"][online][order].astype(np.int64)
-        map_active = (np.diff(p_off) > 0).astype(np.uint8)
         hm = world.tables["hazard_map"]
         seed = world.stream_seed()
-        harm = np.empty(geo.n_maps, np.int64)
-        alarm_tick = world.tables["npc_site"]["alarm_tick"]
+        sig = kern.MapSignals(
+            danger=hm["danger"],
+            harm=np.empty(geo.n_maps, np.int64),
+            alarm_tick=world.tables["npc_site"]["alarm_tick"],
+            mood=hm["mood"],
+            conflict=world.tables["territory"]["conflict"],
+            players_off=p_off,
+            players_x=pl["x"][online][order].astype(np.int64),
+            players_y=pl["y"][online][order].astype(np.int64),
+            active=(np.diff(p_off) > 0).astype(np.uint8),
+        )
         kern.map_signals(
             seed, world.tick, hm["danger"], hm["prev_danger"], hm["hurt"], nr.alarm_danger,
-            nr.hurt_hp_per_tick, nr.update_every_ticks, harm, alarm_tick,
+            nr.hurt_hp_per_tick, nr.update_every_ticks, sig.harm, sig.alarm_tick,
         )
-        kern.npc_step(
-            seed, world.tick, t.hwm, self.NP, self.UW, self.DUR,
-            c["alive"], c["map"], c["x"], c["y"], c["state"], c["mind"], c["timer"], c["via"],
-            c["goal"], c["home"], c["needs"], c["traits"], c["mood"], c["hp"], c["wallet"],
-            c["carry_item"], c["carry_qty"],
-            geo.width, geo.height, geo.walk_off, geo.walk, geo.warp_off, geo.warp_x, geo.warp_y,
-            geo.warp_to, geo.warp_tx, geo.warp_ty, geo.next_local, geo.is_town, geo.town_maps,
-            mk.off, mk.item, items.price, world.tables["market"]["price"],
-            items.stack_max,
-            hm["danger"], harm, alarm_tick, hm["mood"],
-            world.tables["territory"]["conflict"],
-            p_off, p_x, p_y,
-            self.flags, self.pond_o, self.pond_u,
-        )
+        m = world.tables["market"]
+        goods = kern.Goods(mk.off, mk.item, mk.key, m["price"], items.price, items.use,
+                           items.relief, items.n, items.stack_max)
+        kern.npc_step(seed, world.tick, t.hwm, self.P, cols, self.geo_view, goods, sig,
+                      self.scratch, world.chunk_rows, world.chunk_mask("npc"))
         ch = world.channels["order"]
         cap = ch.capacity - ch.count  # the channel holds a tick's orders at most
         rows = ch.reserve(cap)
-        ponder_max = nr.decision_requests_per_tick_max
-        ponder_slots = np.empty(ponder_max, np.int64)
-        moved = np.empty(self.move_actions_max, np.int64)
-        greet = np.empty(self.say_actions_max, np.int64)
-        counts = np.zeros(9, np.int64)
-        m = world.tables["market"]
+        orders = kern.OrderRows(*(rows[f] for f in kern.OrderRows._fields))
+        lists = kern.SlotLists(
+            ponder=np.empty(nr.decision_requests_per_tick_max, np.int64),
+            moved=np.empty(self.move_actions_max, np.int64),
+            greet=np.empty(self.say_actions_max, np.int64),
+        )
         cheapest = np.empty(geo.n_maps * 3, np.int64)
         kern.cheapest_markets(mk.map, mk.item, items.use, m["stock"], m["price"], cheapest)
-        kern.npc_collect(
-            t.hwm, self.NP, self.UW, self.flags, c["map"], c["home"], c["state"], c["needs"],
-            c["wallet"], c["carry_item"], c["carry_qty"], c["mind"], c["timer"], c["generation"],
-            map_active, mk.key, items.n, cheapest, mk.item, items.relief,
-            m["price"],
-            cap, rows["dst"], rows["src"], rows["src_gen"], rows["side"], rows["item"],
-            rows["qty"], rows["limit_zeny"], rows["escrow_zeny"],
-            ponder_max, ponder_slots, moved, len(moved), greet, len(greet), counts,
-        )
-        n_o, n_p, n_d, n_m, n_g = (int(v) for v in counts[:5])
+        done = kern.npc_collect(t.hwm, self.P, self.scratch, cols, goods, cheapest, sig.active,
+                                orders, lists)
+        # npc rows: only the chunks npc_step updated (collect writes only rows it flagged);
+        # the small tables whole
+        for table in ("npc_site", "npc_stats", "ledger"):
+            world.mark_rows(table, 0, world.tables[table].hwm)
+        n_o = done.orders
         rows["dst_gen"][:n_o] = 0  # markets are never despawned
         rows["seq"][:n_o] = 0  # one order per NPC per tick
         ch.release(cap - n_o)
         stats = world.tables["npc_stats"]
         stats["orders"][0] += n_o
-        stats["fled"][0] += int(counts[5])
-        stats["warps"][0] += int(counts[7])
-        stats["ponder_over"][0] += int(counts[8])
-        wages = int(counts[6]) * nr.wage_zeny
+        stats["fled"][0] += done.fled
+        stats["warps"][0] += done.warped
+        stats["ponder_over"][0] += done.ponder_over
+        wages = done.paid * nr.wage_zeny
         if wages:
             self.ledger.book(world, source="wages", amount=wages)
             stats["wages"][0] += wages
-        if n_d:  # the dead carry F_DIED alone
-            self._bury(world, np.flatnonzero(self.flags[: t.hwm] == kern.F_DIED))
-        if n_p:
-            self._ponder(world, ponder_slots[:n_p])
-        if n_m:
-            s = moved[:n_m]
+        if done.died:  # the dead carry F_DIED alone
+            self._bury(world, np.flatnonzero(self.scratch.flags[: t.hwm] == kern.F_DIED))
+        if done.ponder:
+            self._ponder(world, lists.ponder[: done.ponder])
+        if done.moved:
+            s = lists.moved[: done.moved]
             handles = t.handles(s)
-            world.emit("move_npc", npc_id=handles, map_id=c["map"][s], x=c["x"][s], y=c["y"][s])
-        if n_g:
-            s = greet[:n_g]
+            world.emit("move_npc", npc_id=handles, map_id=cols.map[s], x=cols.x[s], y=cols.y[s])
+        if done.greet:
+            s = lists.greet[: done.greet]
             lines = self.dialogue["greet"]
             world.emit("npc_say", npc_id=t.handles(s), text=lines[(s + world.tick) % len(lines)])
-            stats["greets"][0] += n_g
+            stats["greets"][0] += done.greet
 
     def _bury(self, world: World, slots: np.ndarray) -> None:
         """NPCs whose hp reached 0: their zeny leaves the world; a newcomer will follow."""
@@ -492,7 +494,7 @@ class NpcPlugin:
         nr = self.rules
         n = len(slots)
         ctx = np.zeros((n, 12), np.float32)
-        ctx[:, :2] = self.pond_u[slots]
+        ctx[:, :2] = self.scratch.ponder_utilities[slots]
         ctx[:, 2:6] = t["needs"][slots]
         ctx[:, 6] = world.tables["hazard_map"]["danger"][t["map"][slots]]
         ctx[:, 7] = world.tables["territory"]["conflict"][t["map"][slots]]
@@ -504,7 +506,7 @@ class NpcPlugin:
             world.tick,
             DECISION_BEHAVIOUR,
             t.handles(slots),
-            self.pond_o[slots].astype(np.int16),
+            self.scratch.ponder_options[slots].astype(np.int16),
             2,
             0,
             ctx,
@@ -590,9 +592,8 @@ class NpcPlugin:
         ys = np.empty(n, np.int64)
         zero = np.zeros(n, np.int64)
         kern.place_population(
-            np.uint64(seed), world.tick, geo.walk, geo.walk_off, geo.width, geo.height,
-            maps, zero, zero, geo.width[maps] - 1, geo.height[maps] - 1, self.fx[maps],
-            self.fy[maps], 0, xs, ys,
+            np.uint64(seed), world.tick, self.geo_view, maps, zero, zero, geo.width[maps] - 1,
+            geo.height[maps] - 1, self.fx[maps], self.fy[maps], 0, xs, ys,
         )
         lo, hi = nr.wallet_birth_zeny
         wallet = lo + np.floor(uniform_array(seed, world.tick, S_BIRTH, ids, 1) * (hi - lo + 1))

@@ -2,13 +2,27 @@
 
 ``npc_step`` runs the whole tier-1 rule set for each NPC independently (needs, harm, mood,
 utility-based choice, movement, warps, work): every write goes to the NPC's own row or its
-own ``flags`` entry, so ``prange`` splits the population across threads with disjoint
-writes and the result does not depend on the thread count. Everything that touches shared
-data (orders to markets, decision requests, deaths, actions, counters) is flagged and done
-afterwards by ``npc_collect``, sequentially in slot order, so caps cut deterministically.
+own ``flags`` entry, so the population is split across threads by whole digest chunks
+with disjoint writes and the result does not depend on the thread count. Everything that
+touches shared data (orders to markets, decision requests, deaths, actions, counters) is
+flagged and done afterwards by ``npc_collect``, sequentially in slot order, so caps cut
+deterministically.
+
+Arguments travel in a few named tuples (numba types them field by field, so a kernel
+reads ``cols.x[i]`` as cheaply as a bare array): the rule numbers (``NpcParams``), the
+table's columns (``NpcColumns``), the fixed geography (``Geography``), items and markets
+(``Goods``), this tick's per-map signals (``MapSignals``), the step's per-NPC scratch
+(``StepScratch``), the order rows and slot lists collect fills (``OrderRows``,
+``SlotLists``); collect names what it counted (``Collected``).
+
+Digest: a kernel that writes NPC rows sets the flag of each digest chunk it wrote in the
+world's chunk mask (``World.chunk_mask``), so commit rehashes those chunks only.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -60,83 +74,186 @@ F_FLED = 32
 F_PAID = 64
 F_GREET = 128
 
-# layout of the float64 parameter vector (built from rules.npc by ``params``)
-NP_KEYS = (
-    "hunger_per_tick",
-    "fatigue_per_tick",
-    "work_fatigue_per_tick",
-    "rest_recovery_per_tick",
-    "social_per_tick",
-    "talk_relief_per_tick",
-    "comfort_per_tick",
-    "hp_max",
-    "hurt_hp_per_tick",
-    "regen_every_ticks",
-    "mood_rate",
-    "mood_base",
-    "mood_need_weight",
-    "mood_danger_weight",
-    "mood_conflict_weight",
-    "alarm_danger",
-    "wander_move_every_ticks",
-    "travel_move_every_ticks",
-    "flee_cells_per_tick",
-    "react_radius_cells",
-    "react_scan_max",
-    "wage_zeny",
-    "produce_value_zeny",
-    "wallet_max",
-    "think_margin",
-    "decision_requests_per_tick_max",
-    "decision_deadline_ticks",
-    "buy_qty_max",
-    "buy_need_min",
-    "bid_slack",
-    "update_every_ticks",
-)
-(
-    P_HUNGER,
-    P_FATIGUE,
-    P_WORK_FATIGUE,
-    P_REST_RECOVERY,
-    P_SOCIAL,
-    P_TALK_RELIEF,
-    P_COMFORT,
-    P_HP_MAX,
-    P_HURT_HP,
-    P_REGEN_EVERY,
-    P_MOOD_RATE,
-    P_MOOD_BASE,
-    P_MOOD_NEED_W,
-    P_MOOD_DANGER_W,
-    P_MOOD_CONFLICT_W,
-    P_ALARM,
-    P_WANDER_EVERY,
-    P_TRAVEL_EVERY,
-    P_FLEE_CELLS,
-    P_REACT_RADIUS,
-    P_REACT_SCAN,
-    P_WAGE,
-    P_PRODUCE_VALUE,
-    P_WALLET_MAX,
-    P_MARGIN,
-    P_REQUESTS_MAX,
-    P_DEADLINE,
-    P_BUY_QTY_MAX,
-    P_BUY_NEED_MIN,
-    P_BID_SLACK,
-    P_UPDATE_EVERY,
-) = range(len(NP_KEYS))
+#: NPCs sharing an update cadence: rows [b * 64, (b + 1) * 64) are updated on the ticks
+#: where ``(tick + b) % update_every_ticks == 0``. A digest chunk (1024 rows by default)
+#: holds 16 such blocks, so with ``update_every_ticks`` = 2 every chunk is written every
+#: tick; a block of a whole chunk would halve the NPC rehash, but moves which NPC acts on
+#: which tick, so every recorded world's digests (see docs/benchmarks.md).
+UPDATE_BLOCK_ROWS = 64
+
+
+class NpcParams(NamedTuple):
+    """The rules.npc numbers the kernels read, each with its type (``params`` builds it)."""
+
+    hunger_per_tick: float
+    fatigue_per_tick: float
+    work_fatigue_per_tick: float
+    rest_recovery_per_tick: float
+    social_per_tick: float
+    talk_relief_per_tick: float
+    comfort_per_tick: float
+    hp_max: int
+    regen_every_ticks: int
+    mood_rate: float
+    mood_base: float
+    mood_need_weight: float
+    mood_danger_weight: float
+    mood_conflict_weight: float
+    wander_move_every_ticks: int
+    travel_move_every_ticks: int
+    flee_cells_per_tick: int
+    react_radius_cells: int
+    react_scan_max: int
+    wage_zeny: int
+    produce_value_zeny: int
+    wallet_max: int
+    think_margin: float
+    decision_requests_per_tick_max: int
+    decision_deadline_ticks: int
+    buy_qty_max: int
+    buy_need_min: float
+    bid_slack: float
+    update_every_ticks: int
+    update_block_rows: int
+    utility: np.ndarray  # float64 (UW_*), rules/utility.py
+    durations: np.ndarray  # int64 (8, 2): [min, max] ticks of each state
+
+
+class NpcColumns(NamedTuple):
+    """The npc table's columns (``npc_columns`` picks them from the table)."""
+
+    alive: np.ndarray
+    map: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    state: np.ndarray
+    mind: np.ndarray
+    timer: np.ndarray
+    via: np.ndarray
+    goal: np.ndarray
+    home: np.ndarray
+    needs: np.ndarray
+    traits: np.ndarray
+    mood: np.ndarray
+    hp: np.ndarray
+    wallet: np.ndarray
+    carry_item: np.ndarray
+    carry_qty: np.ndarray
+    generation: np.ndarray
+
+
+class Geography(NamedTuple):
+    """Maps, walkable cells, warps and routes (fixed for the run)."""
+
+    width: np.ndarray
+    height: np.ndarray
+    walk_off: np.ndarray
+    walk: np.ndarray
+    warp_off: np.ndarray
+    warp_x: np.ndarray
+    warp_y: np.ndarray
+    warp_to: np.ndarray
+    warp_tx: np.ndarray
+    warp_ty: np.ndarray
+    next_local: np.ndarray
+    is_town: np.ndarray
+    town_maps: np.ndarray
+
+
+class Goods(NamedTuple):
+    """The item catalogue and the markets; ``market_price`` is the market table's column."""
+
+    market_off: np.ndarray  # per map: its markets are [off[m], off[m + 1])
+    market_item: np.ndarray
+    market_key: np.ndarray  # sorted map * n_items + item
+    market_price: np.ndarray
+    item_price: np.ndarray
+    item_use: np.ndarray
+    item_relief: np.ndarray
+    n_items: int
+    stack_max: int
+
+
+class MapSignals(NamedTuple):
+    """Per map, this tick: what NPCs there feel, and the online players there."""
+
+    danger: np.ndarray
+    harm: np.ndarray  # whole hp lost per NPC update (``map_signals``)
+    alarm_tick: np.ndarray
+    mood: np.ndarray
+    conflict: np.ndarray
+    players_off: np.ndarray  # players on map m are [off[m], off[m + 1]) of players_x/_y
+    players_x: np.ndarray
+    players_y: np.ndarray
+    active: np.ndarray  # uint8: a player is online there (moves are worth announcing)
+
+
+class StepScratch(NamedTuple):
+    """What ``npc_step`` leaves for ``npc_collect``, one entry per NPC (never state)."""
+
+    flags: np.ndarray  # uint16 F_* bits
+    ponder_options: np.ndarray  # int8 (n, 2): the two best behaviours of a near-tie
+    ponder_utilities: np.ndarray  # float32 (n, 2): their utilities
+
+
+class OrderRows(NamedTuple):
+    """Rows reserved in the order channel's outbox, filled in slot order."""
+
+    dst: np.ndarray
+    src: np.ndarray
+    src_gen: np.ndarray
+    side: np.ndarray
+    item: np.ndarray
+    qty: np.ndarray
+    limit_zeny: np.ndarray
+    escrow_zeny: np.ndarray
+
+
+class SlotLists(NamedTuple):
+    """Slots collect lists, each capped by its array's length."""
+
+    ponder: np.ndarray  # near-ties to escalate as decision requests
+    moved: np.ndarray  # moves to announce
+    greet: np.ndarray  # greetings to say
+
+
+class Collected(NamedTuple):
+    """What ``npc_collect`` did this tick (counts)."""
+
+    orders: int
+    ponder: int
+    died: int
+    moved: int
+    greet: int
+    fled: int
+    paid: int
+    warped: int
+    ponder_over: int  # near-ties past the request cap, decided alone
+
 
 DURATION_KEYS = ("idle", "wander", "travel", "work", "trade", "rest", "flee", "talk")
+_INT_PARAMS = frozenset(
+    k for k, t in NpcParams.__annotations__.items() if t == "int"
+)
 
 
-def params(npc_rules: object) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 parameter vector, int64 (8, 2) duration ranges by state) from rules.npc."""
-    p = np.array([float(getattr(npc_rules, k)) for k in NP_KEYS], dtype=np.float64)
+def params(
+    npc_rules: object, utility: np.ndarray, block_rows: int = UPDATE_BLOCK_ROWS
+) -> NpcParams:
+    """The kernels' parameters from rules.npc (``utility``: its weights as a vector)."""
     d = npc_rules.durations
     dur = np.array([[getattr(d, k).min, getattr(d, k).max] for k in DURATION_KEYS], np.int64)
-    return p, dur
+    values = {
+        k: (int(getattr(npc_rules, k)) if k in _INT_PARAMS else float(getattr(npc_rules, k)))
+        for k in NpcParams._fields[:-3]
+    }
+    return NpcParams(**values, update_block_rows=int(block_rows),
+                     utility=np.ascontiguousarray(utility, np.float64), durations=dur)
+
+
+def npc_columns(columns: dict[str, np.ndarray]) -> NpcColumns:
+    """The kernels' view of the npc table's columns."""
+    return NpcColumns(*(columns[f] for f in NpcColumns._fields))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -162,21 +279,23 @@ def _player_near(m, x, y, p_off, p_x, p_y, radius, scan_max):
 
 
 @numba.njit(cache=True, nogil=True)
-def think_utilities(
-    seed, tick, i, NP, UW, m, x, y, s, home, needs, traits, hp, wallet, carry_qty,
-    is_town, danger, conflict, p_off, p_x, p_y,
-):
-    """The utilities NPC ``i`` compares this tick (same draws in step and in collect)."""
+def think_utilities(seed, tick, i, P, cols, sig, is_town, m, s):
+    """The utilities NPC ``i`` on map ``m`` in state ``s`` compares this tick."""
     w0, w1, w2, w3 = _block(seed, tick, S_THINK, i, 0)
     nz = noise8(w0, w1, w2, w3)
     inv = 1.0 / 255.0
     near = 0.0
+    p_off = sig.players_off
     if p_off[m + 1] > p_off[m]:
         near = _player_near(
-            m, x, y, p_off, p_x, p_y, np.int64(NP[P_REACT_RADIUS]), np.int64(NP[P_REACT_SCAN])
+            m, cols.x[i], cols.y[i], p_off, sig.players_x, sig.players_y,
+            np.int64(P.react_radius_cells), np.int64(P.react_scan_max),
         )
+    needs = cols.needs
+    traits = cols.traits
+    home = cols.home[i]
     return utilities(
-        UW,
+        P.utility,
         np.float64(needs[i, HUNGER]),
         np.float64(needs[i, FATIGUE]),
         np.float64(needs[i, SOCIAL]),
@@ -185,14 +304,14 @@ def think_utilities(
         traits[i, GREED] * inv,
         traits[i, SOCIABILITY] * inv,
         traits[i, DILIGENCE] * inv,
-        hp / NP[P_HP_MAX],
-        min(wallet / max(NP[P_WALLET_MAX], 1.0), 1.0),
-        1.0 if carry_qty > 0 else 0.0,
+        cols.hp[i] / np.float64(P.hp_max),
+        min(cols.wallet[i] / max(np.float64(P.wallet_max), 1.0), 1.0),
+        1.0 if cols.carry_qty[i] > 0 else 0.0,
         1.0 if is_town[m] else 0.0,
         1.0 if m == home else 0.0,
-        np.float64(danger[home]),
-        np.float64(danger[m]),
-        np.float64(conflict[m]),
+        np.float64(sig.danger[home]),
+        np.float64(sig.danger[m]),
+        np.float64(sig.conflict[m]),
         near,
         s,
         nz,
@@ -200,32 +319,30 @@ def think_utilities(
 
 
 @numba.njit(cache=True, nogil=True)
-def _enter(
-    i, s, seed, tick, DUR, mp, x, y, home, goal, via, timer, next_local, warp_off, warp_x,
-    warp_y, warp_to, town_maps, danger,
-):
+def _enter(i, s, seed, tick, P, cols, geo, danger):
     """Switch NPC ``i`` to state ``s``: its timer, and where it heads. Returns the state set."""
     w0, w1, _w2, _w3 = _block(seed, tick, S_NPC, i, 1)
-    m = mp[i]
-    via[i] = -1
+    m = cols.map[i]
+    cols.via[i] = -1
     if s == TRAVEL:
-        g = home[i]
+        g = cols.home[i]
         if m == g:
-            nt = len(town_maps)
-            g = town_maps[np.int64(w1 % np.uint32(nt))]
-        hop = next_local[m, g] if g != m else -1
+            nt = len(geo.town_maps)
+            g = geo.town_maps[np.int64(w1 % np.uint32(nt))]
+        hop = geo.next_local[m, g] if g != m else -1
         if hop < 0:
             s = IDLE
         else:
-            goal[i] = g
-            via[i] = hop
+            cols.goal[i] = g
+            cols.via[i] = hop
     elif s == FLEE:  # run for the nearest warp to a safer map (any warp if none is safer)
+        warp_off = geo.warp_off
         nw = warp_off[m + 1] - warp_off[m]
         hop = -1
         best = np.int64(1) << 40
         for j in range(warp_off[m], warp_off[m + 1]):
-            if danger[warp_to[j]] < danger[m]:
-                d = max(abs(warp_x[j] - x[i]), abs(warp_y[j] - y[i]))
+            if danger[geo.warp_to[j]] < danger[m]:
+                d = max(abs(geo.warp_x[j] - cols.x[i]), abs(geo.warp_y[j] - cols.y[i]))
                 if d < best:
                     best = d
                     hop = j - warp_off[m]
@@ -234,57 +351,63 @@ def _enter(
         if hop < 0:
             s = WANDER
         else:
-            via[i] = hop
-            goal[i] = warp_to[warp_off[m] + hop]
-    timer[i] = _duration(DUR, s, w0)
+            cols.via[i] = hop
+            cols.goal[i] = geo.warp_to[warp_off[m] + hop]
+    cols.timer[i] = _duration(P.durations, s, w0)
     return s
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def npc_step(
-    seed, tick, hwm, NP, UW, DUR,
-    alive, mp, x, y, state, mind, timer, via, goal, home, needs, traits, mood, hp, wallet,
-    carry_item, carry_qty,
-    width, height, walk_off, walk, warp_off, warp_x, warp_y, warp_to, warp_tx, warp_ty,
-    next_local, is_town, town_maps, market_off, market_item, item_price, m_price, stack_max,
-    danger, harm, alarm_tick, wmood, conflict,
-    p_off, p_x, p_y,
-    flags, pond_o, pond_u,
-):
-    """One update of every NPC whose turn it is (every ``update_every_ticks`` ticks).
-
-    An NPC is updated on the ticks where ``(tick + slot // 64) % K == 0``: a K-th of the
-    population each tick, neighbours in memory together, with rates and moves scaled to
-    the K ticks since its last update (time slicing, so the per-tick cost falls by K).
-    """
-    K = np.int64(NP[P_UPDATE_EVERY])
-    hunger_r = np.float32(NP[P_HUNGER] * K)
-    fatigue_r = np.float32(NP[P_FATIGUE] * K)
-    work_f = np.float32(NP[P_WORK_FATIGUE] * K)
-    rest_r = np.float32(NP[P_REST_RECOVERY] * K)
-    social_r = np.float32(NP[P_SOCIAL] * K)
-    talk_r = np.float32(NP[P_TALK_RELIEF] * K)
-    comfort_r = np.float32(NP[P_COMFORT] * K)
-    hp_max = np.int64(NP[P_HP_MAX])
-    regen_every = np.int64(NP[P_REGEN_EVERY])
-    mood_rate = np.float32(min(NP[P_MOOD_RATE] * K, 1.0))
-    wander_every = np.int64(NP[P_WANDER_EVERY])
-    travel_every = np.int64(NP[P_TRAVEL_EVERY])
-    flee_cells = np.int64(NP[P_FLEE_CELLS]) * K
-    wage = np.int64(NP[P_WAGE])
-    wallet_max = np.int64(NP[P_WALLET_MAX])
-    produce_value = NP[P_PRODUCE_VALUE]
-    margin = NP[P_MARGIN]
-    ponder_on = NP[P_REQUESTS_MAX] > 0
-    inertia = UW[UW_INERTIA]
-    for i in numba.prange(hwm):
+@numba.njit(cache=True, nogil=True)
+def _step_chunks(c0, c1, seed, tick, hwm, P, cols, geo, goods, sig, out, chunk_rows, written):
+    """``npc_step`` for the rows of digest chunks [c0, c1), on the calling thread; sets
+    ``written[c]`` for each chunk in which it updated an NPC."""
+    K = np.int64(P.update_every_ticks)
+    block_rows = np.int64(P.update_block_rows)
+    hunger_r = np.float32(P.hunger_per_tick * K)
+    fatigue_r = np.float32(P.fatigue_per_tick * K)
+    work_f = np.float32(P.work_fatigue_per_tick * K)
+    rest_r = np.float32(P.rest_recovery_per_tick * K)
+    social_r = np.float32(P.social_per_tick * K)
+    talk_r = np.float32(P.talk_relief_per_tick * K)
+    comfort_r = np.float32(P.comfort_per_tick * K)
+    hp_max = np.int64(P.hp_max)
+    regen_every = np.int64(P.regen_every_ticks)
+    mood_rate = np.float32(min(P.mood_rate * K, 1.0))
+    wander_every = np.int64(P.wander_move_every_ticks)
+    travel_every = np.int64(P.travel_move_every_ticks)
+    flee_cells = np.int64(P.flee_cells_per_tick) * K
+    wage = np.int64(P.wage_zeny)
+    wallet_max = np.int64(P.wallet_max)
+    produce_value = np.float64(P.produce_value_zeny)
+    margin = P.think_margin
+    ponder_on = P.decision_requests_per_tick_max > 0
+    inertia = P.utility[UW_INERTIA]
+    flags = out.flags
+    alive = cols.alive
+    mp = cols.map
+    x = cols.x
+    y = cols.y
+    state = cols.state
+    mind = cols.mind
+    timer = cols.timer
+    via = cols.via
+    needs = cols.needs
+    hp = cols.hp
+    wallet = cols.wallet
+    carry_qty = cols.carry_qty
+    walk = geo.walk
+    walk_off = geo.walk_off
+    width = geo.width
+    height = geo.height
+    danger = sig.danger
+    for i in range(c0 * chunk_rows, min(c1 * chunk_rows, hwm)):
         flags[i] = 0
         if not alive[i]:
             continue
-        block = i >> 6  # neighbours in memory share a cadence
-        now = tick + block
+        now = tick + i // block_rows  # neighbours in memory share a cadence
         if now % K != 0:
             continue
+        written[i // chunk_rows] = True
         f = 0
         m = np.int64(mp[i])
         st = np.int64(state[i])
@@ -302,7 +425,7 @@ def npc_step(
         needs[i, SOCIAL] = _clamp01(so)
         needs[i, COMFORT] = _clamp01(needs[i, COMFORT] + comfort_r)
         # -- harm -------------------------------------------------------------------
-        loss = harm[m]
+        loss = sig.harm[m]
         if loss > 0:
             left = np.int64(hp[i]) - loss
             if left <= 0:
@@ -316,14 +439,14 @@ def npc_step(
         # -- mood -------------------------------------------------------------------
         need_avg = (needs[i, 0] + needs[i, 1] + needs[i, 2] + needs[i, 3]) * np.float32(0.25)
         target = (
-            NP[P_MOOD_BASE]
-            - NP[P_MOOD_NEED_W] * need_avg
-            - NP[P_MOOD_DANGER_W] * danger[m]
-            - NP[P_MOOD_CONFLICT_W] * conflict[m]
-            + wmood[m]
+            P.mood_base
+            - P.mood_need_weight * need_avg
+            - P.mood_danger_weight * danger[m]
+            - P.mood_conflict_weight * sig.conflict[m]
+            + sig.mood[m]
         )
-        mo = mood[i] + mood_rate * (np.float32(target) - mood[i])
-        mood[i] = min(max(mo, np.float32(-1.0)), np.float32(1.0))
+        mo = cols.mood[i] + mood_rate * (np.float32(target) - cols.mood[i])
+        cols.mood[i] = min(max(mo, np.float32(-1.0)), np.float32(1.0))
         # -- finish work ------------------------------------------------------------
         before = np.int64(timer[i])
         t = max(before - K, 0)
@@ -332,7 +455,8 @@ def npc_step(
             if wallet[i] + wage <= wallet_max:
                 wallet[i] += wage
                 f |= F_PAID
-            hm = home[i]
+            hm = cols.home[i]
+            market_off = goods.market_off
             n_goods = market_off[hm + 1] - market_off[hm]
             if carry_qty[i] == 0 and n_goods > 0:
                 # of two goods drawn from the home town's markets, make the one that sells
@@ -341,6 +465,9 @@ def npc_step(
                 w0, w1, w2, _w3 = _block(seed, tick, S_NPC, i, 4)
                 k = market_off[hm] + np.int64(w0 % np.uint32(n_goods))
                 k2 = market_off[hm] + np.int64(w2 % np.uint32(n_goods))
+                m_price = goods.market_price
+                item_price = goods.item_price
+                market_item = goods.market_item
                 if m_price[k2] * item_price[market_item[k]] > m_price[k] * item_price[
                     market_item[k2]
                 ]:
@@ -351,36 +478,31 @@ def npc_step(
                 if (w1 >> np.uint32(8)) * (1.0 / 16777216.0) < v - q:
                     q += 1
                 if q > 0:
-                    carry_item[i] = it
-                    carry_qty[i] = min(q, stack_max)
+                    cols.carry_item[i] = it
+                    carry_qty[i] = min(q, goods.stack_max)
         # -- choose -----------------------------------------------------------------
-        alarm = tick - alarm_tick[m] < K and s != FLEE
+        alarm = tick - sig.alarm_tick[m] < K and s != FLEE
         md = mind[i]
         if st & SETUP:
-            s = _enter(i, s, seed, tick, DUR, mp, x, y, home, goal, via, timer, next_local,
-                       warp_off, warp_x, warp_y, warp_to, town_maps, danger)
+            s = _enter(i, s, seed, tick, P, cols, geo, danger)
             if s == FLEE:
                 f |= F_FLED
             elif s == TALK:
                 f |= F_GREET
         elif t == 0 or alarm:
             md &= ~PONDER  # a pending decision is settled before its timer runs out
-            u = think_utilities(seed, tick, i, NP, UW, m, x[i], y[i], s, home[i], needs,
-                                traits, hp[i], wallet[i], carry_qty[i], is_town, danger,
-                                conflict, p_off, p_x, p_y)
+            u = think_utilities(seed, tick, i, P, cols, sig, geo.is_town, m, s)
             b, sec, vb, vs = best_two(u, s, inertia)
             if ponder_on and not alarm and vb - vs < margin:
                 md |= PONDER
-                timer[i] = np.int64(NP[P_DEADLINE]) + K
+                timer[i] = np.int64(P.decision_deadline_ticks) + K
                 f |= F_PONDER
-                pond_o[i, 0] = b
-                pond_o[i, 1] = sec
-                pond_u[i, 0] = vb
-                pond_u[i, 1] = vs
+                out.ponder_options[i, 0] = b
+                out.ponder_options[i, 1] = sec
+                out.ponder_utilities[i, 0] = vb
+                out.ponder_utilities[i, 1] = vs
             elif b != s or t == 0:
-                ns = _enter(i, b, seed, tick, DUR, mp, x, y, home, goal, via, timer,
-                            next_local, warp_off, warp_x, warp_y, warp_to, town_maps,
-                            danger)
+                ns = _enter(i, b, seed, tick, P, cols, geo, danger)
                 if ns == FLEE and s != FLEE:
                     f |= F_FLED
                 if ns == TALK and s != TALK:
@@ -407,9 +529,9 @@ def npc_step(
             else:
                 steps = now // travel_every - (now - K) // travel_every
             if steps > 0:
-                k = warp_off[m] + via[i]
-                wx = warp_x[k]
-                wy = warp_y[k]
+                k = geo.warp_off[m] + via[i]
+                wx = geo.warp_x[k]
+                wy = geo.warp_y[k]
                 for j in range(steps):
                     nx, ny = step_toward(walk, walk_off, width, height, m, xi, yi, wx, wy)
                     if nx == xi and ny == yi:  # blocked: a random side-step
@@ -421,13 +543,14 @@ def npc_step(
                     xi = nx
                     yi = ny
                     if xi == wx and yi == wy:
-                        m = warp_to[k]
-                        xi = warp_tx[k]
-                        yi = warp_ty[k]
+                        m = geo.warp_to[k]
+                        xi = geo.warp_tx[k]
+                        yi = geo.warp_ty[k]
                         mp[i] = m
                         f |= F_WARPED
-                        if s == TRAVEL and m != goal[i]:
-                            via[i] = next_local[m, goal[i]]
+                        goal = cols.goal[i]
+                        if s == TRAVEL and m != goal:
+                            via[i] = geo.next_local[m, goal]
                             if via[i] < 0:
                                 timer[i] = 0
                         else:
@@ -436,9 +559,57 @@ def npc_step(
                         break
                 x[i] = xi
                 y[i] = yi
-        elif s == TRADE and is_town[m] and (md & AWAIT) == 0:
+        elif s == TRADE and geo.is_town[m] and (md & AWAIT) == 0:
             f |= F_ORDER
         flags[i] = f
+
+
+#: Fewer digest chunks than this are updated on the calling thread: handing a piece to a
+#: pool thread costs about what updating a chunk does. Read at each call, so a test can
+#: set 0 to send every update through the threads; the result is the same either way.
+PARALLEL_CHUNKS_MIN = 16
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _threads() -> tuple[int, ThreadPoolExecutor]:
+    """The pool, sized to numba's thread count (``NUMBA_NUM_THREADS``, ``set_num_threads``)."""
+    global _pool
+    n = numba.get_num_threads()
+    if _pool is None or _pool[0] != n:
+        if _pool is not None:
+            _pool[1].shutdown()
+        _pool = (n, ThreadPoolExecutor(n, thread_name_prefix="norn-npc"))
+    return _pool
+
+
+def npc_step(
+    seed: np.uint64, tick: int, hwm: int, P: NpcParams, cols: NpcColumns, geo: Geography,
+    goods: Goods, sig: MapSignals, out: StepScratch, chunk_rows: int, written: np.ndarray,
+) -> None:
+    """One update of every NPC whose turn it is (every ``update_every_ticks`` ticks).
+
+    An NPC is updated on the ticks where ``(tick + slot // update_block_rows) % K == 0``:
+    a K-th of the population each tick, neighbours in memory together, with rates and moves
+    scaled to the K ticks since its last update (time slicing, so the per-tick cost falls
+    by K). ``written[c]`` is set for each digest chunk ``c`` (``chunk_rows`` rows) in which
+    an NPC was updated.
+
+    Pieces of whole chunks go to a pool of numba's thread count, four pieces a thread, taken
+    as threads come free: a thread slowed by another process takes fewer, and no two
+    threads share a row or a chunk flag, so the result is the same for any thread count.
+    (A ``prange`` over chunks does the same but compiles 3-4 s longer.)
+    """
+    n = (hwm + chunk_rows - 1) // chunk_rows
+    args = (seed, tick, hwm, P, cols, geo, goods, sig, out, chunk_rows, written)
+    threads, pool = _threads()
+    if threads < 2 or n < max(PARALLEL_CHUNKS_MIN, 2):
+        _step_chunks(0, n, *args)
+        return
+    parts = min(n, 4 * threads)
+    bounds = [n * k // parts for k in range(parts + 1)]
+    done = [pool.submit(_step_chunks, bounds[k], bounds[k + 1], *args) for k in range(parts)]
+    for f in done:
+        f.result()
 
 
 @numba.njit(cache=True, nogil=True)
@@ -487,30 +658,36 @@ def cheapest_markets(market_map, market_item, item_use, m_stock, m_price, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def npc_collect(
-    hwm, NP, UW, flags, mp, home, state, needs, wallet, carry_item, carry_qty, mind, timer,
-    generation, map_active,
-    market_key, n_items, cheapest, market_item, item_relief, m_price,
-    orders_max, o_dst, o_src, o_src_gen, o_side, o_item, o_qty, o_limit, o_escrow,
-    ponder_max, ponder_slots, moved_slots, moved_max, greet_slots, greet_max,
-    counts,
-):
+def npc_collect(hwm, P, scratch, cols, goods, cheapest, active, orders, lists):
     """Turn flags into orders, request/death/move/greet lists and counters, in slot order.
 
-    ``counts``: [orders, ponder, died, moved, greet, fled, paid, warped, ponder_over].
-    NPCs flagged past a cap simply try again on a later tick (orders) or decide alone
-    (ponder): the cut is by slot order, never by timing.
+    Fills ``orders`` (as many rows as it has) and ``lists`` (each up to its length);
+    returns ``Collected``. NPCs flagged past a cap simply try again on a later tick
+    (orders) or decide alone (ponder): the cut is by slot order, never by timing.
     """
-    counts[:] = 0
     n_o = 0
     n_p = 0
     n_d = 0
     n_m = 0
     n_g = 0
-    buy_max = np.int64(NP[P_BUY_QTY_MAX])
-    fatigue_w = np.float32(UW[UW_TRADE_FATIGUE])
-    need_min = NP[P_BUY_NEED_MIN]
-    slack = NP[P_BID_SLACK]
+    n_fled = 0
+    n_paid = 0
+    n_warped = 0
+    n_over = 0
+    orders_max = len(orders.dst)
+    ponder_max = len(lists.ponder)
+    moved_max = len(lists.moved)
+    greet_max = len(lists.greet)
+    buy_max = np.int64(P.buy_qty_max)
+    fatigue_w = np.float32(P.utility[UW_TRADE_FATIGUE])
+    need_min = P.buy_need_min
+    slack = P.bid_slack
+    flags = scratch.flags
+    mp = cols.map
+    needs = cols.needs
+    wallet = cols.wallet
+    carry_qty = cols.carry_qty
+    m_price = goods.market_price
     for i in range(hwm):
         f = flags[i]
         if f == 0:
@@ -519,26 +696,26 @@ def npc_collect(
             n_d += 1
             continue
         if f & F_FLED:
-            counts[5] += 1
+            n_fled += 1
         if f & F_PAID:
-            counts[6] += 1
+            n_paid += 1
         if f & F_WARPED:
-            counts[7] += 1
-        show = (f & F_WARPED) or ((f & F_MOVED) and map_active[mp[i]])
+            n_warped += 1
+        show = (f & F_WARPED) or ((f & F_MOVED) and active[mp[i]])
         if show and n_m < moved_max:
-            moved_slots[n_m] = i
+            lists.moved[n_m] = i
             n_m += 1
         if (f & F_GREET) and n_g < greet_max:
-            greet_slots[n_g] = i
+            lists.greet[n_g] = i
             n_g += 1
         if f & F_PONDER:
             if n_p < ponder_max:
-                ponder_slots[n_p] = i
+                lists.ponder[n_p] = i
                 n_p += 1
             else:  # past the cap: decide alone on the next tick
-                counts[8] += 1
-                mind[i] &= ~PONDER
-                timer[i] = 0
+                n_over += 1
+                cols.mind[i] &= ~PONDER
+                cols.timer[i] = 0
         if (f & F_ORDER) and n_o < orders_max:
             m = mp[i]
             k = -1
@@ -546,8 +723,8 @@ def npc_collect(
             qty = 0
             limit = 0
             if carry_qty[i] > 0:
-                if m == home[i]:
-                    k = _find_market(market_key, m * n_items + carry_item[i])
+                if m == cols.home[i]:
+                    k = _find_market(goods.market_key, m * goods.n_items + cols.carry_item[i])
                     side = 1
                     qty = carry_qty[i]
             else:  # buy for the most pressing need, at the cheapest market of that kind here
@@ -564,67 +741,68 @@ def npc_collect(
                     if best >= 0:
                         limit = m_price[best] + np.int64(m_price[best] * slack)
                         if wallet[i] >= limit:
-                            relief = max(np.float64(item_relief[market_item[best]]), 1e-6)
+                            relief = max(
+                                np.float64(goods.item_relief[goods.market_item[best]]), 1e-6
+                            )
                             want = np.int64(need / relief) + 1
                             qty = min(min(buy_max, wallet[i] // limit), want)
                             k = best
             if k < 0:  # nothing to trade here: stop trading and look around for a while
-                state[i] = IDLE | SETUP
+                cols.state[i] = IDLE | SETUP
                 continue
-            o_dst[n_o] = k
-            o_side[n_o] = side
-            o_item[n_o] = market_item[k]
-            o_qty[n_o] = qty
-            o_limit[n_o] = limit
-            o_escrow[n_o] = qty * limit
-            o_src[n_o] = i
-            o_src_gen[n_o] = generation[i]
+            orders.dst[n_o] = k
+            orders.side[n_o] = side
+            orders.item[n_o] = goods.market_item[k]
+            orders.qty[n_o] = qty
+            orders.limit_zeny[n_o] = limit
+            orders.escrow_zeny[n_o] = qty * limit
+            orders.src[n_o] = i
+            orders.src_gen[n_o] = cols.generation[i]
             n_o += 1
             wallet[i] -= qty * limit
             if side == 1:
                 carry_qty[i] = 0
-                carry_item[i] = -1
-            mind[i] |= AWAIT
-    counts[0] = n_o
-    counts[1] = n_p
-    counts[2] = n_d
-    counts[3] = n_m
-    counts[4] = n_g
+                cols.carry_item[i] = -1
+            cols.mind[i] |= AWAIT
+    return Collected(n_o, n_p, n_d, n_m, n_g, n_fled, n_paid, n_warped, n_over)
 
 
 @numba.njit(cache=True, nogil=True)
-def receive_fills(dst, zeny, qty, item, side, wallet, needs, carry_item, carry_qty, mind,
-                  state, item_use, item_relief, stack_max):
-    """Apply delivered fills in canonical order: zeny back or paid, goods eaten or returned."""
+def receive_fills(dst, zeny, qty, item, side, cols, goods, chunk_rows, written):
+    """Apply delivered fills in canonical order: zeny back or paid, goods eaten or returned.
+
+    Sets ``written[c]`` for the digest chunk of every NPC row it wrote.
+    """
+    needs = cols.needs
     for k in range(len(dst)):
         i = dst[k]
-        wallet[i] += zeny[k]
-        mind[i] &= ~AWAIT
+        written[i // chunk_rows] = True
+        cols.wallet[i] += zeny[k]
+        cols.mind[i] &= ~AWAIT
         q = qty[k]
         refused = q == 0 if side[k] == 0 else zeny[k] == 0
-        if refused and (state[i] & STATE_MASK) == TRADE:
-            state[i] = IDLE | SETUP  # the market would not deal: do something else
+        if refused and (cols.state[i] & STATE_MASK) == TRADE:
+            cols.state[i] = IDLE | SETUP  # the market would not deal: do something else
         if q <= 0:
             continue
         it = item[k]
         if side[k] == 0:
-            u = item_use[it]
+            u = goods.item_use[it]
             need = HUNGER if u == 0 else (FATIGUE if u == 1 else COMFORT)
-            v = needs[i, need] - np.float32(item_relief[it] * q)
+            v = needs[i, need] - np.float32(goods.item_relief[it] * q)
             needs[i, need] = max(v, np.float32(0.0))
-        elif carry_qty[i] == 0:
-            carry_item[i] = it
-            carry_qty[i] = q
-        elif carry_item[i] == it:
-            carry_qty[i] = min(np.int64(carry_qty[i]) + q, stack_max)
+        elif cols.carry_qty[i] == 0:
+            cols.carry_item[i] = it
+            cols.carry_qty[i] = q
+        elif cols.carry_item[i] == it:
+            cols.carry_qty[i] = min(np.int64(cols.carry_qty[i]) + q, goods.stack_max)
 
 
 @numba.njit(cache=True, nogil=True)
-def place_population(seed, tick, walk, walk_off, width, height, mp, x0, y0, x1, y1, fx, fy,
-                     first, xs, ys):
+def place_population(seed, tick, geo, mp, x0, y0, x1, y1, fx, fy, first, xs, ys):
     """Initial cells: uniform walkable cells of each NPC's spawn rectangle."""
     for k in range(len(mp)):
-        px, py = place(walk, walk_off, width, height, mp[k], x0[k], y0[k], x1[k], y1[k],
-                       seed, tick, S_SPAWN, first + k, fx[k], fy[k])
+        px, py = place(geo.walk, geo.walk_off, geo.width, geo.height, mp[k], x0[k], y0[k],
+                       x1[k], y1[k], seed, tick, S_SPAWN, first + k, fx[k], fy[k])
         xs[k] = px
         ys[k] = py
