@@ -25,9 +25,14 @@ One (seed, tick, stream, entity, index) names one 128-bit block. ``draw_u32`` us
 helpers called with the same coordinates share bits: give each purpose its own stream or
 index. Coordinates are u32 counters: a tick wraps after 2**32 ticks (13.6 years at 100 ms)
 and entity slot ids fit in 32 bits (``limits.table_capacity_max``); the Python wrappers
-refuse values outside [0, 2**32) rather than wrap silently. Calling the scalar helpers
-from Python (rather than from a kernel), pass a seed >= 2**63 as ``np.uint64``: numba's
-dispatcher will not fit such a Python int into an int64 specialization it already holds.
+refuse values outside [0, 2**32) rather than wrap silently.
+
+Compile once: the helpers every kernel calls (``philox4x32``, ``_block``, ``draw_u32``,
+``draw_u64``, ``uniform``) have one explicit signature (seed u64, the coordinates i64),
+so a caller's argument types are converted to it instead of compiling a specialisation
+per combination (each stream constant was a literal type of its own: thirteen copies of
+the block at the default world's first tick). The conversions are the ones the bodies
+applied anyway (``np.uint64(x) & 0xffffffff``), so every draw keeps its bits.
 
 Streams are named; ``stream_id(name)`` is the CRC-32 (zlib, IEEE polynomial) of the UTF-8
 name, a documented, platform-independent, non-randomized hash (never Python's ``hash()``,
@@ -46,6 +51,7 @@ import zlib
 
 import numba
 import numpy as np
+from numba import float64, int64, types, uint32, uint64
 
 __all__ = [
     "STREAMS",
@@ -77,8 +83,12 @@ _U32_END = 1 << 32
 _U64_END = 1 << 64
 _I64_END = 1 << 63
 
+#: the one signature of each scalar helper (see "Compile once" above)
+_WORDS = types.UniTuple(uint32, 4)
+_COORDS = (uint64, int64, int64, int64, int64)  # seed, tick, stream, entity, index
 
-@numba.njit(cache=True, nogil=True)
+
+@numba.njit(_WORDS(uint64, uint64, uint64, uint64, uint64, uint64), cache=True, nogil=True)
 def philox4x32(c0, c1, c2, c3, k0, k1):  # type: ignore[no-untyped-def]
     """Philox4x32-10 of counter (c0..c3) under key (k0, k1); returns four np.uint32 words.
 
@@ -104,7 +114,7 @@ def philox4x32(c0, c1, c2, c3, k0, k1):  # type: ignore[no-untyped-def]
     return np.uint32(x0), np.uint32(x1), np.uint32(x2), np.uint32(x3)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(_WORDS(*_COORDS), cache=True, nogil=True)
 def _block(seed, tick, stream, entity, index):  # type: ignore[no-untyped-def]
     """The 128-bit block named by a draw's coordinates (layout in the module docstring)."""
     s = np.uint64(seed)
@@ -116,21 +126,21 @@ def _join64(lo, hi):  # type: ignore[no-untyped-def]
     return (np.uint64(hi) << _SHIFT32) | np.uint64(lo)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(uint32(*_COORDS), cache=True, nogil=True)
 def draw_u32(seed, tick, stream, entity, index):  # type: ignore[no-untyped-def]
     """32 random bits (word 0 of the block) as np.uint32."""
     x0, _x1, _x2, _x3 = _block(seed, tick, stream, entity, index)
     return x0
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(uint64(*_COORDS), cache=True, nogil=True)
 def draw_u64(seed, tick, stream, entity, index):  # type: ignore[no-untyped-def]
     """64 random bits as np.uint64: word 1 in the high half, word 0 in the low half."""
     x0, x1, _x2, _x3 = _block(seed, tick, stream, entity, index)
     return _join64(x0, x1)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(float64(*_COORDS), cache=True, nogil=True)
 def uniform(seed, tick, stream, entity, index):  # type: ignore[no-untyped-def]
     """float64 in [0, 1): the top 53 bits of ``draw_u64`` times 2**-53 (every value exact)."""
     return np.float64(draw_u64(seed, tick, stream, entity, index) >> _SHIFT11) * _TWO_POW_M53
