@@ -383,8 +383,7 @@ def derive(replay: Replay, *, every: int = 0, progress: Progress = None) -> Path
         for name in world.tables:
             if name in SKIP_TABLES:
                 continue
-            t = world_table(world, name, vocab)
-            t = t.add_column(0, "tick", pa.array(np.full(len(t), world.tick, np.int64)))
+            t = world_table(world, name, vocab, tick=True)
             w = tables.get(name)
             if w is None:
                 w = tables[name] = _Writer(tmp / "tables" / f"{name}.parquet")

@@ -59,6 +59,13 @@ class DiffResult:
         }
 
 
+def _any_per_row(ne: np.ndarray) -> np.ndarray:
+    """Rows of an element-wise comparison with any element set (vector columns too)."""
+    if ne.ndim == 1:
+        return ne
+    return ne.reshape(len(ne), int(np.prod(ne.shape[1:]))).any(axis=1)
+
+
 def _rows_differing(wa: World, wb: World, name: str) -> np.ndarray:
     """Slots of ``name`` that differ between the two worlds (any column, or aliveness)."""
     ta, tb = wa.tables[name], wb.tables[name]
@@ -72,7 +79,7 @@ def _rows_differing(wa: World, wb: World, name: str) -> np.ndarray:
         ne = a != b
         if a.dtype.kind == "f":
             ne &= ~(np.isnan(a) & np.isnan(b))
-        diff |= ne.reshape(h, -1).any(axis=1) if ne.ndim > 1 else ne
+        diff |= _any_per_row(ne)
     live = ta.alive[:h] | tb.alive[:h]
     return np.flatnonzero(diff & live)
 
@@ -85,7 +92,7 @@ def _first(wa: World, wb: World, tick: int, da: int, db: int) -> Divergence:
         h = max(t.hwm, wb.tables[name].hwm)
         for c in t.columns:
             a, b = t.columns[c][:h], wb.tables[name].columns[c][:h]
-            ne = (a != b).reshape(h, -1).any(axis=1) if a.shape == b.shape else np.ones(h, bool)
+            ne = _any_per_row(a != b) if a.shape == b.shape else np.ones(h, bool)
             slots = np.flatnonzero(ne)
             if len(slots):
                 found.append((rank.get(f"{name}.{c}", 1 << 30), name, c, slots))

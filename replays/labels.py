@@ -157,18 +157,22 @@ def columns_table(
     """Arrow table of named columns: ``lead`` first (tick, slot, ...), then ``columns``.
 
     Vector columns are spread into one column per axis entry; a named ``*_id`` column
-    drops its ``_id`` (``map_id`` becomes ``map``); with ``raw`` ids stay ids.
+    drops its ``_id`` (``map_id`` becomes ``map``); with ``raw`` ids stay ids. A column
+    named like a lead column is prefixed with its table (``memory_tick``).
     """
     names: list[str] = []
     arrays: list[pa.Array] = []
     for name, values in (lead or {}).items():
         names.append(name)
         arrays.append(pa.array(values))
+    taken = set(lead or ())
     for name, values in columns.items():
         if name in HIDDEN:
             continue
+        if name in taken:  # a table's own ``tick`` column beside the lead's
+            name = f"{table or 'column'}_{name}"
         if values.ndim > 1:
-            flat = values.reshape(len(values), -1)
+            flat = values.reshape(len(values), int(np.prod(values.shape[1:])))
             sub = (vocab.axis_names(table, name, flat.shape[1]) if vocab is not None
                    else [f"{name}[{i}]" for i in range(flat.shape[1])])
             for i, sname in enumerate(sub):
@@ -186,21 +190,22 @@ def columns_table(
 
 
 def world_table(world: Any, name: str, vocab: Vocabulary | None, *, raw: bool = False,
-                dead: bool = False) -> pa.Table:
+                dead: bool = False, tick: bool = False) -> pa.Table:
     """A world table's live rows (``dead``: every row below the high-water mark) as Arrow.
 
-    Leading columns: ``slot``, ``id`` (the entity handle, generation and slot) and, for
-    tables with a row per map or faction, that row's name.
+    Leading columns: ``tick`` (when asked), ``slot``, ``id`` (the entity handle,
+    generation and slot) and, for tables with a row per map or faction, that row's name.
     """
     t = world.tables[name]
     hwm = t.hwm
     slots = np.arange(hwm, dtype=np.int64) if dead else t.live_slots().astype(np.int64)
-    lead: dict[str, Any] = {"slot": slots, "id": t.handles(slots).astype(np.int64)}
+    lead: dict[str, Any] = {"tick": np.full(len(slots), world.tick, np.int64)} if tick else {}
+    lead.update(slot=slots, id=t.handles(slots).astype(np.int64))
     cols = {c: a[:hwm][slots] for c, a in t.columns.items()}
     if dead:
         lead["alive"] = t.alive[:hwm].copy()
     row_voc = None if vocab is None or raw else vocab.rows.get(name)
     out = columns_table(cols, vocab, name, raw=raw, lead=lead)
     if row_voc is not None and row_voc in vocab.names and row_voc not in out.column_names:
-        out = out.add_column(2, row_voc, vocab.label(row_voc, slots))
+        out = out.add_column(len(lead), row_voc, vocab.label(row_voc, slots))
     return out

@@ -23,7 +23,7 @@ from typing import Any
 from norn.replays.query import connect
 from norn.replays.session import Replay
 
-#: Points per plotted series (ticks are thinned evenly above this).
+#: Points per plotted series, the first and last tick included (thinned evenly above).
 POINTS_MAX = 400
 #: Tick columns of the hazard chart.
 HAZARD_COLUMNS_MAX = 120
@@ -32,10 +32,19 @@ MOVERS_MAX = 8
 PLOTS = ("population", "prices", "zeny", "ground", "hazards", "decisions")
 
 
-def _series(con: Any, sql: str, key: str, value: str, step: int) -> dict[str, Any]:
+def thinning(first: int, last: int, points_max: int) -> int:
+    """The tick step that keeps a series of ticks ``first..last`` within ``points_max``
+    points (every step-th tick from ``first``, and ``last``)."""
+    span = last - first
+    return max(1, -(-span // max(points_max - 1, 1)))
+
+
+def _series(con: Any, sql: str, key: str, value: str, step: int, first: int = 0
+            ) -> dict[str, Any]:
     """``{"x": ticks, "series": [{"name", "values"}]}`` from rows (tick, key, value)."""
     rows = con.execute(f"SELECT tick, {key} AS k, {value} AS v FROM ({sql}) "
-                       f"WHERE tick % {step} = 0 OR tick = (SELECT max(tick) FROM ({sql})) "
+                       f"WHERE (tick - {first}) % {step} = 0 "
+                       f"OR tick = (SELECT max(tick) FROM ({sql})) "
                        "ORDER BY k, tick").fetchall()
     ticks = sorted({r[0] for r in rows})
     pos = {t: i for i, t in enumerate(ticks)}
@@ -52,7 +61,7 @@ def collect(replay: Replay, progress: Callable[[int, int], None] | None = None
     views = {r[0] for r in con.execute(
         "SELECT table_name FROM information_schema.tables").fetchall()}
     first, last = replay.first_tick, replay.last_tick
-    step = max(1, (last - first) // POINTS_MAX)
+    step = thinning(first, last, POINTS_MAX)
     h = replay.header
     totals = con.execute("SELECT sum(events), sum(actions), sum(decisions) FROM ticks"
                          ).fetchone() or (0, 0, 0)
@@ -66,7 +75,7 @@ def collect(replay: Replay, progress: Callable[[int, int], None] | None = None
     }
     plots = data["plots"]
     if "npc_states" in views:
-        plots["population"] = _series(con, "SELECT * FROM npc_states", "state", "npcs", step)
+        plots["population"] = _series(con, "SELECT * FROM npc_states", "state", "npcs", step, first)
     if "prices" in views:
         movers = con.execute(f"""
             SELECT market, any_value(item) || ' in ' || any_value(town) AS name
@@ -79,14 +88,14 @@ def collect(replay: Replay, progress: Callable[[int, int], None] | None = None
             SELECT tick, item || ' in ' || town AS name,
                    round(100.0 * (price - first(price) OVER (PARTITION BY market ORDER BY tick))
                          / first(price) OVER (PARTITION BY market ORDER BY tick), 2) AS pct
-            FROM prices WHERE market IN ({ids})""", "name", "pct", step)
+            FROM prices WHERE market IN ({ids})""", "name", "pct", step, first)
     if "zeny" in views:
         plots["zeny"] = _series(con, """
             SELECT tick, side || ': ' || account AS name, zeny FROM zeny
             WHERE account IN (SELECT account FROM zeny GROUP BY account HAVING max(zeny) > 0)
-            """, "name", "zeny", step)
+            """, "name", "zeny", step, first)
     if "ground" in views:
-        plots["ground"] = _series(con, "SELECT * FROM ground", "faction", "maps", step)
+        plots["ground"] = _series(con, "SELECT * FROM ground", "faction", "maps", step, first)
     if "hazards" in views:
         width = max(1, -(-(last - first) // HAZARD_COLUMNS_MAX))
         rows = con.execute(f"""
