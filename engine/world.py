@@ -24,7 +24,7 @@ from norn.engine import limits
 from norn.engine.actions import ActionBatch, ActionBuffer, ActionLog
 from norn.engine.commit import CommitListener, Committed
 from norn.engine.decisions import DEPLOY, DecisionBook, DeterministicResolver, Resolver
-from norn.engine.digest import Digest, Region
+from norn.engine.digest import Digest, Region, inputs_hash
 from norn.engine.errors import DefinitionError
 from norn.engine.inputs import InputBatch, InputQueue
 from norn.engine.kinds import (
@@ -111,6 +111,8 @@ class World:
             Region("decisions", "pending", lambda: self.decisions.pending, chunk_rows, False)
         )
         self.digest.add(Region("actions", "emitted", self._actions_bytes, chunk_rows, False))
+        self.digest.add(Region("inputs", "hash", lambda: inputs_hash(self.ingested), chunk_rows,
+                               False))
 
     # -- building ---------------------------------------------------------------------
     def add_plugin(self, plugin: Plugin) -> None:

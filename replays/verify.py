@@ -35,6 +35,14 @@ class Divergence:
     also: list[str] = field(default_factory=list)  # other regions diverged in the same tick
 
     def describe(self) -> str:
+        if self.table == "inputs":  # the digest's hash of the tick's input batches
+            return (
+                f"diverged at tick {self.tick}: the tick's inputs differ from those recorded "
+                f"(region {self.region}: the journal's inputs were altered, or decode "
+                f"differently than they were encoded); digest recorded "
+                f"{self.recorded_digest:016x}, replayed {self.replayed_digest:016x}"
+                + (f"; also diverged: {', '.join(self.also)}" if self.also else "")
+            )
         ids = ", ".join(str(e) for e in self.entity_ids[:8])
         more = " ..." if len(self.entity_ids) > 8 else ""
         return (
@@ -156,6 +164,8 @@ def _write_rank(world) -> dict[str, int]:
                 table, _, col = w.partition(".")
                 if w.startswith("out:"):
                     keys = [k for k in all_keys if k.startswith(f"msg:{w[4:]}.")]
+                elif w == "events":  # the drain: the tick's inputs, hashed into the digest
+                    keys = [k for k in all_keys if k.startswith("inputs.")]
                 elif w in ("decisions", "actions"):
                     keys = [k for k in all_keys if k.startswith(f"{w}.")]
                 elif col == "*":

@@ -103,9 +103,58 @@ def test_altered_input_is_reported_as_divergence_at_its_tick(tmp_path):
     result = verify(dst)
     assert not result.matched
     assert result.divergence.tick == altered_tick
-    assert (result.divergence.table, result.divergence.column) == ("bank", "levels")
+    # the first thing that differs is the tick's inputs themselves (hashed into the digest,
+    # written first, by the drain); the state they changed follows
+    assert (result.divergence.table, result.divergence.column) == ("inputs", "hash")
+    assert "bank.levels" in result.divergence.also
     r = norn("replay", "verify", str(dst))
     assert r.returncode == 1 and f"tick {altered_tick}" in r.stdout
+    assert "the tick's inputs differ from those recorded" in r.stdout
+
+
+def test_an_altered_input_that_no_state_reads_is_detected(tmp_path):
+    """The toy reads logins only: a player_move batch changes no state, yet its inputs are
+    in the tick's digest, so altering it in the journal is a divergence at its tick."""
+    from norn.engine.inputs import InputBatch
+
+    def moves(tick):
+        n = 3
+        return InputBatch("map01", 1000 + tick, "player_move", {
+            "char_id": np.arange(150000, 150000 + n, dtype=np.uint32),
+            "map_id": np.zeros(n, dtype=np.int16),
+            "x": np.full(n, tick % 50, dtype=np.int16),
+            "y": np.full(n, 7, dtype=np.int16)})
+
+    scenario = parse_scenario('name = "toy-moves"\nmodel = "toy"\n[toy]\nwalkers = 50\n'
+                              'capacity = 60\n', "toy-moves.toml")
+    config = make_config(None, seed=2, ticks=20, snapshot_every=10, fsync=False)
+    world = build_world(scenario, config)
+    rec = Recorder.create(tmp_path / "run", make_header(scenario, config, world), fsync=False,
+                          snapshot_every=10)
+    run(world, config, rec, before_tick=lambda t: world.inputs.offer(moves(t)))
+    rec.close(world, "completed")
+    assert verify(tmp_path / "run").matched
+    altered_tick = 13
+
+    def transform(frame):
+        if frame.kind != journal.KIND_TICK:
+            return frame.payload
+        r = decode_tick(frame.payload)
+        if r.tick != altered_tick:
+            return frame.payload
+        (batch,) = r.inputs
+        assert batch.kind == "player_move"
+        cols = dict(batch.columns, x=batch.columns["x"] + np.int16(1))
+        r.inputs[0] = InputBatch(batch.source, batch.seq, batch.kind, cols)
+        return encode_tick(r)
+
+    dst = tmp_path / "altered"
+    dst.mkdir()
+    journal.rewrite(tmp_path / "run" / JOURNAL_NAME, dst / JOURNAL_NAME, transform)
+    (dst / "snapshots").symlink_to(tmp_path / "run" / "snapshots")
+    result = verify(dst)
+    assert not result.matched and result.divergence.tick == altered_tick
+    assert result.divergence.region == "inputs.hash" and result.divergence.also == []
 
 
 @pytest.mark.parametrize("from_tick", [5, 10, 20, 25])
