@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -108,6 +109,20 @@ def _scrape(address: str) -> dict[tuple[str, tuple], float]:
             for fam in text_string_to_metric_families(body.decode()) for s in fam.samples}
 
 
+def _family(sample: str) -> str:
+    for suffix in ("_total", "_bucket", "_count", "_sum"):
+        if sample.endswith(suffix):
+            return sample[: -len(suffix)]
+    return sample
+
+
+def _documented_metrics() -> set[str]:
+    """Every metric docs/operations.md names (its tables and alert expressions)."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    names = {_family(n) for n in re.findall(r"norn_[a-z0-9_]*[a-z0-9]", text)}
+    return names - {"norn_bridge"}  # from `norn_bridge_<counter>_total`
+
+
 def _norn(capsys, *args: str) -> tuple[int, str, str]:
     """``norn ARGS`` in this process (another process than the engine's, as an operator's
     shell is): exit code, stdout, stderr."""
@@ -156,6 +171,10 @@ def test_a_served_run_is_observable_and_its_dead_letters_replayable(tmp_path, ca
         err = peer.recv_type(proto.ERROR, timeout_s=60)
         assert err is not None and err["name"] == "invalid_events" and err["invalid"] == 2
         assert peer.recv_until(lambda x: x.get("t") == proto.ACK and x["seq"] >= 1, 60)
+        # and reports an action failed (an id it never got: the world shrugs, metrics count)
+        not_here = int(proto.ResultReason.NOT_HERE)
+        peer.send(proto.pack({"t": proto.RESULTS, "seq": 2, "rows": [[12345, 1, not_here]]}))
+        assert peer.recv_until(lambda x: x.get("t") == proto.ACK and x["seq"] >= 2, 60)
 
         first = _scrape(addr)
         assert first[("norn_ticks_total", ())] > 0
@@ -163,10 +182,16 @@ def test_a_served_run_is_observable_and_its_dead_letters_replayable(tmp_path, ca
                       (("reason", "invalid_events"), ("server", "map02")))] == 2
         assert first[("norn_bridge_server_up", (("server", "map01"),))] == 1
         assert first[("norn_events_in_total", (("kind", "login"), ("source", "map02")))] == 2
+        assert first[("norn_action_results_failed_total",
+                      (("reason", "not_here"), ("server", "map02")))] == 1
         assert any(name == "norn_events_in_total" and dict(k)["source"] == "map01"
                    for name, k in first)
         assert first[("norn_journal_fsync_seconds_count", ())] > 0
         assert first[("norn_ready", ())] == 1
+        documented = _documented_metrics() - {n for n in _documented_metrics()
+                                                  if n.startswith("norn_llm_")}  # no --llm
+        scraped = {_family(name) for name, _ in first}
+        assert documented <= scraped, f"docs/operations.md names {documented - scraped}"
         second = _until(lambda: (s := _scrape(addr))[("norn_ticks_total", ())]
                         > first[("norn_ticks_total", ())] and s, "the tick count to move")
         assert second[("norn_journal_bytes", ())] > first[("norn_journal_bytes", ())]
