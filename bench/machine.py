@@ -19,6 +19,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from norn.engine import threads
 from norn.engine.fingerprint import (
     all_cpu_flags as cpu_flags,  # all flags: SIMD width moves figures
 )
@@ -77,13 +78,20 @@ def _warm_threads(out: np.ndarray) -> None:
 
 
 def numba_threads() -> dict[str, Any]:
-    """The threading layer numba actually chose (only known after a parallel kernel ran)."""
+    """The threading layer numba actually chose (only known after a parallel kernel ran),
+    the wait policy, and whether Norn or the environment chose them (engine/threads.py)."""
     _warm_threads(np.zeros(64, dtype=np.int64))
     try:
         layer = numba.threading_layer()
     except ValueError:
         layer = "unknown"
-    return {"layer": layer, "threads": int(numba.get_num_threads())}
+    chosen = threads.describe()
+    return {
+        "layer": layer,
+        "threads": int(numba.get_num_threads()),
+        "wait_policy": chosen["wait_policy"],
+        "chosen_by": chosen["chosen_by"],
+    }
 
 
 def memory_bytes() -> int:
@@ -132,7 +140,8 @@ def describe(machine: dict[str, Any]) -> str:
         f"{machine.get('cpu')} | {machine.get('logical_cores')} cores | "
         f"{machine.get('memory_gib')} GiB | numpy {machine['libraries'].get('numpy')} "
         f"numba {machine['libraries'].get('numba')} ({nb.get('layer')}, "
-        f"{nb.get('threads')} threads) | commit {commit}"
+        f"wait {nb.get('wait_policy') or 'default'}, {nb.get('threads')} threads) | "
+        f"commit {commit}"
     )
 
 

@@ -19,6 +19,7 @@ import pytest
 from norn.bench import cli
 from norn.bench.machine import ROOT
 from norn.bench.stats import compare, summarize
+from norn.engine import threads
 from norn.engine.fingerprint import all_cpu_flags, cpu_model
 
 SCENARIOS = ("core", "scale", "actors", "journal", "bridge", "boltzmann")
@@ -62,7 +63,13 @@ def test_result_records_the_machine(tiny_result):
     assert m["memory_gib"] == round(psutil.virtual_memory().total / 2**30, 2)
     assert m["libraries"]["numpy"] == np.__version__
     assert m["libraries"]["numba"] == numba.__version__
-    assert m["numba"] == {"layer": numba.threading_layer(), "threads": numba.get_num_threads()}
+    chosen = threads.describe()
+    assert m["numba"] == {"layer": numba.threading_layer(), "threads": numba.get_num_threads(),
+                          "wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                          "chosen_by": chosen["chosen_by"]}
+    if chosen["chosen_by"] == {"layer": "norn", "wait_policy": "norn"}:  # no operator choice
+        assert (m["numba"]["layer"], m["numba"]["wait_policy"]) == (threads.LAYER,
+                                                                    threads.WAIT_POLICY)
     commit = m["git"]["commit"]
     kind = subprocess.run(["git", "cat-file", "-t", commit], cwd=ROOT, capture_output=True,
                           text=True, check=False)
