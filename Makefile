@@ -18,10 +18,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 # The demo: the Rune-Midgarts world serving the bridge, with a simulated rAthena map server
 # (200 players) connected over a real ZeroMQ socket; 300 ticks of 100 ms in realtime.
 run: $(STAMP)
+	$(BIN)/norn warmup
 	$(BIN)/norn run --replace --out runs/demo --ticks 300 --sim-players 200 --llm default
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/norn warmup
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

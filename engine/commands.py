@@ -171,6 +171,15 @@ def _logged_run(args: argparse.Namespace, extensions: list[RunExtension]) -> int
 
 def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = None) -> int:
     """Build or resume the world, run it, close the journal, print the report."""
+    from norn.engine.warmup import compile_notice
+
+    # a first run compiles for a while: say so on a terminal ("compiling kernels ...")
+    with compile_notice(not args.json) as notice:
+        return _cmd_run(args, extensions, notice)
+
+
+def _cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None,
+             notice: Any) -> int:
     from norn.engine.config import make_config
     from norn.engine.recorder import Recorder
     from norn.engine.runner import build_world, make_header, run
@@ -301,6 +310,7 @@ def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = No
     on_tick = None
     if bar is not None:
         prog, task = bar
+        notice.attach(prog)  # later compiles show as a line of the tick bar
         prog.start()
 
         def on_tick(rec) -> None:

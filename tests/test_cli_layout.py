@@ -67,7 +67,8 @@ def test_each_package_registers_its_own_commands():
     owners = {"run": "norn.engine.", "replay": "norn.replays.", "bridge": "norn.bridge.",
               "bench": "norn.bench.", "llm": "norn.llm."}
     assert {k: v.split(":")[0] for k, v in _declared("norn.commands").items()} == {
-        k: f"{v}{'commands' if k == 'run' else 'cli'}" for k, v in owners.items()}
+        k: f"{v}{'commands' if k == 'run' else 'cli'}" for k, v in owners.items()} | {
+        "warmup": "norn.engine.warmup"}
     assert _declared("norn.run_extensions") == {"bridge": "norn.bridge.serve:extension",
                                                 "gm": "norn.replays.gm:extension",
                                                 "llm": "norn.llm.run:extension",
