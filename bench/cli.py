@@ -5,7 +5,7 @@ Usage::
     norn bench SCENARIO [--json] [--compare BASELINE.json] [--plot FILE.png] [--peers]
                         [--repeat N] [--sizes N [N ...]] [--ticks N] [--out FILE.json]
 
-SCENARIO is one of core, scale, actors, journal, bridge, boltzmann, or all (and fuzz,
+SCENARIO is one of core, scale, actors, journal, bridge, boltzmann, startup, or all (and fuzz,
 run only by name: ``--ticks`` is its number of frames; see bench/scenarios/fuzz.py). The run
 measures the machine's memory bandwidth first, then each scenario's cases (each in a
 fresh process unless ``--in-process``), prints a human report (``--json``: the result

@@ -22,7 +22,7 @@ from norn.bench.stats import compare, summarize
 from norn.engine import threads
 from norn.engine.fingerprint import all_cpu_flags, cpu_model
 
-SCENARIOS = ("core", "scale", "actors", "journal", "bridge", "boltzmann")
+SCENARIOS = ("core", "scale", "actors", "journal", "bridge", "boltzmann", "startup")
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,18 @@ def test_boltzmann_reports_rates_ratios_and_the_goal(tiny_result):
         f"engine / {c['name']}": round(e_rate / c["figures"]["agent_steps_per_s"]["median"], 3)
         for c in scen["cases"][1:]
     }
+
+
+def test_startup_reports_cold_and_warm_starts(tiny_result):
+    _, result, _ = tiny_result
+    (case,) = result["scenarios"]["startup"]["cases"]
+    fig = case["figures"]
+    assert (case["cold"], case["warm"]) == (1, 1)
+    for kind in ("cold", "warm"):
+        assert fig[f"{kind}_s"]["n"] == 1 and fig[f"{kind}_s"]["median"] > 0
+        assert fig[f"{kind}_cpu_s"]["median"] > 0
+    # an empty cache compiles inside the first tick; the run's report says how long
+    assert fig["cold_tick_compile_s"]["median"] > 0
 
 
 def test_plot_is_written(tiny_result):
