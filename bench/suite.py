@@ -15,8 +15,9 @@ from typing import Any
 from norn.bench.harness import CaseSpec, run_case
 
 SCENARIOS = ("core", "scale", "actors", "journal", "bridge", "boltzmann", "startup")
-#: Run only when named, never by ``all``: ``fuzz`` is a robustness soak, not a speed figure.
-EXTRA_SCENARIOS = ("fuzz", "llm")
+#: Run only when named, never by ``all``: ``fuzz`` is a robustness soak, not a speed figure;
+#: ``replay`` records a 10,000-tick run first.
+EXTRA_SCENARIOS = ("fuzz", "llm", "replay")
 
 
 def _stderr(msg: str) -> None:
@@ -285,6 +286,31 @@ def startup(opts: Options) -> dict:
     return {"cases": [case], "goals": goals, "checks": [], "notes": notes}
 
 
+def replay(opts: Options) -> dict:
+    """Designers' tools: verify's speed as a multiple of realtime, and seek time."""
+    from norn.bench.scenarios.replay import GOAL_SEEK_S, GOAL_VERIFY_X_REALTIME
+
+    npcs = (opts.sizes or [2000 if opts.tiny else 100_000])[0]
+    tick_ms = 100
+    verify = _case(opts, "replay", f"verify/npcs={npcs}", "replay:verify_case", npcs=npcs,
+                   ticks=opts.n_ticks(200, 20), repeat=opts.rep(3, 1), seed=opts.seed,
+                   tick_ms=tick_ms)
+    ticks, every = (200, 50) if opts.tiny else (10_000, 500)
+    seek = _case(opts, "replay", f"seek/ticks={ticks}/every={every}", "replay:seek_case",
+                 npcs=0, ticks=ticks, snapshot_every=every, seeks=opts.rep(10, 4),
+                 seed=opts.seed)
+    goals = []
+    if verify.get("available", True):
+        goals.append(_goal(f"replay verify at {npcs} NPCs, x realtime ({tick_ms} ms ticks)",
+                           _median(verify, "x_realtime"), GOAL_VERIFY_X_REALTIME, ">=", "x"))
+    if seek.get("available", True):
+        goals.append(_goal(f"slowest seek in a {ticks}-tick run, snapshots every {every}",
+                           seek["figures"].get("seek_s_max"), GOAL_SEEK_S, "<=", "s"))
+    notes = ["verify: replayed ticks/s from the first replayed tick to the last (the build "
+             "and first tick apart); seek: a fresh Replay per tick sought, the default world"]
+    return {"cases": [verify, seek], "goals": goals, "checks": [], "notes": notes}
+
+
 def fuzz(opts: Options) -> dict:
     from norn.bench.scenarios.fuzz import run
 
@@ -301,6 +327,7 @@ RUNNERS: dict[str, Callable[[Options], dict]] = {
     "startup": startup,
     "fuzz": fuzz,
     "llm": lambda opts: __import__("norn.bench.scenarios.llm", fromlist=["run"]).run(opts),
+    "replay": replay,
 }
 
 
