@@ -31,23 +31,25 @@ _WEATHER = ("CASE weather " + " ".join(f"WHEN {v} THEN '{k}'" for k, v in WEATHE
 
 _SQL: dict[str, str] = {
     "input": """
-        SELECT e.tick, 'input' AS category, e.kind, count(*) AS count,
-               list(concat_ws(' ', e.source, CAST(e.map AS VARCHAR), e.hazard_type,
-                              CAST(e.intensity AS VARCHAR))) AS examples
-        FROM events e GROUP BY ALL""",
+        SELECT tick, 'input' AS category, kind, count(*) AS count,
+               list(concat_ws(' ', source, {ev_map}, {ev_hazard_type}, {ev_intensity}))
+                 AS examples
+        FROM events GROUP BY ALL""",
     "action": """
         SELECT tick, 'action' AS category, kind, count(*) AS count,
-               list(concat_ws(' ', CAST(map AS VARCHAR), item, text)) AS examples
+               list(concat_ws(' ', {ac_map}, {ac_item}, {ac_text})) AS examples
         FROM actions GROUP BY ALL""",
     "decision": """
         SELECT tick, 'decision' AS category, concat(kind, ' ', tier, '/', source) AS kind,
-               count(*) AS count, list(concat(actor, ': ', option_name)) AS examples
+               count(*) AS count,
+               list(concat(actor, ': ', coalesce(option_name, CAST(option AS VARCHAR))))
+                 AS examples
         FROM decisions GROUP BY ALL""",
     "hazard": """
         SELECT tick, 'hazard' AS category,
                CASE WHEN "on" = 1 THEN 'started' ELSE 'ended' END AS kind, count(*) AS count,
-               list(concat_ws(' ', coalesce(hazard_type, {weather}),
-                              'on', CAST(map AS VARCHAR),
+               list(concat_ws(' ', coalesce({ac_hazard_type}, {weather}),
+                              'on', {ac_map},
                               CASE WHEN "on" = 1 AND intensity IS NOT NULL
                                    THEN printf('%.2f', intensity) END)) AS examples
         FROM actions WHERE kind IN ('set_hazard', 'set_weather') GROUP BY ALL""",
@@ -92,12 +94,21 @@ def timeline(
         "SELECT table_name FROM information_schema.tables").fetchall()}
     need = {"input": "events", "action": "actions", "decision": "decisions",
             "hazard": "actions", "takeover": "owners", "price_shock": "prices"}
+    cols = {"ev": _columns(con, "events", views), "ac": _columns(con, "actions", views)}
+
+    def pick(view: str, *names: str) -> str:
+        """The first of ``names`` the view has (as text), else NULL: worlds differ."""
+        name = next((n for n in names if n in cols[view]), None)
+        return "NULL" if name is None else f'CAST("{name}" AS VARCHAR)'
+
+    fields = {f"{v}_{n}": pick(v, n, f"{n}_id") for v in ("ev", "ac")
+              for n in ("map", "item", "hazard_type", "intensity", "text")}
     parts = []
     for cat in CATEGORIES:
         if need[cat] not in views:
             continue
         parts.append(_SQL[cat].format(pct=float(shock_pct), window=int(shock_window_ticks),
-                                      weather=_WEATHER))
+                                      weather=_WEATHER, **fields))
     if not parts:
         return []
     where = []
@@ -119,6 +130,12 @@ def timeline(
         raise UserError(f"timeline: {exc}") from exc
     return [{"tick": t, "category": c, "kind": k, "count": n,
              "examples": [e for e in (ex or []) if e]} for t, c, k, n, ex in rows]
+
+
+def _columns(con: Any, view: str, views: set[str]) -> set[str]:
+    if view not in views:
+        return set()
+    return {r[0] for r in con.execute(f'DESCRIBE "{view}"').fetchall()}
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:

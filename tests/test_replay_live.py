@@ -101,3 +101,33 @@ def test_sweep_on_a_local_ray_with_two_workers(tmp_path):
     assert direct["last_digest"] == rows[1][4]
     for r in rows:
         assert verify(out / r[0]).matched
+
+
+def test_long_commands_show_progress_on_a_terminal_and_stay_quiet_under_json(tmp_path):
+    """Ticks done, rate and time left on a terminal's stderr; nothing on stderr with --json."""
+    import os
+    import pty
+
+    out = tmp_path / "toy"
+    assert norn("run", "--scenario", "toy", "--ticks", "40", "--out", str(out),
+                "--json").returncode == 0
+    master, slave = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "norn.engine.cli", "replay", "timeline",
+                           str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=slave,
+                          timeout=300, env={**os.environ, "COLUMNS": "120"})
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.returncode == 0
+    text = seen.decode(errors="replace")
+    assert "replay (actions)" in text and "40" in text, text[-500:]
+    quiet = norn("replay", "export", str(out), "--every", "10", "--json")
+    assert quiet.returncode == 0 and quiet.stderr == ""
