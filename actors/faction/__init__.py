@@ -143,6 +143,7 @@ class FactionPlugin:
                 "actions",
             ),
             after=("hazard.ingest",),
+            marks_own_writes=True,  # most ticks bring no deed: nothing to rehash
         )
         world.add_system(
             "faction.update",
@@ -156,6 +157,7 @@ class FactionPlugin:
                 "actions",
             ),
             after=("hazard.update",),
+            marks_own_writes=True,  # it runs every every_ticks ticks: rehash only then
         )
 
     # -- ingest: deeds, reputation, rewards -------------------------------------------------
@@ -176,6 +178,7 @@ class FactionPlugin:
             owner[ok] = terr["owner"][m[ok]]
             held = owner >= 0
             np.add.at(terr["deeds"], (m[held], owner[held]), np.float32(1.0))
+            _mark_slots(world, "territory", m[held])
             stats["kills"][0] += len(m)
             facs.append(owner[held])
             chars.append(kills["char_id"][held].astype(np.int64))
@@ -203,6 +206,8 @@ class FactionPlugin:
                 self.reward_zeny_max, world.tables["faction"]["treasury"], out,
             )
             self.ledger.book(world, sink="quest_reward", amount=int(total))
+            world.mark_rows("faction", 0, world.tables["faction"].hwm)
+            world.mark_rows("ledger", 0, world.tables["ledger"].hwm)
             amount = np.minimum(quests.amount[q], self.reward_amount_max)
             item = np.where(amount > 0, quests.item[q], 0)
             amount = np.where(item > 0, amount, 0)
@@ -224,6 +229,8 @@ class FactionPlugin:
         if facs:
             cat = np.concatenate
             self._reputation(world, cat(facs), cat(chars), cat(deltas))
+        if facs or len(kills["char_id"]):
+            world.mark_rows("faction_stats", 0, 1)
 
     def _reputation(self, world: World, facs, chars, deltas) -> None:
         """Add deltas to (faction, char) rows, creating rows while there is room."""
@@ -240,6 +247,7 @@ class FactionPlugin:
         at = lookup(live_keys, uk)
         have = at >= 0
         s = live[at[have]]
+        _mark_slots(world, "reputation", s)
         t["value"][s] = np.clip(
             t["value"][s].astype(np.int64) + total[have], -fr.reputation_max, fr.reputation_max
         )
@@ -254,6 +262,7 @@ class FactionPlugin:
                 value=np.clip(total[new[:k]], -fr.reputation_max, fr.reputation_max),
             )
         world.tables["faction_stats"]["reputation_dropped"][0] += len(new) - k
+        world.mark_rows("faction_stats", 0, 1)
 
     # -- act: influence, owners, contests, diplomacy -----------------------------------------
     def update(self, world: World) -> None:
@@ -261,6 +270,8 @@ class FactionPlugin:
         fr = self.rules
         if world.tick % fr.every_ticks:
             return
+        for table in ("territory", "faction", "faction_stats"):
+            world.mark_rows(table, 0, world.tables[table].hwm)
         dt = float(fr.every_ticks)
         F = self.fac.n
         n = geo.n_maps
@@ -330,3 +341,9 @@ class FactionPlugin:
                     ),
                 )
                 world.emit("broadcast", map_id=np.full(len(loud), -1), text=text)
+
+
+def _mark_slots(world: World, table: str, slots: np.ndarray) -> None:
+    """The digest chunks of ``slots`` of ``table`` were written (a system marking its own)."""
+    if len(slots):
+        world.chunk_mask(table)[np.asarray(slots, np.int64) // world.chunk_rows] = True

@@ -150,6 +150,7 @@ class HazardPlugin:
             self.ingest,
             reads=("events",),
             writes=("hazard.intensity", "hazard.peak", "hazard_stats.*", "actions"),
+            marks_own_writes=True,  # the hazards events touched, on the ticks they came
         )
         world.add_system(
             "hazard.update",
@@ -228,10 +229,13 @@ class HazardPlugin:
             if len(s):
                 drop = relief[hit] * per_map[t["map"][s]]
                 t["intensity"][s] = np.maximum(t["intensity"][s] - drop, 0).astype(np.float32)
+                world.chunk_mask("hazard")[s // world.chunk_rows] = True
+            world.mark_rows("hazard_stats", 0, 1)
         adm = world.events["admin_hazard"]
         n = len(adm["map_id"])
         if not n:
             return
+        world.mark_rows("hazard_stats", 0, 1)
         m = adm["map_id"].astype(np.int64)
         ty = adm["hazard_type"].astype(np.int64)
         v = adm["intensity"].astype(np.float64)
@@ -253,6 +257,7 @@ class HazardPlugin:
         slots = live[at[found]]
         t["intensity"][slots] = v[found]
         t["peak"][slots] = v[found]
+        world.chunk_mask("hazard")[slots // world.chunk_rows] = True
         new = ~found & (v > 0)
         if new.any():
             self._start(world, m[new], ty[new], v[new])
