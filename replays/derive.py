@@ -328,13 +328,19 @@ def derived_dir(replay: Replay) -> Path:
 
 
 def ensure(replay: Replay, *, every: int = 0, progress: Progress = None) -> Path:
-    """The run's derived Parquet files, made now unless current ones exist."""
+    """The run's derived Parquet files, made now unless current ones exist.
+
+    ``every`` 0 takes the current files whatever their ``every`` (a query does not care
+    how many tables an export kept); a K > 0 needs files made with that K.
+    """
     out = derived_dir(replay)
     want = _identity(replay, every)
     try:
         have = json.loads((out / "manifest.json").read_text())
     except (OSError, ValueError):
         have = None
+    if have is not None and every == 0:
+        want["every"] = have.get("every")
     if have != want:
         derive(replay, every=every, progress=progress)
     return out

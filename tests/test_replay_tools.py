@@ -256,4 +256,8 @@ def test_export_writes_parquet_with_real_column_names_and_every_k(base, tmp_path
         assert {"map", "state", "faction", "wallet"} <= set(npc.column_names)
         ev = pq.read_table(out / "events.parquet")
         assert {"tick", "source", "seq", "kind", "char_id", "map"} <= set(ev.column_names)
-        assert json.loads((derive.derived_dir(r) / "manifest.json").read_text())["every"] == 25
+        manifest = derive.derived_dir(r) / "manifest.json"
+        assert json.loads(manifest.read_text())["every"] == 25
+        made = manifest.stat().st_mtime_ns
+        query.query([r], "SELECT count(*) FROM npc")  # a query takes what export made
+        assert manifest.stat().st_mtime_ns == made
