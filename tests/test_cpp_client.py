@@ -259,12 +259,13 @@ def test_every_error_code_gets_its_reaction(cpp):
             times.setdefault(m["seq"], []).append(t)
     for seq in consumed:  # consumed: never sent again after the error
         assert [t for t in times[seq] if t > consumed_at[seq]] == [], seq
+    # (upper bounds well below the 2 s retransmission timer, loose for a loaded machine)
     for seq in (4, 6):  # seq_gap, window_exceeded: resent at once from expected_seq
-        assert len(times[seq]) >= 2 and times[seq][1] - times[seq][0] < 0.25, (seq, times[seq])
+        assert len(times[seq]) >= 2 and times[seq][1] - times[seq][0] < 1.0, (seq, times[seq])
     # tick_ahead: held until the hb with a later tick (0.3 s), then resent
-    assert 0.25 < times[8][1] - times[8][0] < 1.0, times[8]
+    assert 0.25 < times[8][1] - times[8][0] < 1.7, times[8]
     # overloaded: held until an ack advanced (0.3 s), then resent
-    assert 0.25 < times[10][1] - times[10][0] < 1.0, times[10]
+    assert 0.25 < times[10][1] - times[10][0] < 1.7, times[10]
     # malformed, unknown_type, frame_too_large: not consumed, resent (from the gap's
     # expected_seq, or by the retransmission timer)
     for seq in (12, 13, 14):
@@ -302,7 +303,8 @@ def test_a_refused_hello_is_retried_with_backoff(cpp):
     hellos = [t for t, m in eng.got if m["t"] == "hello"]
     assert len(hellos) == 4
     gaps = np.diff(hellos)
-    assert 0.15 < gaps[0] < 0.4 and 0.35 < gaps[1] < 0.7 and 0.7 < gaps[2] < 1.3, gaps  # doubling
+    # 0.2, 0.4, 0.8 s: each wait about twice the last (loose: two shared cores, under load)
+    assert gaps[0] > 0.15 and gaps[1] > 1.4 * gaps[0] and gaps[2] > 1.4 * gaps[1], gaps
     assert {int(k) for k in out["stats"]["errors_by_code"]} == {5, 12, 14}
     assert out["all_acked"]
 
@@ -386,6 +388,7 @@ def _last_tick(run_dir: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_end_to_end_against_the_engine_columns_and_rows(cpp, tmp_path):
     ep = f"tcp://127.0.0.1:{_free_port()}"
     engine = _norn("run", "--serve", ep, "--out", str(tmp_path / "run"), "--ticks", "100000",
@@ -419,6 +422,7 @@ def _lockstep_driver(cpp: Path, ep: str, step_ms: int) -> subprocess.Popen:
                    "--drain-timeout-s", "60")
 
 
+@pytest.mark.slow
 def test_lockstep_with_the_engine_killed_and_resumed(cpp, tmp_path):
     ep = f"tcp://127.0.0.1:{_free_port()}"
     run = tmp_path / "run"

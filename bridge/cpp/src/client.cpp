@@ -377,6 +377,7 @@ void Client::finish(const Action& a, ResultStatus status, Reason reason) {
         bump(counters_->actions_executed);
     } else {
         bump(counters_->actions_failed);
+        if (reason == Reason::unsupported) bump(counters_->actions_unsupported);
     }
     remember(a.id, {status, reason, false, false});
     answer(a.id, status, reason);
@@ -397,12 +398,6 @@ bool Client::handle(const Action& a, const Executor& execute) {
     }
     if (in_progress_.count(a.id)) {
         bump(counters_->actions_duplicate);
-        return false;
-    }
-    if (a.kind < 0) {
-        bump(counters_->actions_unsupported);
-        remember(a.id, {ResultStatus::failed, Reason::unsupported, false, false});
-        answer(a.id, ResultStatus::failed, Reason::unsupported);
         return false;
     }
     if (a.expires_tick < engine_tick()) {
@@ -1063,7 +1058,7 @@ void Net::on_actions(const Actions& a) {
         if (ac.n < 0 || ac.n > (1 << 24)) return malformed("bad n");
         const auto n = static_cast<std::size_t>(ac.n);
         const Kind* k = find_action_kind(ac.kind);
-        if (k == nullptr) {  // answered unsupported by the game thread
+        if (k == nullptr) {  // handed to the executor with kind -1 (and its id)
             const Column* ids = ac.col("action_id");
             if (ids == nullptr || ids->data.size() != 8 * n) return malformed(ac.kind + " without ids");
             for (std::size_t i = 0; i < n; ++i) {

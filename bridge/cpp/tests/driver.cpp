@@ -245,6 +245,7 @@ int run(const Options& opt) {
             waiting.push_back(a);
             return norn::Outcome::deferred();
         }
+        if (a.kind < 0) return norn::Outcome::failed(norn::Reason::unsupported);
         ++executed_by_kind[a.kind_name];
         executed_ids.insert(a.id);
         return norn::Outcome::done();
@@ -255,6 +256,10 @@ int run(const Options& opt) {
                          [](const norn::Action& a, const norn::Action& b) { return a.tick < b.tick; });
         for (const norn::Action& a : waiting) {
             if (a.tick > upto) { keep.push_back(a); continue; }
+            if (a.kind < 0) {  // a kind this map server does not know: answered in turn
+                client.report(a, norn::ResultStatus::failed, norn::Reason::unsupported);
+                continue;
+            }
             ++executed_by_kind[a.kind_name];
             executed_ids.insert(a.id);
             client.report(a, norn::ResultStatus::done, norn::Reason::ok);

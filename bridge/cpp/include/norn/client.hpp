@@ -43,7 +43,10 @@
 namespace norn {
 
 /// One action from the engine, decoded (PROTOCOL.md section 8). Fields a kind does not have
-/// are zero / empty.
+/// are zero / empty. A kind this client does not know (an engine newer than it, a world
+/// plugin's kind) reaches the executor too, with kind -1, its wire name and its id only:
+/// answer it Outcome::failed(Reason::unsupported) (a switch's default), or defer it like
+/// any action (in lockstep its answer must land on the tick the stream decides).
 struct Action {
     int kind = -1;               // a v1::ActionKind, or -1: a kind this client does not know
     std::string kind_name;       // the wire name (also for unknown kinds)
