@@ -113,6 +113,7 @@ class BridgeClient:
         config: ClientConfig | None = None,
         on_actions: Callable[[ActionsFrame], None] | None = None,
         on_executed: Callable[[np.ndarray], None] | None = None,
+        schema: proto.WireSchema = proto.WIRE_V1,
     ) -> None:
         if not proto.SERVER_ID_RE.fullmatch(server_id):
             raise ValueError(f"server_id must match {proto.SERVER_ID_RE.pattern}")
@@ -121,6 +122,8 @@ class BridgeClient:
         self.config = config or ClientConfig()
         self.on_actions = on_actions
         self.on_executed = on_executed
+        #: The kinds this map server speaks: protocol v1, or v1 and a world's own kinds.
+        self.schema = schema
         self.hosted_maps = list(hosted_maps)
         #: The client's map table: integer map fields given to ``add_columns`` index it.
         self.map_names: list[str] = list(maps)
@@ -223,7 +226,7 @@ class BridgeClient:
         Map fields are integer indexes into ``map_names`` or arrays of names; text fields
         are a fixed-width ``S`` array or a list of str.
         """
-        fields = proto.WIRE_EVENT_SCHEMAS[kind]
+        fields = self.schema.events[kind]
         cols: dict[str, Any] = {}
         n = None
         for f in fields:
@@ -245,7 +248,7 @@ class BridgeClient:
 
     def add_rows(self, kind: str, rows: list[list[Any]]) -> None:
         """Queue events of ``kind`` as rows (schema order; maps as names, text as str)."""
-        if kind not in proto.WIRE_EVENT_SCHEMAS:
+        if kind not in self.schema.events:
             raise ValueError(f"unknown event kind {kind!r}")
         self._queue((kind, "rows"), rows, len(rows))
 
@@ -387,7 +390,7 @@ class BridgeClient:
         is_results = kind == proto.RESULT_KIND
         stamp = self.stamp
         t = proto.RESULTS if is_results else proto.EVENTS
-        fields = proto.WIRE_RESULT_SCHEMA if is_results else proto.WIRE_EVENT_SCHEMAS[kind]
+        fields = proto.WIRE_RESULT_SCHEMA if is_results else self.schema.events[kind]
         map_fields = [f.name for f in fields if f.kind == "map"]
         n = len(next(iter(cols.values())))
         maps: list[str] = []
@@ -398,14 +401,15 @@ class BridgeClient:
             for m in map_fields:
                 wire[m] = np.searchsorted(uniq, cols[m]).astype("<i2")
         if not self.config.columnar:
-            rows = columns_to_rows(t, None if is_results else kind, wire, maps)
+            rows = columns_to_rows(t, None if is_results else kind, wire, maps,
+                                   schema=self.schema)
             self._add_frame(lambda seq: encode_rows(t, seq, None if is_results else kind, rows,
                                                     tick=stamp),
                             n, is_results, kind, cols)
             return
         self._add_frame(
             lambda seq: encode_columns(t, seq, None if is_results else kind, wire, maps,
-                                       tick=stamp),
+                                       tick=stamp, schema=self.schema),
             n, is_results, kind, cols,
         )
 
@@ -666,25 +670,32 @@ class BridgeClient:
     def _on_actions(self, msg: dict[str, Any]) -> None:
         unknown = self._unknown_kinds(msg)
         try:
-            frame = decode_actions(msg)
+            frame = decode_actions(msg, schema=self.schema)
         except proto.ProtocolError as exc:
             self.stats["errors"] += 1
             self.errors.append({"local": True, "message": str(exc)})
             return
         self.engine_tick = max(self.engine_tick, frame.tick)
+        held = np.empty(0, np.int64)
         if unknown is not None and len(unknown):
             # a kind this client does not know (an engine newer than us, a plugin's kind):
-            # answered, so the engine never waits for them
+            # answered, so the engine never waits for them; in lockstep in the frame's turn
+            # (with its other actions), so when the answer lands is a function of the ticks
             fresh = unknown[~np.isin(unknown, self._ledger)]
             self.stats["actions_received"] += len(unknown)
             self.stats["actions_unsupported"] += len(fresh)
             if len(fresh):
                 self._remember(fresh)
-                self.report_results(fresh, proto.ResultStatus.FAILED,
-                                    proto.ResultReason.UNSUPPORTED)
+                if self.config.lockstep and self.on_actions is not None:
+                    held = fresh
+                else:
+                    self.report_results(fresh, proto.ResultStatus.FAILED,
+                                        proto.ResultReason.UNSUPPORTED)
         n = frame.count()
         self.stats["actions_received"] += n
         if n == 0:
+            if len(held):
+                self.on_actions(ActionsFrame(frame.tick, frame.expires_tick, frame.maps, {}, held))
             return
         fresh_kinds: dict[str, dict[str, np.ndarray]] = {}
         fresh_ids = []
@@ -698,17 +709,23 @@ class BridgeClient:
                 fresh_kinds[kind] = cols if new.all() else {k: v[new] for k, v in cols.items()}
                 fresh_ids.append(ids[new])
         if not fresh_ids:
+            if len(held):
+                self.on_actions(ActionsFrame(frame.tick, frame.expires_tick, frame.maps, {}, held))
             return
         ids = np.concatenate(fresh_ids)
         self._remember(ids)
         if frame.expires_tick < self.engine_tick:
             self.stats["actions_expired"] += len(ids)
             self.report_results(ids, proto.ResultStatus.FAILED, proto.ResultReason.EXPIRED)
+            if len(held):
+                self.report_results(held, proto.ResultStatus.FAILED,
+                                    proto.ResultReason.UNSUPPORTED)
             return
         if self.on_actions is None:
             self.report_results(ids, proto.ResultStatus.FAILED, proto.ResultReason.UNSUPPORTED)
             return
-        self.on_actions(ActionsFrame(frame.tick, frame.expires_tick, frame.maps, fresh_kinds))
+        self.on_actions(ActionsFrame(frame.tick, frame.expires_tick, frame.maps, fresh_kinds,
+                                     held))
 
     def _unknown_kinds(self, msg: dict[str, Any]) -> np.ndarray | None:
         """Take the kinds this client does not know out of ``msg``; their action ids."""
@@ -716,7 +733,7 @@ class BridgeClient:
         if not isinstance(body, dict):
             return None
         out = []
-        for kind in [k for k in body if k not in proto.WIRE_ACTION_SCHEMAS]:
+        for kind in [k for k in body if k not in self.schema.actions]:
             wire = body.pop(kind)
             ids = wire.get("action_id") if isinstance(wire, dict) else None
             n = wire.get("n") if isinstance(wire, dict) else None

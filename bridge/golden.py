@@ -11,7 +11,8 @@ bytes in hex. Everything is generated here, so one switch regenerates all of it:
 and ``tests/test_bridge_protocol.py`` fails when the committed files differ from what
 this code produces (a change in the wire format shows up as a reviewed diff). The same
 switch writes PROTOCOL.md's kind tables (events, action results' reasons, actions) from
-the one declaration of protocol v1's kinds, ``engine/rathena.py``.
+the one declaration of protocol v1's kinds, ``engine/rathena.py``, and the tables of the
+kinds the default world's plugins declare (``world_kind_tables``).
 """
 
 from __future__ import annotations
@@ -319,14 +320,56 @@ def kind_tables(kinds: Kinds) -> dict[str, str]:
             "actions": "\n".join(ac) + "\n"}
 
 
-def render_protocol_md(text: str, vectors: dict[str, bytes], kinds: Kinds | None = None) -> str:
+def default_world_kinds() -> Kinds:
+    """The kinds of the default world (protocol v1's, then those its plugins declare), from
+    a small generated Rune-Midgarts: which kinds a world has does not depend on its size."""
+    from norn.actors.midgard.generate import generate
+    from norn.engine.config import make_config
+    from norn.engine.runner import build_world
+
+    sc = generate(maps=4, npcs=8, markets=4, factions=2, hazards=0, seed=1)
+    return build_world(sc, make_config(None, seed=1, fsync=False, snapshot_every=0)).kinds
+
+
+def world_kind_tables(kinds: Kinds) -> dict[str, str]:
+    """The tables of the kinds a world's plugins declare beyond protocol v1, with the plugins
+    that consume or emit them: markers ``world_events`` and ``world_actions``."""
+    v1 = Kinds.protocol_v1()
+    ev = ["| kind | consumed by | fields (wire type, bounds) | meaning |", "|---|---|---|---|"]
+    for name, k in kinds.events.items():
+        if name in v1.events or k.arrives != "events":
+            continue
+        row = ", ".join(field_doc(f) for f in k.fields)
+        if k.inside is not None:
+            wire = {f.name: f.wire for f in k.fields}
+            row += f"; (`{wire[k.inside[1]]}`, `{wire[k.inside[2]]}`) inside `{wire[k.inside[0]]}`"
+        who = ", ".join(kinds.consumers.get(name, []))
+        ev.append(f"| `{name}` | {who} | {row} | {k.doc} |")
+    ac = ["| kind | emitted by | fields (wire type, bounds) | meaning |", "|---|---|---|---|"]
+    for name, k in kinds.actions.items():
+        if name in v1.actions:
+            continue
+        row = ", ".join(field_doc(f) for f in k.wire_fields)
+        if k.cell is not None:
+            wire = {f.name: f.wire for f in k.fields}
+            row += (f"; (`{wire[k.cell[1]]}`, `{wire[k.cell[2]]}`) a walkable cell of "
+                    f"`{wire[k.cell[0]]}`")
+        who = ", ".join(kinds.emitters.get(name, []))
+        ac.append(f"| `{name}` | {who} | {row} | {k.doc} |")
+    return {"world_events": "\n".join(ev) + "\n", "world_actions": "\n".join(ac) + "\n"}
+
+
+def render_protocol_md(text: str, vectors: dict[str, bytes], kinds: Kinds | None = None,
+                       world: dict[str, str] | None = None) -> str:
     """Fill the hex block after each ``<!-- vector: NAME -->`` marker, and each kind table
-    between ``<!-- kinds: NAME -->`` and ``<!-- /kinds -->`` (protocol v1's kinds)."""
-    tables = kind_tables(kinds or Kinds.protocol_v1())
+    between ``<!-- kinds: NAME -->`` and ``<!-- /kinds -->`` (protocol v1's kinds; with
+    ``world``, the default world's own kinds too: ``world_kind_tables``)."""
+    tables = kind_tables(kinds or Kinds.protocol_v1()) | (world or {})
     text = _DOC_BLOCK.sub(
         lambda m: m.group(1) + hex_block(vectors[m.group(2)]) + "\n" + m.group(4), text
     )
-    return _KIND_BLOCK.sub(lambda m: m.group(1) + tables[m.group(2)] + m.group(4), text)
+    return _KIND_BLOCK.sub(
+        lambda m: m.group(1) + tables.get(m.group(2), m.group(3)) + m.group(4), text)
 
 
 def doc_kind_tables(text: str) -> dict[str, str]:
@@ -430,7 +473,8 @@ def write_all(out_dir: Path = VECTORS_DIR, doc: Path = PROTOCOL_MD) -> None:
     (out_dir / "index.json").write_text(json.dumps(build_index(), indent=1) + "\n")
     if doc.exists():
         doc.write_text(render_protocol_md(doc.read_text(),
-                                          {v["name"]: v["bytes"] for v in vectors}))
+                                          {v["name"]: v["bytes"] for v in vectors},
+                                          world=world_kind_tables(default_world_kinds())))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,7 +98,8 @@ class BridgeRunExtension:
         try:
             for batch in run.resend:  # actions a crash may have kept from leaving; ids dedupe
                 server.committed(Committed(batch.tick, (), batch))  # journaled: durable
-            sim = _start_sim(server.endpoint, args.sim_players, run.config) \
+            sim = _start_sim(server.endpoint, args.sim_players, run.config,
+                             _world_event_kinds(run.world)) \
                 if args.sim_players else None
         except BaseException:
             server.stop()
@@ -250,8 +251,18 @@ def _start_bridge(endpoint: str, run: RunContext, bridge_cfg: dict[str, Any]):
     return server
 
 
-def _start_sim(endpoint: str, players: int, config: RunConfig) -> subprocess.Popen:
-    """Launch ``norn sim-server`` as a separate process playing rAthena over the socket."""
+def _world_event_kinds(world: Any) -> tuple[str, ...]:
+    """The event kinds a map server may send that the world declares beyond protocol v1."""
+    from norn.engine.rathena import EVENT_NAMES
+
+    return tuple(n for n, k in world.kinds.events.items()
+                 if k.arrives == "events" and n not in EVENT_NAMES)
+
+
+def _start_sim(endpoint: str, players: int, config: RunConfig,
+               event_kinds: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Launch ``norn sim-server`` as a separate process playing rAthena over the socket;
+    it sends the world's own event kinds it knows (``event_kinds``)."""
     duration = max(1.0, config.ticks * config.tick_ms / 1000.0)
     cmd = [
         sys.executable,
@@ -266,6 +277,8 @@ def _start_sim(endpoint: str, players: int, config: RunConfig) -> subprocess.Pop
         str(config.seed),
         "--duration-s",
         f"{duration:.1f}",
+        "--event-kinds",
+        ",".join(event_kinds),
         "--json",
     ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

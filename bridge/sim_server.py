@@ -10,7 +10,20 @@ result for each.
 Determinism: the events of step ``s`` are a pure function of (seed, players, maps, s), drawn
 from ``np.random.default_rng([seed, s])`` and vectorized over players, so two runs with the
 same seed send the same stream (``stream_digest`` in the summary), whatever the timing.
-Actions received change rewards (zeny, items, NPCs) but never the event stream.
+Actions received change rewards (zeny, items, NPCs) but never that stream.
+
+The living world (``event_kinds``: the kinds beyond protocol v1 the engine declares, which
+``norn run --sim-players`` passes on): the stream then also has the calendar (a
+``daily_reset`` every ``DAY_STEPS`` steps, the War of Emperium from ``WOE_STEPS[0]`` to
+``WOE_STEPS[1]``, both pure functions of the step), and the server *reacts* to what the
+engine asked of it: players on the map of a boss it spawned (``spawn_monster``) kill it
+(``mvp_kill`` with its spawn id), players on the map of a dig site it marked
+(``mark_dig_site``) dig there, and players off towns dig where they stand (``dig``). The
+reactions depend on when actions arrived, so they are counted apart
+(``reactions_by_kind``, ``reaction_digest``; ``generated_by_kind`` counts everything sent);
+in lockstep they too are a function of the engine's ticks. The new action kinds
+(``spawn_monster``, ``despawn_monster``, ``mark_dig_site``, ``set_mapflag``) are executed
+and answered always.
 
 With ``lockstep`` (PROTOCOL.md section 14) the *engine's* inputs become timing-free too:
 step ``s`` is stamped tick ``first + s`` (``first`` = the welcome's tick + 1); the actions
@@ -34,12 +47,17 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from norn.actors.bosses.kinds import DESPAWN_MONSTER, MVP_KILL, SPAWN_MONSTER
+from norn.actors.treasure.kinds import DIG, MARK_DIG_SITE
+from norn.actors.worldevents.kinds import SET_MAPFLAG
 from norn.bridge import protocol as proto
 from norn.bridge.client import BridgeClient, ClientConfig
 from norn.bridge.codec import ActionsFrame
 from norn.engine import clock, limits
 from norn.engine.errors import EnvironmentFailure, UserError
+from norn.engine.kinds import Kinds
 from norn.engine.observe import log_event
+from norn.rules.calendar import DAILY_RESET, WOE_END, WOE_START
 
 _log = logging.getLogger("norn.bridge.sim_server")
 
@@ -55,7 +73,12 @@ SIM_MAPS: tuple[tuple[str, int, int], ...] = (
     ("geffen", 238, 238),
     ("payon", 300, 300),
     ("morocc", 300, 300),
+    ("prt_fild08", 400, 400),
+    ("gef_fild10", 400, 400),
+    ("pay_fild01", 400, 400),
+    ("moc_fild07", 380, 380),
 )
+TOWNS = frozenset({"prontera", "izlude", "geffen", "payon", "morocc", "alberta", "aldebaran"})
 
 MOB_IDS = np.array([1002, 1007, 1113, 1031, 1063, 1052, 1014, 1018], dtype=np.int32)
 NPC_IDS = np.array([110000001, 110000002, 110000003, 110000004], dtype=np.int64)
@@ -83,6 +106,24 @@ BEHAVIOURS: tuple[tuple[str, float], ...] = (
 )
 LOGIN_P = 0.08  # an offline player logs in with this probability each step
 
+#: Event kinds beyond protocol v1 the simulator can send when the engine declares them.
+WORLD_EVENT_KINDS = {k.name: k for k in (DAILY_RESET, WOE_START, WOE_END, DIG, MVP_KILL)}
+#: Action kinds beyond protocol v1 it executes.
+WORLD_ACTION_KINDS = (SPAWN_MONSTER, DESPAWN_MONSTER, MARK_DIG_SITE, SET_MAPFLAG)
+DAY_STEPS = 100  # a daily reset at steps 50, 150, 250, ...
+WOE_STEPS = (160, 260)  # the War of Emperium starts and ends (once a run)
+KILL_P = 0.05  # a boss with players on its map dies with this probability each step
+SITE_DIG_P = 0.2  # a marked dig site with players on its map is dug at
+FIELD_DIG_P = 0.004  # an online player off town digs where it stands
+
+
+def sim_schema(event_kinds: Sequence[str] = ()) -> proto.WireSchema:
+    """Protocol v1, the living world's actions, and those of its events in ``event_kinds``."""
+    kinds = Kinds.protocol_v1()
+    kinds.consume("sim", [WORLD_EVENT_KINDS[k] for k in event_kinds if k in WORLD_EVENT_KINDS])
+    kinds.emit_by("sim", WORLD_ACTION_KINDS)
+    return proto.WireSchema.of(kinds)
+
 
 class SimWorld:
     """The simulated server's state: players as arrays, NPCs spawned by the engine."""
@@ -95,6 +136,7 @@ class SimWorld:
         *,
         reward_zeny_max: int = 1_000_000,
         reward_amount_max: int = limits.item_stack_max,
+        event_kinds: Sequence[str] = (),
     ) -> None:
         if players < 1:
             raise UserError("--players must be at least 1")
@@ -122,6 +164,16 @@ class SimWorld:
         self.instance_counter = 0
         self.digest = xxhash.xxh3_64()
         self.generated: dict[str, int] = {}
+        # the living world: what it may send, what the engine asked of it
+        self.event_kinds = frozenset(k for k in event_kinds if k in WORLD_EVENT_KINDS)
+        self.schema = sim_schema(sorted(self.event_kinds))
+        self.is_town = np.array([n in TOWNS for n, _, _ in self.maps], dtype=bool)
+        self.bosses: dict[int, tuple[int, int, int, int]] = {}  # spawn id: map, mob, x, y
+        self.sites: dict[int, tuple[int, int, int]] = {}  # site id: map, x, y
+        self.flags: dict[tuple[int, int], int] = {}  # (map, flag): value
+        self.executed: dict[str, int] = {}
+        self.reaction_digest = xxhash.xxh3_64()
+        self.reactions: dict[str, int] = {}
 
     # -- the event stream -----------------------------------------------------------------
     def step(self, s: int) -> list[tuple[str, dict[str, np.ndarray]]]:
@@ -243,8 +295,63 @@ class SimWorld:
             counts = np.bincount(self.map[self.online], minlength=len(self.maps))
             out.append(("map_snapshot", self._cols(
                 map=np.arange(len(self.maps)), players=counts)))
+        if "daily_reset" in self.event_kinds and s % DAY_STEPS == DAY_STEPS // 2:
+            out.append(("daily_reset", self._cols(day=[s // DAY_STEPS + 1])))
+        for at, kind in zip(WOE_STEPS, ("woe_start", "woe_end"), strict=True):
+            if kind in self.event_kinds and s == at:
+                out.append((kind, self._cols(edition=[1])))
         self._account(out)
         return out
+
+    def react(self, s: int) -> list[tuple[str, dict[str, np.ndarray]]]:
+        """What players do about what the engine told this server (after ``step(s)``):
+        kill the bosses it spawned, dig at the sites it marked, dig where they stand."""
+        rng = np.random.default_rng([self.seed, s, 1])
+        out: list[tuple[str, dict[str, np.ndarray]]] = []
+        on = np.flatnonzero(self.online)
+        here = np.bincount(self.map[on], minlength=len(self.maps))
+        if "mvp_kill" in self.event_kinds and self.bosses:
+            ids = np.array(sorted(self.bosses), np.int64)
+            b = np.array([self.bosses[i] for i in ids.tolist()], np.int64).reshape(-1, 4)
+            dies = (here[b[:, 0]] > 0) & (rng.random(len(ids)) < KILL_P)
+            if dies.any():
+                d = np.flatnonzero(dies)
+                killer = self._someone_on(b[d, 0], on, rng)
+                out.append(("mvp_kill", self._cols(
+                    char_id=self.char_id[killer], mob_id=b[d, 1], spawn_id=ids[d], map=b[d, 0],
+                    x=b[d, 2], y=b[d, 3])))
+                for i in ids[d].tolist():
+                    del self.bosses[i]
+        if "dig" in self.event_kinds:
+            cols: list[np.ndarray] = []
+            if self.sites:
+                ids = np.array(sorted(self.sites), np.int64)
+                site = np.array([self.sites[i] for i in ids.tolist()], np.int64).reshape(-1, 3)
+                dug = np.flatnonzero((here[site[:, 0]] > 0) & (rng.random(len(ids)) < SITE_DIG_P))
+                if len(dug):
+                    who = self._someone_on(site[dug, 0], on, rng)
+                    cols.append(np.stack([who, site[dug, 0], site[dug, 1], site[dug, 2]]))
+            field = on[~self.is_town[self.map[on]] & (rng.random(len(on)) < FIELD_DIG_P)]
+            if len(field):
+                cols.append(np.stack([field, self.map[field], self.x[field], self.y[field]]))
+            if cols:
+                who, m, x, y = np.concatenate(cols, axis=1)
+                out.append(("dig", self._cols(char_id=self.char_id[who], map=m, x=x, y=y)))
+        for kind, c in out:
+            n = len(next(iter(c.values())))
+            self.generated[kind] = self.generated.get(kind, 0) + n
+            self.reactions[kind] = self.reactions.get(kind, 0) + n
+            self._fold(self.reaction_digest, kind, c)
+        return out
+
+    def _someone_on(self, maps: np.ndarray, on: np.ndarray, rng: np.random.Generator
+                    ) -> np.ndarray:
+        """For each map, an online player standing on it (there is one)."""
+        order = np.argsort(self.map[on], kind="stable")
+        by_map = on[order]
+        start = np.searchsorted(self.map[by_map], maps)
+        count = np.searchsorted(self.map[by_map], maps, side="right") - start
+        return by_map[start + (rng.random(len(maps)) * count).astype(np.int64)]
 
     def logout_all(self) -> list[tuple[str, dict[str, np.ndarray]]]:
         """Everyone still online logs out (the end of a session)."""
@@ -262,11 +369,13 @@ class SimWorld:
     def _account(self, out: list[tuple[str, dict[str, np.ndarray]]]) -> None:
         for kind, cols in out:
             self.generated[kind] = self.generated.get(kind, 0) + len(next(iter(cols.values())))
-            self.digest.update(kind.encode())
-            for f in proto.WIRE_EVENT_SCHEMAS[kind]:
-                v = cols[f.name]
-                self.digest.update(v.tobytes() if v.dtype.kind == "S" else
-                                   v.astype(np.int64).tobytes())
+            self._fold(self.digest, kind, cols)
+
+    def _fold(self, digest: Any, kind: str, cols: dict[str, np.ndarray]) -> None:
+        digest.update(kind.encode())
+        for f in self.schema.events[kind]:
+            v = cols[f.name]
+            digest.update(v.tobytes() if v.dtype.kind == "S" else v.astype(np.int64).tobytes())
 
     # -- executing the engine's actions -----------------------------------------------------
     def execute(self, frame: ActionsFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -319,6 +428,9 @@ class SimWorld:
                 fail(cols["quest_id"] <= 0, proto.ResultReason.INVALID)
             elif kind in ("spawn_npc", "move_npc", "despawn_npc", "npc_say"):
                 self._npcs(kind, cols, m, reason)
+            elif kind in ("spawn_monster", "despawn_monster", "mark_dig_site", "set_mapflag"):
+                self._living(kind, cols, m, reason)
+            self.executed[kind] = self.executed.get(kind, 0) + int((reason == 0).sum())
             ids_out.append(ids)
             reason_out.append(reason)
         ids = np.concatenate(ids_out) if ids_out else np.zeros(0, np.int64)
@@ -339,6 +451,29 @@ class SimWorld:
                 del self.npcs[npc[j]]
             elif kind == "move_npc":
                 self.npcs[npc[j]] = (int(m[j]), int(cols["x"][j]), int(cols["y"][j]))
+
+
+    def _living(self, kind: str, cols: dict[str, np.ndarray], m: np.ndarray | None,
+                reason: np.ndarray) -> None:
+        """Bosses, dig sites and map flags the engine asked for, in action order (a few a
+        tick, so a loop is fine): mob_once_spawn, killmonster, viewpoint, setmapflag."""
+        for j in np.flatnonzero(reason == 0).tolist():
+            if kind == "spawn_monster":
+                self.bosses[int(cols["spawn_id"][j])] = (
+                    int(m[j]), int(cols["mob_id"][j]), int(cols["x"][j]), int(cols["y"][j]))
+            elif kind == "despawn_monster":
+                if self.bosses.pop(int(cols["spawn_id"][j]), None) is None:
+                    reason[j] = proto.ResultReason.NOT_HERE  # killed already
+            elif kind == "mark_dig_site":
+                if cols["on"][j]:
+                    self.sites[int(cols["site_id"][j])] = (int(m[j]), int(cols["x"][j]),
+                                                           int(cols["y"][j]))
+                else:
+                    self.sites.pop(int(cols["site_id"][j]), None)
+            elif cols["on"][j]:
+                self.flags[(int(m[j]), int(cols["flag"][j]))] = int(cols["value"][j])
+            else:
+                self.flags.pop((int(m[j]), int(cols["flag"][j])), None)
 
 
 @dataclass
@@ -369,6 +504,9 @@ class SimSummary:
     actions_unexecuted: int = 0   # lockstep: arrived after the simulator was done
     generated_by_kind: dict[str, int] = field(default_factory=dict)
     stream_digest: str = ""
+    reactions_by_kind: dict[str, int] = field(default_factory=dict)  # in generated_by_kind
+    reaction_digest: str = ""
+    world_executed: dict[str, int] = field(default_factory=dict)  # the living world's actions
     all_acked: bool = False  # every generated event acked (durable in the engine)
     wall_s: float = 0.0
 
@@ -389,6 +527,7 @@ def run_sim_server(
     lockstep: bool = False,
     result_lag: int = 2,
     lockstep_timeout_s: float = 60.0,
+    event_kinds: Sequence[str] = (),
 ) -> SimSummary:
     """Run the simulated map server against the engine at ``connect`` and summarise."""
     if result_lag < 1:
@@ -417,7 +556,7 @@ def run_sim_server(
     cfg = client_config or ClientConfig(batch_events=8192, batch_ms=max(10, step_ms // 2))
     cfg.lockstep = lockstep
     client = BridgeClient(connect, server_id, maps=[m for m, _, _ in SIM_MAPS], config=cfg,
-                          on_actions=on_actions)
+                          on_actions=on_actions, schema=sim_schema(event_kinds))
     try:
         if not client.connect(connect_timeout_s):
             raise EnvironmentFailure(f"no welcome from {connect} within {connect_timeout_s} s "
@@ -436,7 +575,8 @@ def run_sim_server(
                   f"{welcome.get('tick', 0)}, hosting {len(maps)} maps", server=server_id,
                   endpoint=connect, tick=welcome.get("tick", 0), maps=len(maps),
                   players=players, lockstep=lockstep)
-        world = SimWorld(players, seed, maps, reward_zeny_max=reward_zeny_max)
+        world = SimWorld(players, seed, maps, reward_zeny_max=reward_zeny_max,
+                         event_kinds=event_kinds)
         holder["world"] = world
         # our map indexes must match the client's table
         client.set_map_table([n for n, _, _ in maps])
@@ -464,6 +604,8 @@ def run_sim_server(
             if lockstep:
                 settle(first + s)
             for kind, cols in world.step(s):
+                client.add_columns(kind, cols)
+            for kind, cols in world.react(s):
                 client.add_columns(kind, cols)
             if lockstep:
                 client.progress(first + s)
@@ -501,6 +643,10 @@ def run_sim_server(
         summary.generated_by_kind = dict(sorted(world.generated.items()))
         summary.events_generated = sum(world.generated.values())
         summary.stream_digest = world.digest.hexdigest()
+        summary.reactions_by_kind = dict(sorted(world.reactions.items()))
+        summary.reaction_digest = world.reaction_digest.hexdigest()
+        summary.world_executed = {k: v for k, v in sorted(world.executed.items())
+                                  if k in {a.name for a in WORLD_ACTION_KINDS}}
         summary.all_acked = client.events_durable()
     finally:
         client.close()

@@ -3,7 +3,8 @@
 It reads the request views of the rendered prompt (``prompts.extract_requests``) and
 answers every id: the option with the highest utility (ties to the first, exactly the
 built-in ``DeterministicResolver``'s rule) and, for free text, a short in-character line
-chosen by a hash of what the player said. Its answers go through the same parsing,
+chosen by a hash of what the player said (a line the rules wrote for a label it has no
+lines for, a quest offer, it says as given). Its answers go through the same parsing,
 validation, guardrails, cache and journal as a real model's, so ``make run`` and the tests
 exercise the whole tier everywhere. The fake server (``fake_server``) answers with it too.
 """
@@ -44,6 +45,8 @@ LINES = {
 
 
 def say_line(label: str, said: str, place: str) -> str:
+    if label not in LINES and said:  # a line the rules wrote to be voiced (a quest offer)
+        return said
     lines = LINES.get(label, LINES["greet"])
     pick = xxhash.xxh3_64_intdigest(said.encode()) % len(lines)
     return lines[pick].format(place=place.capitalize() if place else "this town")

@@ -35,6 +35,7 @@ from norn.llm import limits
 KIND_TOY_REST = 1  # actors.toy.DECISION_REST
 KIND_NPC_BEHAVIOUR = 10  # actors.npc.DECISION_BEHAVIOUR
 KIND_NPC_TALK = 11  # actors.npc.DECISION_TALK
+KIND_QUEST_OFFER = 20  # actors.quests.DECISION_OFFER
 STATE_NAMES = ("idle", "wander", "travel", "work", "trade", "rest", "flee", "talk")
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -198,6 +199,26 @@ NPC_TALK = UseCase(
     tokens_per_item=160,
 )
 
+QUEST_OFFER = UseCase(
+    name="quest_offer",
+    kind=KIND_QUEST_OFFER,
+    prompt_version="offer-1",
+    instructions=(
+        "You voice the quest givers of a Ragnarok Online world. The world found a problem and "
+        "offers a quest for it; the offer as the rules wrote it is given as what was said. "
+        "Pick how to pitch it (one of the option labels) and write the line announced on the "
+        "map, one or two short sentences, at most 200 characters, no markup, keeping its "
+        "faction, place, numbers and reward. Answer only with the JSON object asked for."
+    ),
+    labels=("plea", "bounty", "warning"),
+    facts=((3, "severity"), (4, "reward_share"), (5, "kind"), (6, "in_town"), (7, "target")),
+    categorical=(5, 6),  # hunt, relief, supply, defend; in a town
+    numeric=(0, 1, 2, 3, 4),
+    scale=(0.25, 0.25, 0.25, 0.25, 0.25),
+    text=True,
+    tokens_per_item=160,
+)
+
 TOY_REST = UseCase(
     name="toy_rest",
     kind=KIND_TOY_REST,
@@ -217,7 +238,7 @@ GENERIC = UseCase(
     scale=(0.25,) * OPTIONS,
 )
 
-BUILTIN: tuple[UseCase, ...] = (NPC_BEHAVIOUR, NPC_TALK, TOY_REST, GENERIC)
+BUILTIN: tuple[UseCase, ...] = (NPC_BEHAVIOUR, NPC_TALK, QUEST_OFFER, TOY_REST, GENERIC)
 
 
 class UseCases:

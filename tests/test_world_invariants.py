@@ -23,6 +23,7 @@ from norn.engine.config import make_config
 from norn.engine.runner import build_world
 from norn.engine.scenario import Scenario, load_scenario
 from norn.engine.tick import step
+from tests import living_invariants
 
 
 def build(scenario: Scenario, seed: int = 1, **cfg):
@@ -95,6 +96,7 @@ def violations(world) -> list[str]:
     keys = hz["map"][hz.live_slots()].astype(np.int64) * st.n_htypes + hz["type"][hz.live_slots()]
     if len(np.unique(keys)) != len(keys):
         out.append("two hazards of one type on one map")
+    out += living_invariants.violations(world)
     if world.last_actions is not None:
         out += action_violations(world, world.last_actions)
     return out
@@ -215,11 +217,13 @@ def action_violations(world, batch) -> list[str]:
                 ~np.isin(c["text"], list(lines)))
         elif kind == "broadcast":
             words = [bytes(t).split(b": ", 1) for t in c["text"]]
-            wrong = [len(w) != 2 or w[1] not in hazard_lines
-                     or w[0] not in {n + b" on " + spec.maps[int(m)].name.encode()
-                                     for n in loud_hazards}
-                     for w, m in zip(words, c["map_id"], strict=True)]
-            bad(kind, "text is not '<hazard> on <its map>: <hazard line>'", wrong)
+            wrong = [(len(w) != 2 or w[1] not in hazard_lines
+                      or w[0] not in {n + b" on " + spec.maps[int(m)].name.encode()
+                                      for n in loud_hazards})
+                     and not living_invariants.known_broadcast(spec, t)
+                     for w, m, t in zip(words, c["map_id"], c["text"], strict=True)]
+            bad(kind, "text is not '<hazard> on <its map>: <hazard line>' nor one of the "
+                "living world's lines", wrong)
         elif kind == "set_price":
             k = c["market_id"].astype(np.int64)
             known = (k >= 0) & (k < len(markets))
@@ -247,8 +251,8 @@ def action_violations(world, batch) -> list[str]:
                 ~((it >= 0) & (it <= rules.hazard.intensity_max)))
             bad(kind, "on not 0 or 1", c["on"] > 1)
         elif kind == "start_quest":
-            bad(kind, "quest_id not a scenario quest",
-                ~np.isin(c["quest_id"], [q.id for q in spec.quests]))
+            bad(kind, "quest_id not a scenario quest nor one of the quest kind's",
+                ~np.isin(c["quest_id"], living_invariants.quest_ids(spec)))
             bad(kind, "char_id outside [1, int32 max]",
                 (c["char_id"] < 1) | (c["char_id"] > INT32_MAX))
         elif kind == "give_reward":
@@ -261,10 +265,7 @@ def action_violations(world, batch) -> list[str]:
             bad(kind, "item_id unknown", ~(np.isin(item, list(item_ids)) | (item == 0)))
             bad(kind, "item 0 with an amount, or an item without one", (item == 0) != (a == 0))
             bad(kind, "nothing given", (z == 0) & (a == 0))
-            done = world.events["quest_done"]["char_id"]
-            bad(kind, "reward to a character that finished no quest this tick",
-                ~np.isin(c["char_id"], done))
-    return out
+    return out + living_invariants.action_violations(world, batch)
 
 
 def run_checked(world, source, ticks: int) -> dict[str, int]:
@@ -302,6 +303,8 @@ def test_default_world_keeps_every_invariant_every_tick():
         seen[k] = seen.get(k, 0) + v
     # the world is alive: the rules produced most kinds of actions within the run
     assert {"move_npc", "set_price", "set_hazard", "set_weather", "npc_say"} <= set(seen), seen
+    # and the living world: a surge boss, dig sites, offers voiced on their maps
+    assert {"spawn_monster", "mark_dig_site", "broadcast"} <= set(seen), seen
 
 
 @pytest.mark.parametrize(

@@ -229,7 +229,7 @@ def test_summary_tells_what_happened():
         step_with_events(world, source)
     out = summary(world)
     assert set(out) == {"npcs", "prices", "trade", "hazards", "factions", "decisions", "zeny",
-                        "players"}
+                        "players", "quests", "bosses", "treasure", "world_events"}
     # the words carry the world's own numbers
     assert out["npcs"].startswith(f"{world.tables['npc'].count} alive; ")
     assert out["hazards"].split(":")[0].endswith(f", {world.tables['hazard'].count} active")
@@ -238,3 +238,11 @@ def test_summary_tells_what_happened():
             f"invalid {d['invalid']};") in out["decisions"]
     assert out["players"].startswith(f"{world.tables['player'].count} known, ")
     assert out["zeny"].endswith(" (conserved)")
+    # the living world says what it found, offered, spawned, buried and staged
+    qs = world.tables["quest_stats"]
+    assert out["quests"].startswith(f"{int(qs['found'][0].sum())} problems found (")
+    assert f"{int(qs['offers'][0])} quests offered" in out["quests"]
+    spawned = int(world.tables["boss_stats"]["spawned"][0].sum())
+    assert out["bosses"].startswith(f"{spawned} appeared (")
+    assert out["treasure"].endswith(" still buried") or "; finds: " in out["treasure"]
+    assert " started, " in out["world_events"] and "War of Emperium" in out["world_events"]

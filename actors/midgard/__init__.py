@@ -14,13 +14,16 @@ names, bounds and kinds for the edge).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
+from norn.actors.bosses import BossPlugin
+from norn.actors.bosses import describe as describe_bosses
 from norn.actors.economy import EconomyPlugin
 from norn.actors.faction import FactionPlugin
-from norn.actors.hazard import HazardPlugin
+from norn.actors.hazard import H, HazardPlugin
 from norn.actors.midgard.actions import add_checks
 from norn.actors.midgard.events import make_event_source
 from norn.actors.midgard.players import PlayersPlugin
@@ -28,6 +31,12 @@ from norn.actors.midgard.schema import Scenario as ScenarioSpec
 from norn.actors.midgard.schema import validate
 from norn.actors.midgard.static import Static, build_static
 from norn.actors.npc import NpcPlugin
+from norn.actors.quests import QuestPlugin
+from norn.actors.quests import describe as describe_quests
+from norn.actors.treasure import TreasurePlugin
+from norn.actors.treasure import describe as describe_treasure
+from norn.actors.worldevents import WorldEventPlugin
+from norn.actors.worldevents import describe as describe_worldevents
 from norn.engine.errors import require
 from norn.engine.ledger import Ledger
 from norn.engine.scenario import Model, Scenario
@@ -101,14 +110,65 @@ def build_world(world: World, scenario: Scenario) -> None:
                                reannounce_max=ar.reannounce_per_tick_max))
     world.add_plugin(EconomyPlugin(rules.economy, price_actions_max=ar.price_actions_per_tick_max))
     world.add_plugin(PlayersPlugin(st))
+    add_living_world(world, st)
     world.add_plugin(AuditPlugin(st))
     # npc.talk reads the reputation faction.deeds writes, both in ingest: the model that
     # composes the two kinds says who goes first (the order the name tie-break gave).
     world.order("faction.deeds", "npc.talk")
     if world.action_log is not None:  # both emit in ingest; re-announcements come last
         world.order("faction.deeds", "npc.reannounce")
+    order_living_world(world)
     add_checks(world, st)
     ledger.set_initial(world)
+
+
+def add_living_world(world: World, st: Static) -> None:
+    """Quests, bosses, treasure and world events, told which hazard types are monster
+    surges (players' kills relieve them) and which are only weather."""
+    rules = st.spec.rules
+    ar = rules.actions
+    monster = (st.htype[:, H["kill_relief"]] > 0) & (st.htype[:, H["is_weather"]] == 0)
+    weather = st.htype[:, H["is_weather"]] > 0
+    loud = ar.broadcasts_per_tick_max
+    world.add_plugin(QuestPlugin(rules.quests, monster_hazards=monster, weather_hazards=weather,
+                                 broadcasts_max=loud))
+    world.add_plugin(BossPlugin(rules.bosses, monster_hazards=monster,
+                                reward_zeny_max=ar.reward_zeny_max,
+                                stock_max=rules.economy.stock_max, broadcasts_max=loud))
+    world.add_plugin(TreasurePlugin(rules.treasure, reward_amount_max=ar.reward_amount_max,
+                                    broadcasts_max=loud))
+    world.add_plugin(WorldEventPlugin(rules.worldevents, monster_hazards=monster,
+                                      broadcasts_max=loud))
+
+
+def order_living_world(world: World) -> None:
+    """The living world's systems run in each phase after the other plugins' systems whose
+    state they share (they follow the faction's deeds, karma, the economy's tick, the NPCs'
+    answers), in a fixed order among themselves."""
+    chains = {
+        "ingest": ("quests.progress", "bosses.ingest", "treasure.dig", "worldevents.ingest"),
+        "act": ("quests.scan", "bosses.spawn", "treasure.bury", "worldevents.advance"),
+        "apply": ("quests.voice",),
+    }
+    systems = {s.name: s for s in world.schedule.systems}
+
+    def touches(a: str, b: str) -> bool:
+        ta, _, ca = a.partition(".")
+        tb, _, cb = b.partition(".")
+        return a == b or (ta == tb and "*" in (ca, cb) and bool(ca) and bool(cb))
+
+    for phase, chain in chains.items():
+        mine = [systems[n] for n in chain]
+        for other in world.schedule.systems:
+            if other.phase != phase or other.name in chain or other.plugin == "engine":
+                continue
+            shared = any(touches(w, x) for m in mine for w in other.writes
+                         for x in (*m.reads, *m.writes)) or any(
+                touches(r, w) for m in mine for r in other.reads for w in m.writes)
+            if shared:
+                world.order(other.name, chain[0])
+        for first, then in pairwise(chain):
+            world.order(first, then)
 
 
 def audit(world: World) -> dict[str, int]:
@@ -226,6 +286,11 @@ def summary(world: World) -> dict[str, Any]:
     pl = world.tables["player"]
     online = int((pl["online"][: pl.hwm][pl.alive[: pl.hwm]] == 1).sum())
     out["players"] = f"{pl.count} known, {online} online, {int(ps['logins'])} logins"
+    rules = st.spec.rules
+    out["quests"] = describe_quests(world)
+    out["bosses"] = describe_bosses(world, rules.bosses)
+    out["treasure"] = describe_treasure(world)
+    out["world_events"] = describe_worldevents(world, rules.worldevents)
     return out
 
 

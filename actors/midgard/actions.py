@@ -3,11 +3,12 @@
 Every kind's generic bounds (dtype ranges, declared bounds and codes, known maps, walkable
 cells) are checked by the engine from the kind's one declaration (``engine/rathena.py``,
 ``World.emit``). What only this model knows is checked here: a price inside its market's
-band, a hazard type and intensity this world has, a quest it offers, a reward under its
-caps and of an item it knows. The rules clamp what they produce; these checks assert the
-result before the action enters the tick's buffer, and the same checks run over emitted
-batches in the tests (``World.check_actions``), so a bound is checked on both sides of
-the boundary (TigerBeetle's paired assertions). A failed check is a bug in the rules.
+band, a hazard type and intensity this world has, a quest it offers (its own or the quest
+kind's), a reward under its caps and of an item it knows, a boss from its boss lists. The
+rules clamp what they produce; these checks assert the result before the action enters the
+tick's buffer, and the same checks run over emitted batches in the tests
+(``World.check_actions``), so a bound is checked on both sides of the boundary
+(TigerBeetle's paired assertions). A failed check is a bug in the rules.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from norn.actors.midgard.static import Static
+from norn.actors.quests import quest_ids
 from norn.engine.actions import ActionBatch
 from norn.engine.kinds import InvalidAction
 from norn.engine.world import World
@@ -61,8 +63,15 @@ def checks(st: Static) -> dict[str, Check]:
             return "intensity outside [0, rules.hazard.intensity_max]"
         return None
 
+    offered = np.concatenate([st.quest_ids, quest_ids(rules.quests)])  # the scenario's, Norn's
+
     def start_quest(cols: dict[str, np.ndarray]) -> str | None:
-        return None if np.isin(cols["quest_id"], st.quest_ids).all() else "quest_id unknown"
+        return None if np.isin(cols["quest_id"], offered).all() else "quest_id unknown"
+
+    bosses = [m.id for m in (*rules.bosses.surge_mobs, *rules.bosses.war_mobs)]
+
+    def spawn_monster(cols: dict[str, np.ndarray]) -> str | None:
+        return None if np.isin(cols["mob_id"], bosses).all() else "mob_id is not a boss mob"
 
     def give_reward(cols: dict[str, np.ndarray]) -> str | None:
         z = cols["zeny"].astype(np.int64)
@@ -75,7 +84,7 @@ def checks(st: Static) -> dict[str, Check]:
         return None if known.all() else "item_id unknown"
 
     return {"set_price": set_price, "set_hazard": set_hazard, "start_quest": start_quest,
-            "give_reward": give_reward}
+            "give_reward": give_reward, "spawn_monster": spawn_monster}
 
 
 def add_checks(world: World, st: Static) -> None:

@@ -6,6 +6,11 @@ the generator. Every event is a pure function of (seed, tick, player): sessions 
 periodic windows with a per-player phase, the map of a session half and the waypoints a
 player walks between are draws keyed by their index, never by what happened before. So
 ``source(t)`` can be asked for any tick in any order and always answers the same.
+
+The living world hears from them too: players off towns dig where they stand
+(``dig_chance``) and hunt the boss their map would have (``mvp_chance``; a kill where no
+boss stands is a stray one); the day turns over every ``day_ticks`` (``daily_reset``) and
+the War of Emperium runs for ``woe_ticks`` from ``woe_at`` in every ``woe_every_ticks``.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ from typing import Any
 import numba
 import numpy as np
 
+from norn.actors.bosses import MVP_KILL, WAR, boss_mob
 from norn.actors.midgard.schema import Scenario
+from norn.actors.treasure import DIG
 from norn.engine.events import EVENT_SCHEMAS, TEXT_DTYPE
 from norn.engine.inputs import InputBatch
 from norn.engine.rng import register_stream, uniform, uniform_array, uniform_int_array
+from norn.rules.calendar import CALENDAR_KINDS
 
 SOURCE = "gen"
 S_SESSION = register_stream("players.session")
@@ -36,8 +44,15 @@ KIND_ORDER = (
     "npc_shop",
     "quest_done",
     "level_up",
+    "dig",
+    "mvp_kill",
+    "daily_reset",
+    "woe_start",
+    "woe_end",
     "logout",
 )
+#: Protocol v1's schemas and those of the living world's kinds these players send.
+SCHEMAS = {**EVENT_SCHEMAS, **{k.name: k.schema for k in (DIG, MVP_KILL, *CALENDAR_KINDS)}}
 
 
 @numba.njit(cache=True, nogil=True)
@@ -71,6 +86,7 @@ class PlayerEvents:
         self.quests = np.array(sorted(q.id for q in sc.quests), np.int64)
         self.n_npcs = sum(p.count for p in sc.populations)
         self.mobs = np.array(pr.mob_ids, np.int64)
+        self.boss_rules = sc.rules.bosses
         p = np.arange(self.n, dtype=np.int64)
         self.p = p
         s_lo, s_hi = pr.session_ticks.min, pr.session_ticks.max
@@ -119,6 +135,32 @@ class PlayerEvents:
 
     def _draw(self, tick: int, index: int) -> np.ndarray:
         return uniform_array(self.seed, tick, S_ACT, self.p, index)
+
+    def _living(self, tick: int, afield: np.ndarray, maps: np.ndarray, char: np.ndarray,
+                x16: np.ndarray, y16: np.ndarray, cols: dict[str, dict[str, np.ndarray]]) -> None:
+        """Digs where players stand, boss hunts (the surge or war boss of the map, untagged:
+        spawn id 0, as a server that does not tag its spawns sends them), the daily reset
+        and the War of Emperium's start and end."""
+        pr = self.pr
+        dig = afield & (self._draw(tick, 30) < pr.dig_chance)
+        if dig.any():
+            cols["dig"] = dict(char_id=char[dig], map_id=maps[dig].astype(np.int16),
+                               x=x16[dig], y=y16[dig])
+        hunt = afield & (self._draw(tick, 31) < pr.mvp_chance)
+        if hunt.any():
+            war = uniform_array(self.seed, tick, S_ACT, self.p[hunt], 32) < 0.5
+            mob = boss_mob(self.boss_rules, maps[hunt], np.where(war, WAR, 0))
+            cols["mvp_kill"] = dict(char_id=char[hunt], mob_id=mob.astype(np.int32),
+                                    spawn_id=np.zeros(int(hunt.sum()), np.int32),
+                                    map_id=maps[hunt].astype(np.int16), x=x16[hunt],
+                                    y=y16[hunt])
+        if tick % pr.day_ticks == 0:
+            cols["daily_reset"] = dict(day=np.array([tick // pr.day_ticks], np.int32))
+        phase = tick % pr.woe_every_ticks
+        if phase == pr.woe_at % pr.woe_every_ticks:
+            cols["woe_start"] = dict(edition=np.ones(1, np.uint8))
+        if phase == (pr.woe_at + pr.woe_ticks) % pr.woe_every_ticks:
+            cols["woe_end"] = dict(edition=np.ones(1, np.uint8))
 
     # -- the batches of one tick ----------------------------------------------------------
     def __call__(self, tick: int) -> list[InputBatch]:
@@ -199,12 +241,13 @@ class PlayerEvents:
                 char_id=char[lv], base_level=level[lv],
                 job_level=np.minimum(level[lv], 50).astype(np.int16),
             )
+        self._living(tick, stay & ~self.is_town[maps], maps, char, x16, y16, cols)
         batches = []
         for kind in KIND_ORDER:
             if kind in cols:
                 typed = {
                     name: np.ascontiguousarray(cols[kind][name], dtype=dt)
-                    for name, dt in EVENT_SCHEMAS[kind]
+                    for name, dt in SCHEMAS[kind]
                 }
                 batches.append(
                     InputBatch(SOURCE, tick * len(KIND_ORDER) + self._seq[kind], kind, typed)

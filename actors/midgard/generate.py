@@ -34,6 +34,7 @@ EXTRA_LINK_SHARE = 4  # one extra link per this many maps
 TOWN_WEIGHT = 4  # a town holds this many times the NPCs of another map
 RIVAL_SHARE = 5  # one NPC in this many on a map belongs to a rival faction
 PARAMS = ("maps", "npcs", "markets", "factions", "hazards", "players", "seed")
+ITEM_ID_BASE = 20000  # generated items are ids ITEM_ID_BASE + index (item_templates cycled)
 
 
 def generate(
@@ -53,6 +54,15 @@ def generate(
     rules["players"]["players_max"] = max(rules["players"]["players_max"], players)
     rules["hazard"]["hazards_max"] = max(rules["hazard"]["hazards_max"], 2 * hazards + 64)
     rules["npc"]["capacity_headroom"] = max(256, npcs // 1000)
+    # items the living world's rules name are base catalogue ids: the generated item made
+    # from the same template (id ITEM_ID_BASE + its index, see expand) stands in for each
+    item_id = {it["id"]: ITEM_ID_BASE + k for k, it in enumerate(base["items"])}
+    for kind in ("hunt", "relief", "supply", "defend"):
+        q = rules["quests"][kind]
+        q["reward_item"] = item_id.get(q["reward_item"], 0)
+    rules["bosses"]["drop_items"] = [item_id[i] for i in rules["bosses"]["drop_items"]]
+    for loot in rules["treasure"]["loot"]:
+        loot["item"] = item_id[loot["item"]]
     data: dict[str, Any] = {
         "name": f"generated-m{maps}-n{npcs}-k{markets}-f{factions}-h{hazards}-s{seed}",
         "model": "midgard",
@@ -173,13 +183,15 @@ def expand(data: dict[str, Any], source: str) -> dict[str, Any]:
     items = []
     for i in range(n_items):
         t = templates[i % len(templates)]
-        items.append({**t, "id": 20000 + i, "name": f"{t['name']} {i // len(templates)}"})
+        items.append({**t, "id": ITEM_ID_BASE + i,
+                      "name": f"{t['name']} {i // len(templates)}"})
     stock_max = data["rules"]["economy"]["stock_max"]
     towns = []
     for t in range(n_towns):
         chosen = [(t * 7 + j) % n_items for j in range(int(per_town[t]))]
         market = [
-            {"item": 20000 + j, "stock": min(stock_max, max(20, 20000 // items[j]["price_zeny"]))}
+            {"item": ITEM_ID_BASE + j,
+             "stock": min(stock_max, max(20, 20000 // items[j]["price_zeny"]))}
             for j in chosen
         ]
         town = names[int(town_maps[t])]

@@ -16,11 +16,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from norn.actors.bosses.schema import BossRules
 from norn.actors.economy.schema import EconomyRules
 from norn.actors.faction.schema import FactionRules
 from norn.actors.hazard.schema import HazardRules
 from norn.actors.midgard import limits as lim
 from norn.actors.npc.schema import NpcRules
+from norn.actors.quests.schema import QuestRules
+from norn.actors.treasure.schema import TreasureRules
+from norn.actors.worldevents.schema import WorldEventRules
 from norn.engine import limits as engine_limits
 from norn.engine.config import format_validation_error
 from norn.engine.errors import ConfigError
@@ -78,6 +82,15 @@ class PlayerRules(Strict):
     char_id_base: Annotated[int, Field(ge=1, le=2**31)]
     account_id_base: Annotated[int, Field(ge=1, le=2**31)]
     mob_ids: Annotated[list[Annotated[int, Field(ge=1, le=2**31 - 1)]], Field(min_length=1)]
+    # the calendar (a daily reset every day_ticks; the War of Emperium from tick woe_at
+    # into each woe_every_ticks, for woe_ticks), digging where a player stands, and boss
+    # hunts on maps that are not towns (the map's boss mob, spawn id 0)
+    day_ticks: Ticks
+    woe_every_ticks: Ticks
+    woe_at: Annotated[int, Field(ge=0, le=1_000_000)]
+    woe_ticks: Ticks
+    dig_chance: Frac
+    mvp_chance: Frac
 
 
 class Rules(Strict):
@@ -88,6 +101,10 @@ class Rules(Strict):
     hazard: HazardRules
     actions: ActionRules
     players: PlayerRules
+    quests: QuestRules
+    bosses: BossRules
+    treasure: TreasureRules
+    worldevents: WorldEventRules
 
 
 # -- world data -------------------------------------------------------------------------
@@ -402,3 +419,30 @@ def check_references(sc: Scenario, source: str) -> None:
         raise fail(source, "rules.players.simulated", "exceeds rules.players.players_max")
     if r.npc.wallet_birth_zeny[1] < r.npc.wallet_birth_zeny[0]:
         raise fail(source, "rules.npc.wallet_birth_zeny", "max must be >= min")
+    check_living_world(sc, source)
+
+
+def check_living_world(sc: Scenario, source: str) -> None:
+    """Quests, bosses, treasure and world events: caps within the actions' caps, quest ids
+    apart from the scenario's own quests, the War of Emperium inside its cycle."""
+    r = sc.rules
+    ar = r.actions
+    q = r.quests
+    if q.reward_zeny_max > ar.reward_zeny_max:
+        raise fail(source, "rules.quests.reward_zeny_max", "exceeds rules.actions.reward_zeny_max")
+    if q.reward_amount_max > ar.reward_amount_max:
+        raise fail(source, "rules.quests.reward_amount_max",
+                   "exceeds rules.actions.reward_amount_max")
+    ids = set(range(q.quest_id_base, q.quest_id_base + 4))
+    for i, quest in enumerate(sc.quests):
+        if quest.id in ids:
+            raise fail(source, f"quests[{i}].id", "is one of rules.quests' own quest ids "
+                       f"(quest_id_base {q.quest_id_base} .. +3)")
+    if r.bosses.bounty_zeny > ar.reward_zeny_max:
+        raise fail(source, "rules.bosses.bounty_zeny", "exceeds rules.actions.reward_zeny_max")
+    for j, loot in enumerate(r.treasure.loot):
+        if loot.amount_max > ar.reward_amount_max:
+            raise fail(source, f"rules.treasure.loot[{j}].amount_max",
+                       "exceeds rules.actions.reward_amount_max")
+    if r.players.woe_ticks >= r.players.woe_every_ticks:
+        raise fail(source, "rules.players.woe_ticks", "must be shorter than woe_every_ticks")
