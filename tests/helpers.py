@@ -11,7 +11,7 @@ import numpy as np
 
 from norn.engine import journal
 from norn.engine.config import make_config
-from norn.engine.recorder import JOURNAL_NAME, decode_tick
+from norn.engine.recorder import JOURNAL_NAME, decode_tick, event_table, unpack
 from norn.engine.runner import build_world
 from norn.engine.scenario import load_scenario, parse_scenario
 
@@ -45,9 +45,12 @@ def norn(*args: str, env: dict | None = None, timeout: float = 300) -> subproces
 
 def journal_digests(run_dir: Path) -> dict[int, int]:
     out = {}
+    kinds = None  # the journal's event kinds (a world's own come after protocol v1's)
     for frame in journal.JournalReader(Path(run_dir) / JOURNAL_NAME).frames():
-        if frame.kind == journal.KIND_TICK:
-            rec = decode_tick(frame.payload)
+        if frame.kind == journal.KIND_HEADER:
+            kinds = event_table(unpack(frame.payload))
+        elif frame.kind == journal.KIND_TICK:
+            rec = decode_tick(frame.payload, kinds)
             out[rec.tick] = rec.digest
     return out
 
