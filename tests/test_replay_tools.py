@@ -1,5 +1,6 @@
 """Designers' tools over a real recorded Midgard run: seek, frames, derive, fork, diff,
-timeline and SQL (DuckDB over the derived Parquet files)."""
+timeline, SQL (DuckDB over the derived Parquet files) and the HTML report in a real
+headless browser (the runs are recorded once a session, so these share them)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ from norn.engine.errors import ConfigError, Diverged, UserError
 from norn.engine.recorder import Recorder
 from norn.engine.runner import build_world, make_header, run
 from norn.engine.scenario import load_scenario
-from norn.replays import derive, diff, fork, query, timeline
+from norn.replays import derive, diff, fork, query, report, timeline
 from norn.replays.session import Replay
 from norn.replays.verify import verify
+from tests.test_replay_report import check_report, needs_chromium
 
 TICKS = 60
 FORK_AT = 30
 PLAGUE = "admin_hazard map=payon type=plague intensity=0.8"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def base(tmp_path_factory):
     """The default world, 60 ticks, a snapshot every 20; every tick's state digest kept
     (a seek to a snapshot tick restores it, so it has the state, not that tick's actions)."""
@@ -50,7 +52,7 @@ def base(tmp_path_factory):
     return out, digests, actions
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def plague(base):
     out = base[0].parent / "plague"
     res = fork.fork(base[0], at=FORK_AT, out=out, injects=[PLAGUE])
@@ -261,3 +263,33 @@ def test_export_writes_parquet_with_real_column_names_and_every_k(base, tmp_path
         made = manifest.stat().st_mtime_ns
         query.query([r], "SELECT count(*) FROM npc")  # a query takes what export made
         assert manifest.stat().st_mtime_ns == made
+
+
+# -- the HTML report ---------------------------------------------------------------------
+@needs_chromium
+def test_the_report_renders_in_a_real_browser_with_no_console_errors(plague, tmp_path):
+    from norn.replays.session import Replay
+
+    page = tmp_path / "report.html"
+    with Replay(plague) as r:
+        report.report(r, page)
+    html = page.read_text()
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in html and "<link" not in html  # self-contained: offline
+    dom = check_report(page, tmp_path)
+    assert "A what-if fork of" in dom and "plague" in dom
+
+
+@pytest.mark.parametrize("points_max", [TICKS + 1, TICKS])
+def test_series_keep_at_most_points_max_points(base, points_max, monkeypatch):
+    """A run of TICKS + 1 ticks (0..TICKS) plots every tick at that bound; one point
+    fewer allowed and it is thinned, keeping its first and last tick."""
+    from norn.replays.session import Replay
+
+    monkeypatch.setattr(report, "POINTS_MAX", points_max)
+    with Replay(base[0]) as r:
+        data = report.collect(r)
+    for plot in ("population", "prices", "zeny", "ground"):
+        xs = data["plots"][plot]["x"]
+        assert len(xs) <= points_max and xs[0] == 0 and xs[-1] == TICKS
+        assert (len(xs) == TICKS + 1) == (points_max == TICKS + 1)
