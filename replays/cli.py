@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any
 
-from norn.engine.cli import print_json, progress
+from norn.engine.cli import print_json
 from norn.engine.errors import EXIT_DIVERGED, EXIT_OK, UserError
 from norn.replays.progress import Progress
 
@@ -52,24 +52,10 @@ def cmd_replay_info(args: argparse.Namespace) -> int:
 
 def cmd_replay_verify(args: argparse.Namespace) -> int:
     """Re-simulate the run from its journal and compare every tick's digest."""
-    from norn.engine.reader import open_run
     from norn.replays.verify import verify
 
-    total = open_run(args.dir).tick_frames
-    bar = progress(not args.json, total, "verify")
-    on_progress = None
-    if bar is not None:
-        prog, task = bar
-        prog.start()
-
-        def on_progress(n: int, _total: int) -> None:
-            prog.update(task, completed=n)
-
-    try:
-        result = verify(args.dir, on_progress)
-    finally:
-        if bar is not None:
-            bar[0].stop()
+    with Progress(not args.json, "verify") as bar:
+        result = verify(args.dir, bar.update)
     if args.json:
         print_json(result.as_dict())
     else:
