@@ -32,6 +32,17 @@ and tick ``T`` is declared complete only once the engine's mark says every actio
 ``T - lag`` has arrived. After the last step the simulator declares itself done and stops
 executing actions (a real map server would go on).
 
+The engine's ids, learned from its actions: which NPC a talk names and which quest a
+player finishes are the engine's (``spawn_npc``, ``move_npc`` and ``despawn_npc`` say which
+NPCs stand on this server's maps; ``start_quest`` which quests each player was offered),
+as a real map server knows them. ``step`` draws a pick for each (the stream digest covers
+the picks), and ``bind`` names the target when the step is sent: an NPC on the player's map
+(the one drawn when it is there), the oldest quest the player was offered. Before anything
+is learned a pick goes out as drawn: an NPC or quest of the server's own scripts, which
+the scenario does not know. In lockstep the learning, too, is a function of the ticks.
+Actions that arrive with the welcome (joining an engine already running) are executed once
+the simulated world exists.
+
 Ids follow rAthena: character ids from 150000, account ids from 2000000 (distinct
 numbers); zeny is int32; an item stack holds at most 30,000; map names have at most 11
 characters.
@@ -105,6 +116,9 @@ BEHAVIOURS: tuple[tuple[str, float], ...] = (
     ("logout", 0.004),
 )
 LOGIN_P = 0.08  # an offline player logs in with this probability each step
+#: Quests a player holds at once (offered, not finished): more are kept out of its log,
+#: as rAthena bounds its quest log too.
+quests_open_max = 32
 
 #: Event kinds beyond protocol v1 the simulator can send when the engine declares them.
 WORLD_EVENT_KINDS = {k.name: k for k in (DAILY_RESET, WOE_START, WOE_END, DIG, MVP_KILL)}
@@ -161,6 +175,9 @@ class SimWorld:
         self.zeny = np.zeros(players, dtype=np.int64)
         self.items_received = np.zeros(players, dtype=np.int64)
         self.npcs: dict[int, tuple[int, int, int]] = {}
+        self._npc_index: tuple[np.ndarray, np.ndarray] | None = None  # (handles, maps)
+        self.quests_open: dict[int, list[int]] = {}  # player -> quests offered, not finished
+        self.quests_offered = 0
         self.instance_counter = 0
         self.digest = xxhash.xxh3_64()
         self.generated: dict[str, int] = {}
@@ -362,6 +379,64 @@ class SimWorld:
         self._account(out)
         return out
 
+    # -- the engine's NPCs and quests, by the ids it sent -------------------------------------
+    def bind(self, out: list[tuple[str, dict[str, np.ndarray]]]
+             ) -> list[tuple[str, dict[str, np.ndarray]]]:
+        """Name the NPCs talked to and the quests finished in a step's events by the
+        engine's ids learned from its actions; the picks ``step`` drew stay the stream."""
+        for kind, cols in out:
+            if kind == "npc_talk" and self.npcs:
+                cols["npc_id"] = self._talk_targets(cols["char_id"], cols["npc_id"])
+            elif kind == "quest_done" and self.quests_open:
+                cols["quest_id"] = self._finished(cols["char_id"], cols["quest_id"])
+        return out
+
+    def _talk_targets(self, chars: np.ndarray, picks: np.ndarray) -> np.ndarray:
+        """For each talk, a known NPC: on the player's map (the one drawn, when it is that
+        NPC, as the engine numbers it now; else one chosen by the draw); none known there,
+        the one drawn or one chosen by the draw, wherever it stands."""
+        if self._npc_index is None:
+            handles = np.array(sorted(self.npcs), dtype=np.int64)
+            maps = np.array([self.npcs[h][0] for h in handles.tolist()], dtype=np.int64)
+            self._npc_index = (handles, maps)
+        handles, maps = self._npc_index
+        slots = handles & 0xFFFFFFFF
+        out = np.empty(len(chars), dtype=picks.dtype)
+        who = chars.astype(np.int64) - CHAR_ID_BASE
+        for j, (p, pick) in enumerate(zip(who.tolist(), picks.astype(np.int64).tolist(),
+                                          strict=True)):
+            drawn = slots == (pick & 0xFFFFFFFF)
+            here = maps == self.map[p]
+            for among in (here, np.ones(len(handles), dtype=bool)):
+                if (drawn & among).any():  # the newest generation of the slot drawn
+                    out[j] = handles[np.flatnonzero(drawn & among)[-1]]
+                    break
+                if among.any():
+                    out[j] = handles[np.flatnonzero(among)[pick % int(among.sum())]]
+                    break
+        return out
+
+    def _offered(self, cols: dict[str, np.ndarray], reason: np.ndarray) -> None:
+        """``start_quest`` executed: the quest is in the player's log until finished."""
+        ok = reason == 0
+        who = cols["char_id"][ok].astype(np.int64) - CHAR_ID_BASE
+        for p, q in zip(who.tolist(), cols["quest_id"][ok].tolist(), strict=True):
+            log = self.quests_open.setdefault(p, [])
+            if q not in log and len(log) < quests_open_max:
+                log.append(int(q))
+                self.quests_offered += 1
+
+    def _finished(self, chars: np.ndarray, picks: np.ndarray) -> np.ndarray:
+        """For each finished quest, the oldest one the player was offered (if any)."""
+        out = picks.copy()
+        for j, p in enumerate((chars.astype(np.int64) - CHAR_ID_BASE).tolist()):
+            log = self.quests_open.get(p)
+            if log:
+                out[j] = log.pop(0)
+                if not log:
+                    del self.quests_open[p]
+        return out
+
     @staticmethod
     def _cols(**cols: Any) -> dict[str, np.ndarray]:
         return {k: np.asarray(v) for k, v in cols.items()}
@@ -426,6 +501,7 @@ class SimWorld:
                      proto.ResultReason.INVALID)
             elif kind == "start_quest":
                 fail(cols["quest_id"] <= 0, proto.ResultReason.INVALID)
+                self._offered(cols, reason)
             elif kind in ("spawn_npc", "move_npc", "despawn_npc", "npc_say"):
                 self._npcs(kind, cols, m, reason)
             elif kind in ("spawn_monster", "despawn_monster", "mark_dig_site", "set_mapflag"):
@@ -441,6 +517,7 @@ class SimWorld:
     def _npcs(self, kind: str, cols: dict[str, np.ndarray], m: np.ndarray | None,
               reason: np.ndarray) -> None:
         """NPC registry updates, in action order (few per tick, so a loop is fine)."""
+        self._npc_index = None
         npc = cols["npc_id"].tolist()
         for j in np.flatnonzero(reason == 0).tolist():
             if kind == "spawn_npc":
@@ -504,6 +581,8 @@ class SimSummary:
     actions_unexecuted: int = 0   # lockstep: arrived after the simulator was done
     generated_by_kind: dict[str, int] = field(default_factory=dict)
     stream_digest: str = ""
+    npcs_known: int = 0  # the engine's NPCs on our maps at the end, learned from its actions
+    quests_offered: int = 0  # quests our players were offered (start_quest executed)
     reactions_by_kind: dict[str, int] = field(default_factory=dict)  # in generated_by_kind
     reaction_digest: str = ""
     world_executed: dict[str, int] = field(default_factory=dict)  # the living world's actions
@@ -538,9 +617,13 @@ def run_sim_server(
     counts = {"done": 0, "failed": 0}
     waiting: list[ActionsFrame] = []  # lockstep: frames until their tick's turn
 
+    early: list[ActionsFrame] = []  # arrived with the welcome, before our world exists
+
     def on_actions(frame: ActionsFrame) -> None:
         if lockstep:
-            waiting.append(frame)
+            waiting.append(frame)  # executed in tick order (settle), after the world exists
+        elif "world" not in holder:
+            early.append(frame)
         else:
             execute(frame)
 
@@ -580,6 +663,9 @@ def run_sim_server(
         holder["world"] = world
         # our map indexes must match the client's table
         client.set_map_table([n for n, _, _ in maps])
+        for frame in early:  # a running engine's actions for our maps, sent on joining
+            execute(frame)
+        early.clear()
         n_steps = steps if steps is not None else max(1, int(duration_s * 1000 / step_ms))
         first = int(welcome.get("tick", 0)) + 1
 
@@ -603,7 +689,7 @@ def run_sim_server(
         for s in range(n_steps):
             if lockstep:
                 settle(first + s)
-            for kind, cols in world.step(s):
+            for kind, cols in world.bind(world.step(s)):
                 client.add_columns(kind, cols)
             for kind, cols in world.react(s):
                 client.add_columns(kind, cols)
@@ -643,6 +729,8 @@ def run_sim_server(
         summary.generated_by_kind = dict(sorted(world.generated.items()))
         summary.events_generated = sum(world.generated.values())
         summary.stream_digest = world.digest.hexdigest()
+        summary.npcs_known = len(world.npcs)
+        summary.quests_offered = world.quests_offered
         summary.reactions_by_kind = dict(sorted(world.reactions.items()))
         summary.reaction_digest = world.reaction_digest.hexdigest()
         summary.world_executed = {k: v for k, v in sorted(world.executed.items())
