@@ -10,7 +10,9 @@ price index where the world has markets. The driver gathers them into one DuckDB
 so comparing is one ``GROUP BY``.
 
 Ray is an optional dependency (``pip install 'norn[sweep]'``): it is heavy, and only
-sweeps need it.
+sweeps need it. On a cluster every node needs Norn installed (the tasks import it) and
+``--out`` must be a path every node writes to (shared storage): the runs are written
+where they run, the summaries travel back to the driver.
 """
 
 from __future__ import annotations
