@@ -163,3 +163,22 @@ def test_offers_per_tick_max_at_the_bound_and_one_past(per_tick):
     tick(w, 1)
     counts = [len(tick(w).get("start_quest", {}).get("char_id", [])) for _ in range(3)]
     assert max(counts) == per_tick and np.sum(counts) <= 4
+
+
+def test_a_frustrated_low_level_player_is_offered_an_easier_problem(monkeypatch):
+    w = small_world(quests=dict(FAST, hunt=dict(target=10, reward_zeny=100, reward_item=0,
+                                                reward_amount=0, texts=["a", "b", "c"])))
+    if "emotion" not in w.resources:
+        pytest.skip("this world does not infer players' emotion (actors/emotion)")
+    emotion = w.resources["emotion"]
+    monkeypatch.setattr(type(emotion), "difficulty",
+                        lambda self, world, chars: np.where(np.asarray(chars) == CHAR, 0.25, 1.0))
+    feed = Feed(w)
+    m = int(field_maps(w)[1])
+    login(feed, w, [CHAR, CHAR + 1], m)
+    surge(w, feed, [m])
+    tick(w, 3)
+    q = w.tables["quest"]
+    live = q.live_slots()
+    targets = dict(zip(q["char_id"][live].tolist(), q["target"][live].tolist(), strict=True))
+    assert targets == {CHAR: 3, CHAR + 1: 10}  # ceil(10 * 0.25), and the normal 10

@@ -103,3 +103,12 @@ def test_a_daily_reset_buries_a_batch_and_old_finds_are_lost_to_time():
     assert acts["mark_dig_site"]["on"].tolist() == [0, 0, 0]
     assert w.tables["treasure"].count == 0
     assert w.tables["treasure_stats"]["expired"][0, SITE] == 3
+
+
+def test_dig_sites_are_announced_on_the_maps_adventurers_roam():
+    w = small_world(treasure=dict(SITES, place_every_ticks=2, places_per_tick_max=3))
+    feed = Feed(w)
+    m = int(field_maps(w)[4])
+    login(feed, w, [CHAR], m)
+    acts = tick(w, 2)
+    assert acts["mark_dig_site"]["map_id"].tolist() == [m, m]  # sites_per_map_max = 2

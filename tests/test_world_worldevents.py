@@ -144,3 +144,20 @@ def test_a_stage_leading_nowhere_is_refused_by_the_scenario():
     rules["famine"]["stages"][0]["next_met"] = "feast"
     with pytest.raises(ConfigError, match="feast"):
         small_world(worldevents=rules)
+
+
+def test_bored_towns_get_the_next_stage_sooner(monkeypatch):
+    rules = quick()
+    for s in rules["festival"]["stages"]:
+        s["ticks"] = 8
+    w = small_world(worldevents=rules)
+    if "emotion" not in w.resources:
+        pytest.skip("this world does not infer players' emotion (actors/emotion)")
+    emotion = w.resources["emotion"]
+    monkeypatch.setattr(type(emotion), "pace",
+                        lambda self, world, maps: np.full(len(maps), 2.0, np.float32))
+    feed = Feed(w)
+    feed("daily_reset", day=1)
+    tick(w, 1)  # announce: 8 ticks at pace 1, 4 at pace 2
+    acts = tick(w, 4)
+    assert any(b"fair opens" in t for t in acts["broadcast"]["text"])

@@ -124,21 +124,23 @@ def build_world(world: World, scenario: Scenario) -> None:
 
 def add_living_world(world: World, st: Static) -> None:
     """Quests, bosses, treasure and world events, told which hazard types are monster
-    surges (players' kills relieve them) and which are only weather."""
+    surges (players' kills relieve them) and which are only weather, and whether players'
+    emotion is inferred (quests then fit their difficulty, world events their pace)."""
     rules = st.spec.rules
     ar = rules.actions
     monster = (st.htype[:, H["kill_relief"]] > 0) & (st.htype[:, H["is_weather"]] == 0)
     weather = st.htype[:, H["is_weather"]] > 0
     loud = ar.broadcasts_per_tick_max
+    felt = "emotion" in world.resources  # players' emotion sets quest targets, event pace
     world.add_plugin(QuestPlugin(rules.quests, monster_hazards=monster, weather_hazards=weather,
-                                 broadcasts_max=loud))
+                                 broadcasts_max=loud, emotion=felt))
     world.add_plugin(BossPlugin(rules.bosses, monster_hazards=monster,
                                 reward_zeny_max=ar.reward_zeny_max,
                                 stock_max=rules.economy.stock_max, broadcasts_max=loud))
     world.add_plugin(TreasurePlugin(rules.treasure, reward_amount_max=ar.reward_amount_max,
                                     broadcasts_max=loud))
     world.add_plugin(WorldEventPlugin(rules.worldevents, monster_hazards=monster,
-                                      broadcasts_max=loud))
+                                      broadcasts_max=loud, emotion=felt))
 
 
 def order_living_world(world: World) -> None:

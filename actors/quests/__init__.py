@@ -11,7 +11,10 @@ bounty, warning); a resolver may write the line (``TEXT``), else the chosen pitc
 template is filled; the line is broadcast on the problem's place.
 
 Online players standing where a problem is are offered its **quest** (``start_quest``
-with ``quest_id_base`` + the kind); each keeps one Norn quest at a time. Progress comes
+with ``quest_id_base`` + the kind); each keeps one Norn quest at a time. In a world that
+infers players' emotion (the ``emotion`` resource, when the model passes ``emotion=True``)
+a quest's target is the kind's times the player's ``difficulty`` (a frustrated low-level
+player is offered an easier one; at least 1). Progress comes
 from the game's events, joined to the quest by character: ``mob_kill`` on the place
 (hunt, defend), ``npc_shop`` sales to the place's shops and ``trade``s of the wanted goods
 (supply: the market's item; relief: any potion), and ``quest_done`` with the quest's id
@@ -70,8 +73,11 @@ class QuestPlugin:
     resources = ("geography", "items", "markets", "factions", "ledger")
 
     def __init__(self, rules: QuestRules, *, monster_hazards: np.ndarray,
-                 weather_hazards: np.ndarray, broadcasts_max: int) -> None:
+                 weather_hazards: np.ndarray, broadcasts_max: int, emotion: bool = False
+                 ) -> None:
         self.rules = rules
+        if emotion:  # the world infers players' emotion: a quest's target follows it
+            self.resources = (*self.resources, "emotion")
         self.monster = np.asarray(monster_hazards, np.bool_)
         self.weather = np.asarray(weather_hazards, np.bool_)
         self.broadcasts_max = broadcasts_max
@@ -85,6 +91,7 @@ class QuestPlugin:
         self.markets = world.resource("markets")
         self.factions = world.resource("factions")
         self.ledger = world.resource("ledger")
+        self.emotion = world.resource("emotion") if "emotion" in self.resources else None
         qr = self.rules
         for name, k in zip(KIND_NAMES, self.kinds, strict=True):
             if k.reward_item and items.index(np.array([k.reward_item]))[0] < 0:
@@ -164,10 +171,12 @@ class QuestPlugin:
             writes=("quest.*", "problem.*", "quest_stats.*", "quest_log.*", "faction.treasury",
                     "ledger.sinks", "actions"),
         )
+        felt = (f"{self.emotion.table}.*",) if self.emotion is not None else ()
         world.add_system(
             "quests.scan", "act", self.scan,
             reads=("problem.*", "quest.*", "hazard.*", "market.stock", "market.target",
-                   "territory.owner", "territory.contested", "territory.conflict", "player.*"),
+                   "territory.owner", "territory.contested", "territory.conflict", "player.*",
+                   *felt),
             writes=("problem.*", "quest.*", "quest_stats.*", "quest_log.*", "decisions",
                     "actions"),
         )
@@ -496,8 +505,12 @@ class QuestPlugin:
         k = len(prob)
         kind = p["kind"][prob].astype(np.int64)
         ids = quest_ids(qr)[kind]
+        target = self.target[kind]
+        if self.emotion is not None:  # a frustrated low-level player gets an easier one
+            ease = self.emotion.difficulty(world, chars).astype(np.float64)
+            target = np.maximum(np.ceil(target * np.clip(ease, 0.0, 1.0)), 1).astype(np.int64)
         q.spawn(k, char_id=chars, problem=p.handles(prob), kind=kind, place=p["place"][prob],
-                item=p["item"][prob], quest_id=ids, target=self.target[kind],
+                item=p["item"][prob], quest_id=ids, target=target,
                 faction=p["faction"][prob], reward_zeny=p["reward_zeny"][prob],
                 reward_item=p["reward_item"][prob], reward_amount=p["reward_amount"][prob],
                 deadline=np.full(k, world.tick + qr.quest_ttl_ticks))

@@ -7,8 +7,9 @@ at each daily reset (``daily_reset``), never more than ``sites_max`` alive or
 ``sites_per_map_max`` on one map. A share of them are *dig sites*: ruins announced on their
 map (``mark_dig_site`` shows the spot, a broadcast tells the players) that take
 ``site_digs`` digs within ``site_radius_cells``; the rest are *hidden caches*, never
-announced, buried near a player seen off town (within ``cache_near_cells``: rumours follow
-adventurers), found by one dig within ``cache_radius_cells``. Finds are found through the
+announced, found by one dig within ``cache_radius_cells``. Finds follow adventurers: they
+are buried on the map of a player seen off town, when there is one (a cache within
+``cache_near_cells`` of that player, a site anywhere on the map). Finds are found through the
 game's ``dig`` events, in event order: the dig that completes a site or hits a cache wins
 its loot (``give_reward``: items from ``loot``, no zeny, so no treasury pays); a find nobody
 makes is gone after ``site_ttl_ticks`` (its mark removed). A site a game server failed to
@@ -225,14 +226,17 @@ class TreasurePlugin:
         maps = self.fields[uniform_int_array(seed, tick, S_PLACE, ids, len(self.fields), 0)]
         x = np.empty(k, np.int64)
         y = np.empty(k, np.int64)
-        # caches follow adventurers: near a player seen off town, when there is one
+        # finds follow adventurers: on the map of a player seen off town, when there is one
+        # (a cache near that player, a site anywhere on the map)
         pl = world.tables["player"]
         seen = pl.live_slots()
         seen = seen[(pl["online"][seen] == 1) & ~self.geo.is_town[pl["map"][seen]]]
+        if len(seen):
+            met = seen[uniform_int_array(seed, tick, S_PLACE, ids, len(seen), 1)]
+            maps = pl["map"][met].astype(np.int64)
         near = (kind == CACHE) & (len(seen) > 0)
         if near.any():
-            who = seen[uniform_int_array(seed, tick, S_PLACE, ids[near], len(seen), 1)]
-            maps[near] = pl["map"][who]
+            who = met[near]
             nx, ny = np.empty(len(who), np.int64), np.empty(len(who), np.int64)
             random_cells_near(self.geo.walk, self.geo.walk_off, self.geo.width,
                               self.geo.height, maps[near], pl["x"][who].astype(np.int64),

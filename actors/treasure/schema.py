@@ -36,9 +36,9 @@ class TreasureRules(Strict):
     towns: ``places_per_tick_max`` every ``place_every_ticks``, plus ``daily_caches`` at
     each daily reset, never more than ``sites_max`` alive nor ``sites_per_map_max`` on a
     map; a find nobody makes is gone after ``site_ttl_ticks``. ``site_share`` of what is
-    buried is an announced site, anywhere on its map; a cache is buried within
-    ``cache_near_cells`` of a player seen off town (rumours follow adventurers; nobody
-    seen: anywhere). Lines take ``{map}``, ``{x}``, ``{y}``, ``{item}``,
+    buried is an announced site. Finds follow adventurers: on the map of a player seen
+    off town (a cache within ``cache_near_cells`` of that player, a site anywhere on the
+    map; nobody seen: any field). Lines take ``{map}``, ``{x}``, ``{y}``, ``{item}``,
     ``{amount}``."""
 
     sites_max: Annotated[int, Field(ge=1, le=treasure_rows_max)]

@@ -18,7 +18,10 @@ What starts an event, and what counts as the players' deeds:
 - **famine**: a town whose food markets hold less than ``food_share_max`` of their target;
   score: units of food sold to its shops.
 
-The War of Emperium (``woe_start``, ``woe_end``) is announced on every map. The machine is
+The War of Emperium (``woe_start``, ``woe_end``) is announced on every map. In a world that
+infers players' emotion (the ``emotion`` resource, when the model passes ``emotion=True``)
+a stage lasts its ``ticks`` divided by the town's pace (bored players want the next stage
+sooner, frustrated ones a breather; at most twice as long). The machine is
 vectorised: each stage's numbers live in (type, stage) arrays, so advancing every due
 event is a handful of array operations. Tables: ``worldevent`` (type, town, stage, when it
 began, score), ``worldevent_stats`` (starts and ends by type, stage entries, met and
@@ -53,6 +56,7 @@ FESTIVAL, INVASION, FAMINE = range(3)
 TYPES = ("festival", "invasion", "famine")
 FOOD = USE_CODES["food"]
 LOG_ROWS = 32
+PACE_MIN = 0.5  # a stage lasts at most twice its ticks, however slow the town's pace
 STAT_COLUMNS = ("woe", "woe_starts", "woe_ends", "new_day", "days")
 
 
@@ -89,8 +93,10 @@ class WorldEventPlugin:
     resources = ("geography", "items", "markets")
 
     def __init__(self, rules: WorldEventRules, *, monster_hazards: np.ndarray,
-                 broadcasts_max: int) -> None:
+                 broadcasts_max: int, emotion: bool = False) -> None:
         self.rules = rules
+        if emotion:  # the world infers players' emotion: stages follow the town's pace
+            self.resources = (*self.resources, "emotion")
         self.monster = np.asarray(monster_hazards, np.bool_)
         self.broadcasts_max = broadcasts_max
         self.types = (rules.festival, rules.invasion, rules.famine)
@@ -102,6 +108,7 @@ class WorldEventPlugin:
         self.geo = geo = world.resource("geography")
         self.items = world.resource("items")
         self.markets = mk = world.resource("markets")
+        self.emotion = world.resource("emotion") if "emotion" in self.resources else None
         n = geo.n_maps
         self.towns = np.flatnonzero(geo.is_town)
         self.map_names = np.array([s.encode() for s in geo.map_names], "S16")
@@ -138,10 +145,11 @@ class WorldEventPlugin:
             "worldevents.ingest", "ingest", self.ingest, reads=("events", "worldevent.*"),
             writes=("worldevent.score", "worldevent_stats.*", "actions"),
         )
+        felt = (f"{self.emotion.map_table}.pace",) if self.emotion is not None else ()
         world.add_system(
             "worldevents.advance", "act", self.advance,
             reads=("worldevent.*", "hazard.*", "hazard_map.danger", "market.stock",
-                   "market.target", "market.cash"),
+                   "market.target", "market.cash", *felt),
             writes=("worldevent.*", "worldevent_stats.*", "worldevent_log.*", "actions"),
         )
 
@@ -202,7 +210,11 @@ class WorldEventPlugin:
         if len(here):
             typ = t["type"][here].astype(np.int64)
             stage = t["stage"][here].astype(np.int64)
-            due = world.tick - t["stage_start"][here] >= M.ticks[typ, stage]
+            length = M.ticks[typ, stage].astype(np.float64)
+            if self.emotion is not None:  # bored players want it sooner, frustrated later
+                pace = self.emotion.pace(world, t["town"][here]).astype(np.float64)
+                length = np.ceil(length / np.clip(pace, PACE_MIN, None))
+            due = world.tick - t["stage_start"][here] >= length
             s = here[due]
             if len(s):
                 self._next(world, s, typ[due], stage[due])
