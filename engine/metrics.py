@@ -169,7 +169,6 @@ class RunMetrics:
         src_cap = self._caps["source"]
         srv_cap = self._caps["server"]
         with self._lock:
-            first = self.last_commit is None
             self.ticks += 1
             self.last_tick = notice.tick
             self.last_commit = now
@@ -193,10 +192,6 @@ class RunMetrics:
             if w is not None and w.syncs > self._synced[0]:
                 self.fsync_s.observe(w.sync_s - self._synced[1])
                 self._synced = (w.syncs, w.sync_s)
-        if first:
-            log_event(_log, "first_tick", f"first tick committed (tick {notice.tick}) "
-                      f"{now - self.attached_at:.1f} s after start", tick=notice.tick,
-                      after_s=round(now - self.attached_at, 3))
 
     # -- readiness -----------------------------------------------------------------------
     def lag_s(self, now: float | None = None) -> float:
@@ -556,11 +551,13 @@ class ObserveRunExtension:
                   seed=run.config.seed, clock=run.config.clock, tick_ms=run.config.tick_ms,
                   from_tick=run.world.tick, resumed=bool(run.args.resume),
                   serving=getattr(run.args, "serve", None))
-        return ObservedRun(metrics, http)
+        observed = ObservedRun(metrics, http)
+        run.world.subscribe(observed.committed)
+        return observed
 
 
 class ObservedRun:
-    """One run's metrics server and its start and end in the log."""
+    """One run's metrics server and its start, first tick and end in the log."""
 
     feeds_inputs = False
 
@@ -568,6 +565,16 @@ class ObservedRun:
         self.metrics = metrics
         self.http = http
         self.failure: str | None = None
+        self.attached_at = clock.monotonic()
+        self._first = True
+
+    def committed(self, notice: Committed) -> None:
+        """Say when the first tick is durable: the end of a JIT compile on a cold cache."""
+        if self._first:
+            self._first = False
+            after = clock.monotonic() - self.attached_at
+            log_event(_log, "first_tick", f"first tick committed (tick {notice.tick}) "
+                      f"{after:.1f} s after start", tick=notice.tick, after_s=round(after, 3))
 
     def before_tick(self, tick: int) -> bool:
         if self.metrics is not None:
