@@ -593,12 +593,15 @@ def encode_actions(
 
 @dataclass
 class ActionsFrame:
-    """A decoded ``actions`` frame: per kind, wire columns (map fields index ``maps``)."""
+    """A decoded ``actions`` frame: per kind, wire columns (map fields index ``maps``);
+    ``unsupported``: ids of its actions of kinds the client does not know, which a lockstep
+    map server answers ``unsupported`` in the frame's turn (``BridgeClient``)."""
 
     tick: int
     expires_tick: int
     maps: list[str]
     kinds: dict[str, dict[str, np.ndarray]]
+    unsupported: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
     def count(self) -> int:
         return sum(len(c["action_id"]) for c in self.kinds.values())

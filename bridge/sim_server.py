@@ -509,6 +509,10 @@ class SimWorld:
             self.executed[kind] = self.executed.get(kind, 0) + int((reason == 0).sum())
             ids_out.append(ids)
             reason_out.append(reason)
+        if len(frame.unsupported):  # kinds our client does not know, answered in turn
+            ids_out.append(frame.unsupported)
+            reason_out.append(np.full(len(frame.unsupported), proto.ResultReason.UNSUPPORTED,
+                                      np.int16))
         ids = np.concatenate(ids_out) if ids_out else np.zeros(0, np.int64)
         reason = np.concatenate(reason_out) if reason_out else np.zeros(0, np.int16)
         status = (reason != 0).astype(np.uint8)
