@@ -172,12 +172,31 @@ def _code_name(code: int | None) -> str:
         return "internal_error" if code == 0 else str(code)
 
 
-def _load(args: argparse.Namespace) -> tuple[Path, list[dict[str, Any]]]:
-    from norn.bridge.dead_letter import read_dead_letters
+def _code_number(text: str | None) -> int | None:
+    """--code NAME or NUMBER as the stored code."""
+    from norn.bridge import protocol as proto
+
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    if text == "internal_error":
+        return 0
+    try:
+        return int(proto.ErrorCode[text.upper()])
+    except KeyError:
+        raise UserError(f"--code {text}: no such error code; names: internal_error, "
+                        f"{', '.join(c.name.lower() for c in proto.ErrorCode)}") from None
+
+
+def _load(args: argparse.Namespace, **query: Any
+          ) -> tuple[Path, int, int, list[dict[str, Any]]]:
+    """The store, its size, how many records match ``query`` and the ones returned."""
+    from norn.bridge.dead_letter import query_dead_letters
 
     try:
         store = _store_path(args.run)
-        return store, read_dead_letters(store)
+        return (store, *query_dead_letters(store, **query))
     except OSError as e:  # a live store too large to copy, a permission
         from norn.engine.errors import EnvironmentFailure
 
@@ -195,21 +214,19 @@ def _public(rec: dict[str, Any], replayed: dict[int, dict[str, Any]]) -> dict[st
 
 def cmd_dead_letters_list(args: argparse.Namespace) -> int:
     """The run's dead letters (filtered), oldest first."""
-    store, records = _load(args)
+    if args.limit < 0 or args.start < 0:
+        raise UserError("--start and --limit must be >= 0")
+    store, total, matching, shown = _load(
+        args, server=args.server, kind=args.kind, code=_code_number(args.code),
+        start=args.start, limit=args.limit, raw=False)
     replayed = _replayed(store)
-    sel = [r for r in records
-           if (args.server is None or r["server_id"] == args.server)
-           and (args.kind is None or r["kind"] == args.kind)
-           and (args.code is None or args.code in (str(r["code"]), _code_name(r["code"])))
-           and r["n"] >= args.start]
-    shown = sel[: args.limit]
     if args.json:
-        sys.stdout.write(orjson.dumps({"store": str(store), "total": len(records),
-                                       "matching": len(sel),
+        sys.stdout.write(orjson.dumps({"store": str(store), "total": total,
+                                       "matching": matching,
                                        "records": [_public(r, replayed) for r in shown]},
                                       option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK
-    print(f"{store}: {len(records)} dead letters, {len(sel)} matching, showing {len(shown)}")
+    print(f"{store}: {total} dead letters, {matching} matching, showing {len(shown)}")
     print(f"{'n':>6} {'tick':>7} {'server':<12} {'seq':>6} {'kind':<14} {'event':>5} "
           f"{'code':<16} {'field':<10} reason")
     for r in shown:
@@ -219,17 +236,21 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
               f"{'' if r['seq'] is None else r['seq']:>6} {r['kind'] or '-'!s:<14} "
               f"{event:>5} {_code_name(r['code']):<16} {r['field'] or '-'!s:<10} "
               f"{r['reason'][:80]}{mark}")
-    if len(sel) > len(shown):
-        print(f"... {len(sel) - len(shown)} more (--start, --limit)")
+    if matching > len(shown):
+        print(f"... {matching - len(shown)} more (--start, --limit)")
     return EXIT_OK
 
 
-def _record(records: list[dict[str, Any]], n: int) -> dict[str, Any]:
-    for r in records:
-        if r["n"] == n:
-            return r
-    raise UserError(f"no dead letter {n} (the store holds {len(records)}: "
-                    f"norn bridge dead-letters list)")
+def _records(args: argparse.Namespace, numbers: list[int]
+             ) -> tuple[Path, list[dict[str, Any]]]:
+    """The store and the records ``numbers`` (in that order); bad input if one is missing."""
+    store, total, _, found = _load(args, numbers=numbers)
+    by_n = {r["n"]: r for r in found}
+    missing = [n for n in numbers if n not in by_n]
+    if missing:
+        raise UserError(f"no dead letter {missing[0]} (the store holds {total}: "
+                        f"norn bridge dead-letters list)")
+    return store, [by_n[n] for n in numbers]
 
 
 def cmd_dead_letters_show(args: argparse.Namespace) -> int:
@@ -239,8 +260,7 @@ def cmd_dead_letters_show(args: argparse.Namespace) -> int:
 
     from norn.bridge.admin import frames_from_records, to_json
 
-    store, records = _load(args)
-    rec = _record(records, args.n)
+    store, (rec,) = _records(args, [args.n])
     try:
         decoded: Any = to_json(msgpack.unpackb(rec["raw"], raw=False, strict_map_key=False))
     except Exception as exc:
@@ -284,13 +304,14 @@ def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
     check_admin_id(args.server_id)
     if not args.numbers and not args.file:
         raise UserError("name the dead letters to re-offer (their n) or a fixed --file")
-    store, records = _load(args)
+    store, records = _records(args, list(args.numbers)) if args.numbers else (
+        _store_path(args.run), [])
     replayed = _replayed(store)
     again = [n for n in args.numbers if n in replayed]
     if again and not args.again:
         raise UserError(f"dead letters {again} were re-offered already "
                         f"({store.with_name(REPLAYED_NAME)}); --again to offer them once more")
-    frames = frames_from_records([_record(records, n) for n in args.numbers])
+    frames = frames_from_records(records)
     if args.file:
         try:
             doc = json.loads(Path(args.file).read_text())

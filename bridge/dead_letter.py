@@ -206,6 +206,52 @@ def read_dead_letters(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def query_dead_letters(
+    path: str | Path, *, server: str | None = None, kind: str | None = None,
+    code: int | None = None, numbers: list[int] | None = None, start: int = 0,
+    limit: int | None = None, raw: bool = True,
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """(records in the store, records matching, the first ``limit`` matching from ``start``).
+
+    The filters are ANDed; ``numbers`` picks records by ``n``. ``raw=False`` leaves the raw
+    bytes out (``raw`` is None): listing a store of a million records reads no blob. A
+    DuckDB store is filtered in SQL; the file backend is read through.
+    """
+    path = Path(path)
+    if path.suffix not in (".duckdb", ".db"):
+        recs = read_dead_letters(path)
+        sel = [r for r in recs
+               if (server is None or r["server_id"] == server)
+               and (kind is None or r["kind"] == kind)
+               and (code is None or r["code"] == code)
+               and (numbers is None or r["n"] in numbers) and r["n"] >= start]
+        shown = sel if limit is None else sel[:limit]
+        if not raw:
+            shown = [{**r, "raw": None} for r in shown]
+        return len(recs), len(sel), shown
+    where, params = ["n >= ?"], [start]
+    for col, value in (("server_id", server), ("kind", kind), ("code", code)):
+        if value is not None:
+            where.append(f"{col} = ?")
+            params.append(value)
+    if numbers is not None:
+        if not numbers:
+            return 0, 0, []
+        where.append(f"n IN ({', '.join('?' * len(numbers))})")
+        params += list(numbers)
+    cond = " AND ".join(where)
+    cols = ", ".join(c if raw or c != "raw" else "NULL AS raw" for c in COLUMNS)
+    with open_duckdb(path) as con:
+        total = int(con.execute("SELECT count(*) FROM dead_letter").fetchall()[0][0])
+        matching = int(con.execute(f"SELECT count(*) FROM dead_letter WHERE {cond}",
+                                   params).fetchall()[0][0])
+        sql = f"SELECT {cols} FROM dead_letter WHERE {cond} ORDER BY n"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = con.execute(sql, params).fetchall()
+    return total, matching, [dict(zip(COLUMNS, r, strict=True)) for r in rows]
+
+
 #: Reading a live run's store copies it; a store larger than this is refused instead.
 live_copy_bytes_max = 1 << 30
 

@@ -25,7 +25,7 @@ from norn.bridge.admin import (
     to_json,
 )
 from norn.bridge.cli import main as bridge_main
-from norn.bridge.dead_letter import DeadLetterStore
+from norn.bridge.dead_letter import DeadLetterStore, query_dead_letters
 from norn.bridge.testing import FAST, Harness, RawPeer
 from norn.engine.errors import EXIT_OK, EXIT_USER_ERROR, UserError
 from tests.helpers import ROOT
@@ -78,6 +78,16 @@ def test_list_and_show_after_the_run(served, capsys, tmp_path):
     assert bridge_main(["bridge", "dead-letters", "list", str(run), "--server", "nobody",
                         "--json"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)["matching"] == 0
+    for code in ("invalid_events", "9"):  # by name or number
+        assert bridge_main(["bridge", "dead-letters", "list", str(run), "--code", code,
+                            "--json"]) == EXIT_OK
+        assert json.loads(capsys.readouterr().out)["matching"] == 2
+    assert bridge_main(["bridge", "dead-letters", "list", str(run), "--start", "1", "--limit",
+                        "1", "--json"]) == EXIT_OK
+    page = json.loads(capsys.readouterr().out)
+    assert page["matching"] == 2 and [r["n"] for r in page["records"]] == [1]
+    assert bridge_main(["bridge", "dead-letters", "list", str(run), "--code", "nope"]
+                       ) == EXIT_USER_ERROR
     # the plain table names the code and the reason
     assert bridge_main(["bridge", "dead-letters", "list", str(run)]) == EXIT_OK
     out = capsys.readouterr().out
@@ -185,6 +195,18 @@ def test_replay_needs_something_and_refuses_repeats(served, tmp_path, capsys):
     assert bridge_main(["bridge", "dead-letters", "replay", str(run), "0", "--connect",
                         h.endpoint]) == EXIT_USER_ERROR
     assert "--again" in capsys.readouterr().err
+
+
+def test_the_file_backend_is_queried_the_same_way(tmp_path):
+    store = DeadLetterStore(tmp_path / "dl.bin", records_max=10, raw_bytes_max=16)
+    for i, sid in enumerate(("map01", "map02", "map01")):
+        store.add(tick=i, server_id=sid, seq=i, kind="login", event_index=0, code=9,
+                  field="x", reason="r", raw=b"abc")
+    store.close()
+    total, matching, recs = query_dead_letters(tmp_path / "dl.bin", server="map01", raw=False)
+    assert (total, matching, [r["n"] for r in recs]) == (3, 2, [0, 2])
+    assert all(r["raw"] is None for r in recs)
+    assert query_dead_letters(tmp_path / "dl.bin", numbers=[1])[2][0]["raw"] == b"abc"
 
 
 def test_the_store_counts_past_its_bound(tmp_path):
