@@ -240,6 +240,15 @@ class LogSetup:
         """Records held back by the rate limit."""
         return self.limiter.suppressed
 
+    def flush(self, timeout_s: float = 1.0) -> None:
+        """Wait (at most ``timeout_s``) until what is queued is written."""
+        from norn.engine import clock
+
+        deadline = clock.monotonic() + timeout_s
+        while (self.handler.queue.unfinished_tasks and not self.stopped  # type: ignore[attr-defined]
+               and clock.monotonic() < deadline):
+            clock.sleep_until(clock.monotonic() + 0.005)
+
     def stop(self) -> None:
         """Write what is queued and stop the writer thread (idempotent)."""
         if self.stopped:
@@ -336,6 +345,8 @@ def log_failure(logger: logging.Logger, event: str, exc: BaseException) -> None:
 
     log_event(logger, event, f"{type(exc).__name__}: {exc}", level=logging.ERROR,
               printed=True, exit_code=exit_code_for(exc), error=type(exc).__name__)
+    if _active is not None:
+        _active.flush()  # before the dispatcher's plain line, which then comes last
 
 
 # -- probes ----------------------------------------------------------------------------------

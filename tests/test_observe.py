@@ -195,7 +195,7 @@ def _values(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def test_the_collector_reports_the_run(toy_run):
-    metrics, recorder, http = toy_run
+    _, recorder, http = toy_run
     code, body = _get(http.address, "/metrics")
     assert code == 200
     v = _values(body.decode())
@@ -254,3 +254,19 @@ def test_health_and_readiness_over_http(toy_run, tmp_path):
         metrics.probes.checks.pop("bridge")
         metrics.last_commit = last
     assert _get(http.address, "/readyz")[0] == 200
+
+
+def test_a_failed_run_is_one_json_record_then_the_plain_line(tmp_path):
+    from tests.helpers import norn
+
+    r = norn("run", "--log-json", "--scenario", str(tmp_path / "missing.toml"), "--out",
+             str(tmp_path / "run"))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    record = json.loads(lines[0])
+    assert (record["event"], record["level"], record["exit_code"]) == ("run_failed", "error", 2)
+    assert "missing.toml" in record["msg"]
+    assert len(lines) == 2 and lines[1].startswith("norn: error: ")  # still the last line
+    plain = norn("run", "--scenario", str(tmp_path / "missing.toml"), "--out",
+                 str(tmp_path / "run"))
+    assert plain.stderr.strip().count("\n") == 0  # plain: the dispatcher's line alone
