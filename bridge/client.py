@@ -22,7 +22,9 @@ their ``expires_tick`` are failed with reason ``expired`` without being executed
 map server executed in an earlier run (``restore_executed``, from its own durable record)
 are not executed either: a repeat of one is answered once more with the recorded outcome,
 since that run's answer may have died with it. Actions of a kind this client does not know
-are answered ``unsupported``. ``on_executed`` is told the ids the game reports done, for the
+are never executed and are answered ``unsupported``: at once, or, in a lockstep session, by
+the application in the frame's turn (``ActionsFrame.unsupported``), so the answer lands on
+a tick the stream decides. ``on_executed`` is told the ids the game reports done, for the
 map server to store with their effects.
 
 Lockstep (``ClientConfig.lockstep``, PROTOCOL.md section 14): ``set_tick`` stamps what is
