@@ -2,9 +2,9 @@
 thread count (engine/threads.py chooses one on purpose; an operator may choose another).
 
 Each run is a separate process (numba fixes its layer and threads once per process), with
-every parallel path forced on (the NPC step's thread pool and the digest's parallel
-rehash, which a world this small would otherwise skip), and reports the layer that really
-ran, so the comparison is between the configurations it names.
+every parallel path on (the NPC step's prange over digest chunks always is; the digest's
+parallel rehash, which a world this small would otherwise skip, is forced), and reports
+the layer that really ran, so the comparison is between the configurations it names.
 """
 
 from __future__ import annotations
@@ -22,14 +22,12 @@ TICKS = 60
 
 CHILD = f"""
 import json, numba
-from norn.actors.npc import kernels
 from norn.engine import digest
 from norn.engine.config import make_config
 from norn.engine.runner import build_world
 from norn.engine.scenario import load_model, load_scenario
 from norn.engine.tick import step
 
-kernels.PARALLEL_CHUNKS_MIN = 0  # every NPC step through the thread pool
 digest.PARALLEL_HASH_MIN_BYTES = 0  # every rehash through the parallel kernel
 sc = load_scenario(None)
 config = make_config(None, clock="fast", fsync=False)
