@@ -533,7 +533,6 @@ class SimWorld:
             elif kind == "move_npc":
                 self.npcs[npc[j]] = (int(m[j]), int(cols["x"][j]), int(cols["y"][j]))
 
-
     def _living(self, kind: str, cols: dict[str, np.ndarray], m: np.ndarray | None,
                 reason: np.ndarray) -> None:
         """Bosses, dig sites and map flags the engine asked for, in action order (a few a

@@ -25,9 +25,14 @@ def sell_unit(price, sell_ratio):
 
 
 @numba.njit(cache=True, nogil=True)
-def clear_players(market, is_sell, amount, stock, price, cash, demand, supply, stock_max,
+def clear_players(market, is_sell, amount, pct, stock, price, cash, demand, supply, stock_max,
                   sell_ratio, stats):
-    """Players' shop events, in event order. Returns (zeny paid in, zeny paid out)."""
+    """Players' shop events, in event order. Returns (zeny paid in, zeny paid out).
+
+    ``pct`` is each buyer's or seller's price change in percent (their karma, as the game
+    server applies it): a purchase costs ``take * price * (100 + pct) // 100``, a sale
+    pays ``sell_unit * (100 - pct) // 100`` a unit (at least 1).
+    """
     paid_in = 0
     paid_out = 0
     for e in range(len(market)):
@@ -39,14 +44,14 @@ def clear_players(market, is_sell, amount, stock, price, cash, demand, supply, s
         if is_sell[e] == 0:
             demand[m] += a
             take = min(a, np.int64(stock[m]))
-            cost = take * np.int64(price[m])
+            cost = take * np.int64(price[m]) * (100 + np.int64(pct[e])) // 100
             stock[m] -= take
             cash[m] += cost
             paid_in += cost
             stats[C_PLAYER_BOUGHT] += take
         else:
             supply[m] += a
-            unit = sell_unit(price[m], sell_ratio)
+            unit = max(sell_unit(price[m], sell_ratio) * (100 - np.int64(pct[e])) // 100, 1)
             take = min(min(a, stock_max - np.int64(stock[m])), cash[m] // unit)
             take = max(take, 0)
             cost = take * unit
@@ -55,6 +60,34 @@ def clear_players(market, is_sell, amount, stock, price, cash, demand, supply, s
             paid_out += cost
             stats[C_PLAYER_SOLD] += take
     return paid_in, paid_out
+
+
+@numba.njit(cache=True, nogil=True)
+def player_pressure(market, units, unit_price, price, demand, supply, left, net):
+    """Trades between players as market pressure, in event order (``market`` -1: none).
+
+    A trade at or above the market's price is demand, one below it (a gift: price 0) is
+    supply, as an NPC order priced there would be; a market takes at most ``left[m]``
+    units this tick (``left`` is decremented). ``net`` accumulates demand - supply.
+    Returns the units taken.
+    """
+    taken = 0
+    for e in range(len(market)):
+        m = market[e]
+        if m < 0:
+            continue
+        u = min(np.int64(units[e]), np.int64(left[m]))
+        if u <= 0:
+            continue
+        left[m] -= u
+        if unit_price[e] >= price[m]:
+            demand[m] += u
+            net[m] += u
+        else:
+            supply[m] += u
+            net[m] -= u
+        taken += u
+    return taken
 
 
 @numba.njit(cache=True, nogil=True)

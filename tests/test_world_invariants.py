@@ -23,7 +23,7 @@ from norn.engine.config import make_config
 from norn.engine.runner import build_world
 from norn.engine.scenario import Scenario, load_scenario
 from norn.engine.tick import step
-from tests import living_invariants
+from tests import living_invariants, player_invariants
 
 
 def build(scenario: Scenario, seed: int = 1, **cfg):
@@ -96,6 +96,7 @@ def violations(world) -> list[str]:
     keys = hz["map"][hz.live_slots()].astype(np.int64) * st.n_htypes + hz["type"][hz.live_slots()]
     if len(np.unique(keys)) != len(keys):
         out.append("two hazards of one type on one map")
+    out += player_invariants.violations(world)
     out += living_invariants.violations(world)
     if world.last_actions is not None:
         out += action_violations(world, world.last_actions)
@@ -157,7 +158,7 @@ def action_violations(world, batch) -> list[str]:
     markets = sorted((map_ix[t.map], item_row[mi.item], mi.item) for t in spec.towns
                      for mi in t.market)
     lines = {line.encode() for name in ("greet", "trade", "quest", "refuse", "hazard",
-                                        "conflict", "takeover")
+                                        "conflict", "takeover", "recall", "grudge")
              for line in getattr(spec.dialogue, name)}
     hazard_lines = {line.encode() for line in spec.dialogue.hazard}
     loud_hazards = {h.name.encode() for h in spec.hazard_types if h.kind == "hazard"}
@@ -171,16 +172,19 @@ def action_violations(world, batch) -> list[str]:
         if mask.any():
             out.append(f"tick {tick} {kind}: {what} ({int(mask.sum())} of {len(mask)})")
 
-    # ids: tick << 24 | position, positions 0.. in kind order, no gaps
+    # ids: tick << 24 | position, positions 0.. in kind order (protocol v1's kinds first,
+    # then the plugins'), no gaps
+    assert tuple(world.kinds.actions)[: len(ACTION_KINDS)] == ACTION_KINDS
     seq = 0
-    for kind in ACTION_KINDS:
+    for kind in world.kinds.actions:
         if kind not in batch.kinds:
             continue
         ids = batch.kinds[kind]["action_id"]
         want = (np.int64(tick) << 24) + np.arange(seq, seq + len(ids))
         bad(kind, "action ids are not this tick's positions in kind order", ids != want)
         seq += len(ids)
-        assert set(batch.kinds[kind]) == {n for n, _ in ACTION_SCHEMAS[kind]} | {"action_id"}
+        schema = ACTION_SCHEMAS.get(kind, world.kinds.action_schemas[kind])
+        assert set(batch.kinds[kind]) == {n for n, _ in schema} | {"action_id"}
     gone = batch.kinds.get("despawn_npc", {}).get("npc_id", np.empty(0, np.int64))
     for kind, c in batch.kinds.items():
         if "map_id" in c:
@@ -255,6 +259,8 @@ def action_violations(world, batch) -> list[str]:
                 ~np.isin(c["quest_id"], living_invariants.quest_ids(spec)))
             bad(kind, "char_id outside [1, int32 max]",
                 (c["char_id"] < 1) | (c["char_id"] > INT32_MAX))
+        elif kind == "set_karma":
+            out += player_invariants.set_karma_violations(world, c, tick)
         elif kind == "give_reward":
             z, a = c["zeny"].astype(np.int64), c["amount"].astype(np.int64)
             item = c["item_id"].astype(np.int64)

@@ -8,8 +8,24 @@ books what enters or leaves through named sources and sinks; the audit checks
 Orders travel as messages: NPCs escrow zeny (or goods) into an ``order``; the market clears
 it next tick and answers with a ``fill`` carrying the zeny and goods back.
 
-Resources read: ``items``, ``markets``, ``ledger``. When the world keeps an action log, a
-price the game server refused is reverted to the one it still has (``economy.revert``).
+Players move markets too (``economy.clear``, before NPC orders):
+
+- ``npc_shop``: a purchase or sale at the town's market, at its price changed by the
+  character's karma as the game server applies it (``karma`` resource: ``price_pct``);
+  zeny enters as ``player_purchase`` and leaves as ``player_sale``.
+- ``trade`` and ``vending_purchase`` (goods changing hands between players) are market
+  pressure in the town nearest to where the buyer stands (the ``player`` table's map):
+  a unit traded at or above the market's price is demand, below it (or given away)
+  supply, exactly as an NPC order priced there would be, at most
+  ``player_pressure_per_tick_max`` units per market and tick; prices then follow in
+  ``economy.update`` as they do for orders. A vending sale's tax (rAthena's
+  ``vending_tax``, ``vending_tax_bp`` basis points of price x amount, ``price_zeny``
+  being the unit price) is collected by that market: the ledger source ``vending_tax``.
+  The goods themselves go from player to player, never through the market's stock.
+
+Resources read: ``items``, ``markets``, ``ledger``, ``geography`` (the nearest town),
+``karma`` (shop prices). When the world keeps an action log, a price the game server
+refused is reverted to the one it still has (``economy.revert``).
 """
 
 from __future__ import annotations
@@ -22,6 +38,7 @@ from norn.engine.rng import register_stream
 from norn.engine.table import Column
 from norn.engine.world import World
 from norn.rules import pricing
+from norn.rules.keyed import find
 
 S_SHOCK = register_stream("economy.shock")
 
@@ -52,12 +69,20 @@ STAT_COLUMNS = (
     "stock_lost",
     "taxed_zeny",
     "announced",
+    "player_trades",  # trade events
+    "player_vends",  # vending_purchase events
+    "p2p_units",  # units that changed hands between players
+    "p2p_zeny",  # zeny that changed hands between players
+    "vending_tax",  # vending tax collected by markets (ledger source vending_tax)
+    "unlocated",  # player trades of goods with no market where the buyer stands
+    "pressure_capped",  # units over player_pressure_per_tick_max, not counted
+    "karma_priced",  # shop events priced with a karma price change
 )
 
 
 class EconomyPlugin:
     name = "economy"
-    resources = ("items", "markets", "ledger")
+    resources = ("items", "markets", "ledger", "geography", "karma")
 
     def __init__(self, rules: EconomyRules, *, price_actions_max: int) -> None:
         self.rules = rules
@@ -67,9 +92,11 @@ class EconomyPlugin:
         self.items = items = world.resource("items")
         self.markets = mk = world.resource("markets")
         self.ledger = world.resource("ledger")
+        self.geo = world.resource("geography")
+        self.karma = world.resource("karma")
         eco = self.rules
         n = mk.n
-        world.consumes("npc_shop")
+        world.consumes("npc_shop", "trade", "vending_purchase")
         world.emits("set_price")
         market = world.add_table(
             "market",
@@ -86,6 +113,9 @@ class EconomyPlugin:
                 Column("supply", np.int32),
                 Column("d_ema", np.float32),
                 Column("s_ema", np.float32),
+                Column("p2p_units", np.int64),  # units players traded here, all time
+                Column("p2p_zeny", np.int64),  # zeny they paid for them
+                Column("p2p_net", np.int64),  # their pressure counted: demand - supply
             ],
             n,
         )
@@ -106,7 +136,8 @@ class EconomyPlugin:
         world.add_channel("order", "npc", "market", ORDER_PAYLOAD, eco.orders_per_tick_max)
         world.add_channel("fill", "market", "npc", FILL_PAYLOAD, eco.orders_per_tick_max)
         self.ledger.holds("market.cash", "msg:order.escrow_zeny", "msg:fill.zeny")
-        self.ledger.uses(sources=("player_purchase",), sinks=("player_sale", "upkeep"))
+        self.ledger.uses(sources=("player_purchase", "vending_tax"),
+                         sinks=("player_sale", "upkeep"))
         log = world.action_log
         if log is not None:
             log.track("set_price")
@@ -123,12 +154,15 @@ class EconomyPlugin:
             "economy.clear",
             "deliver",
             self.clear,
-            reads=("events", "in:order"),
+            reads=("events", "in:order", "player.*", "karma.*"),
             writes=(
                 "market.stock",
                 "market.cash",
                 "market.demand",
                 "market.supply",
+                "market.p2p_units",
+                "market.p2p_zeny",
+                "market.p2p_net",
                 "out:fill",
                 "ledger.sources",
                 "ledger.sinks",
@@ -166,10 +200,13 @@ class EconomyPlugin:
         shop = world.events["npc_shop"]
         if len(shop["char_id"]):
             slots = self.markets.slot(shop["map_id"], self.items.index(shop["item_id"]))
+            pct = self.karma.price_pct(world, shop["char_id"])
+            world.tables["market_stats"]["karma_priced"][0] += int((pct != 0).sum())
             paid_in, paid_out = pricing.clear_players(
                 slots,
                 shop["is_sell"],
                 shop["amount"],
+                pct,
                 m["stock"],
                 m["price"],
                 m["cash"],
@@ -181,6 +218,7 @@ class EconomyPlugin:
             )
             self.ledger.book(world, source="player_purchase", amount=int(paid_in))
             self.ledger.book(world, sink="player_sale", amount=int(paid_out))
+        self._player_trades(world)
         inbox = world.channels["order"].inbox
         if len(inbox):
             fill = world.channels["fill"]
@@ -215,6 +253,53 @@ class EconomyPlugin:
         s = world.tables["market_stats"]
         for k, col in enumerate(STAT_COLUMNS[:6]):
             s[col][0] += stats[k]
+
+    def _player_trades(self, world: World) -> None:
+        """Trades and vending between players: pressure on the buyer's town market, and
+        the vending tax it collects."""
+        ev = world.events
+        tr, vp = ev["trade"], ev["vending_purchase"]
+        n_t, n_v = len(tr["char_id"]), len(vp["char_id"])
+        if not n_t and not n_v:
+            return
+        eco = self.rules
+        m = world.tables["market"]
+        s = world.tables["market_stats"]
+        t_amount = tr["amount"].astype(np.int64)
+        v_amount = vp["amount"].astype(np.int64)
+        t_zeny = tr["zeny"].astype(np.int64)
+        v_unit = vp["price_zeny"].astype(np.int64)
+        item = np.concatenate([tr["item_id"], vp["item_id"]]).astype(np.int64)
+        units = np.concatenate([t_amount, v_amount])
+        unit = np.concatenate([np.where(t_amount > 0, t_zeny // np.maximum(t_amount, 1), 0),
+                               v_unit])
+        zeny = np.concatenate([t_zeny, v_unit * v_amount])
+        goods = (item > 0) & (units > 0)
+        pl = world.tables["player"]
+        row = find(pl, "char_id", np.concatenate([tr["char_id"], vp["char_id"]]))
+        where = np.where(row >= 0, pl["map"][np.maximum(row, 0)].astype(np.int64), -1)
+        where = np.where((where >= 0) & (where < self.geo.n_maps), where, -1)
+        town = np.where(where >= 0, self.geo.nearest_town[np.maximum(where, 0)], -1)
+        market = np.where(goods & (town >= 0),
+                          self.markets.slot(np.maximum(town, 0), self.items.index(item)), -1)
+        here = market >= 0
+        left = np.full(self.markets.n, eco.player_pressure_per_tick_max, np.int64)
+        taken = pricing.player_pressure(market, np.where(here, units, 0), unit, m["price"],
+                                        m["demand"], m["supply"], left, m["p2p_net"])
+        np.add.at(m["p2p_units"], market[here], units[here])
+        np.add.at(m["p2p_zeny"], market[here], zeny[here])
+        tax = v_unit * v_amount * eco.vending_tax_bp // 10000
+        collect = here[n_t:] & (tax > 0)
+        if collect.any():
+            np.add.at(m["cash"], market[n_t:][collect], tax[collect])
+            self.ledger.book(world, source="vending_tax", amount=int(tax[collect].sum()))
+        s["player_trades"][0] += n_t
+        s["player_vends"][0] += n_v
+        s["p2p_units"][0] += int(units[goods].sum())
+        s["p2p_zeny"][0] += int(zeny.sum())
+        s["vending_tax"][0] += int(tax[collect].sum())
+        s["unlocated"][0] += int((goods & ~here).sum())
+        s["pressure_capped"][0] += int(units[here].sum()) - int(taken)
 
     # -- act: shocks, restock, prices, taxes, announcements --------------------------------
     def update(self, world: World) -> None:

@@ -26,3 +26,7 @@ class EconomyRules(Strict):
     market_cash_max: Zeny
     treasury_max: Zeny
     orders_per_tick_max: Annotated[int, Field(ge=1, le=1 << 22)]
+    # players trading among themselves: rAthena's vending_tax (basis points: 200 = 2%),
+    # collected by the town's market; units of pressure one market takes from them a tick
+    vending_tax_bp: Annotated[int, Field(ge=0, le=10_000)]
+    player_pressure_per_tick_max: Annotated[int, Field(ge=0, le=1 << 24)]

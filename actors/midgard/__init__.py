@@ -22,8 +22,11 @@ import numpy as np
 from norn.actors.bosses import BossPlugin
 from norn.actors.bosses import describe as describe_bosses
 from norn.actors.economy import EconomyPlugin
+from norn.actors.emotion import EmotionPlugin
 from norn.actors.faction import FactionPlugin
 from norn.actors.hazard import H, HazardPlugin
+from norn.actors.karma import KarmaPlugin
+from norn.actors.memory import MemoryPlugin
 from norn.actors.midgard.actions import add_checks
 from norn.actors.midgard.events import make_event_source
 from norn.actors.midgard.players import PlayersPlugin
@@ -47,7 +50,7 @@ __all__ = ["MODEL", "audit", "bridge_view", "build_world", "load", "make_event_s
            "summary"]
 
 #: The zeny ledger's accounts, in the order of its columns (sources, then sinks).
-SOURCES = ("birth", "wages", "player_purchase")
+SOURCES = ("birth", "wages", "player_purchase", "vending_tax")
 SINKS = ("death", "player_sale", "quest_reward", "upkeep", "unclaimed")
 
 
@@ -104,6 +107,9 @@ def build_world(world: World, scenario: Scenario) -> None:
     world.add_plugin(FactionPlugin(rules.faction, reward_zeny_max=ar.reward_zeny_max,
                                    reward_amount_max=ar.reward_amount_max,
                                    broadcasts_max=ar.broadcasts_per_tick_max))
+    world.add_plugin(KarmaPlugin(rules.karma))
+    world.add_plugin(MemoryPlugin(rules.memory))
+    world.add_plugin(EmotionPlugin(rules.emotion))
     world.add_plugin(NpcPlugin(rules.npc, st.populations(),
                                move_actions_max=ar.move_actions_per_tick_max,
                                say_actions_max=ar.say_actions_per_tick_max,
@@ -117,6 +123,15 @@ def build_world(world: World, scenario: Scenario) -> None:
     world.order("faction.deeds", "npc.talk")
     if world.action_log is not None:  # both emit in ingest; re-announcements come last
         world.order("faction.deeds", "npc.reannounce")
+    # karma, NPC memory and player emotion colour how NPCs answer players (npc.talk reads
+    # all three, memory reads karma); karma's announcements come after the other ingest
+    # actions
+    world.order("karma.deeds", "memory.remember")
+    world.order("memory.remember", "npc.talk")
+    world.order("emotion.infer", "npc.talk")
+    world.order("faction.deeds", "karma.deeds")
+    if world.action_log is not None:
+        world.order("npc.reannounce", "karma.deeds")
     order_living_world(world)
     add_checks(world, st)
     ledger.set_initial(world)
@@ -288,12 +303,132 @@ def summary(world: World) -> dict[str, Any]:
     pl = world.tables["player"]
     online = int((pl["online"][: pl.hwm][pl.alive[: pl.hwm]] == 1).sum())
     out["players"] = f"{pl.count} known, {online} online, {int(ps['logins'])} logins"
+    out["karma"] = _karma_summary(world)
+    out["memory"] = _memory_summary(world, st)
+    out["emotion"] = _emotion_summary(world, st)
+    out["player_trade"] = _player_trade_summary(world, st)
     rules = st.spec.rules
     out["quests"] = describe_quests(world)
     out["bosses"] = describe_bosses(world, rules.bosses)
     out["treasure"] = describe_treasure(world)
     out["world_events"] = describe_worldevents(world, rules.worldevents)
     return out
+
+
+def _karma_summary(world: World) -> str:
+    """Karma extremes and what karma did to shop prices."""
+    t = world.tables["karma"]
+    live = t.live_slots()
+    ks = _row(world, "karma_stats")
+    if not len(live):
+        return "no character has earned karma yet"
+    v = t["value"][live]
+
+    def who(s: int) -> str:
+        deeds = [f"{int(t[c][s])} {c}" for c in ("kills", "deaths", "quests", "trades", "vends")
+                 if t[c][s]]
+        if t["gouges"][s]:
+            deeds.append(f"{int(t['gouges'][s])} gouging sales")
+        return f"char {int(t['char_id'][s])} {float(t['value'][s]):+.0f} ({', '.join(deeds)})"
+
+    high = [who(s) for s in live[np.argsort(-v, kind="stable")[:3]] if t["value"][s] > 0]
+    low = [who(s) for s in live[np.argsort(v, kind="stable")[:3]] if t["value"][s] < 0]
+    pct = t["price_pct"][live]
+    ms = _row(world, "market_stats")
+    return (
+        f"{len(live)} characters; highest: {'; '.join(high) or 'none above 0'}; lowest: "
+        f"{'; '.join(low) or 'none below 0'}; {int(ks['announced'])} karma notices sent to "
+        f"the game server (shop prices now {int(pct.min()):+d}% to {int(pct.max()):+d}%), "
+        f"{int(ms['karma_priced'])} shop purchases and sales priced by karma"
+    )
+
+
+def _memory_summary(world: World, st: Static) -> str:
+    """What NPCs remember: relationships, their warmest and coldest."""
+    a = world.tables["affinity"]
+    live = a.live_slots()
+    live = live[a["key"][live] >= 0]
+    mem = world.tables["memory"]
+    n_mem = int((mem["key"][mem.live_slots()] >= 0).sum())
+    ms = _row(world, "memory_stats")
+    head = (
+        f"NPCs remember {len(live)} relationships ({len(np.unique(a['npc'][live]))} NPCs, "
+        f"{len(np.unique(a['char_id'][live]))} characters) and {n_mem} meetings "
+        f"({int(ms['talks'])} talks, {int(ms['trades'])} shop trades, {int(ms['quests'])} "
+        f"quests in all; {int(ms['overwritten'])} old memories overwritten, "
+        f"{int(ms['forgotten'])} relationships faded, {int(ms['gone'])} with NPCs gone)"
+    )
+    if not len(live):
+        return head
+    npc = world.tables["npc"]
+
+    def pair(r: int) -> str:
+        s = int(a["npc"][r]) & 0xFFFFFFFF
+        counts = ", ".join(f"{int(a[c][r])} {c}" for c in ("talks", "trades", "quests")
+                           if a[c][r])
+        return (f"{st.faction_names[npc['faction'][s]]} NPC #{s} on {st.map_names[npc['map'][s]]}"
+                f" and char {int(a['char_id'][r])} {float(a['value'][r]):+.2f} ({counts})")
+
+    v = a["value"][live]
+    warm = live[np.argsort(-v, kind="stable")[:2]]
+    cold = live[np.argsort(v, kind="stable")[:2]]
+    out = head + "; warmest: " + "; ".join(pair(r) for r in warm if a["value"][r] > 0)
+    cold = [pair(r) for r in cold if a["value"][r] < 0]
+    return out + ("; coldest: " + "; ".join(cold) if cold else "")
+
+
+def _emotion_summary(world: World, st: Static) -> str:
+    """How players feel, map by map (the busiest maps): how many feel mostly what."""
+    from norn.rules.emotion import MOODS
+
+    em = world.tables["emotion_map"]
+    n = st.n_maps
+    count = em["online"][:n]
+    if not count.sum():
+        return "no character online"
+    dom = em["dominant"][:n]
+    e = world.tables["emotion"]
+    live = e.live_slots()
+    on = live[e["online"][live] == 1]
+    eased = int((e["difficulty"][on] < 0.9).sum())
+    total = dom.sum(axis=0)
+
+    def spread(row: np.ndarray) -> str:
+        k = np.argsort(-row, kind="stable")
+        return ", ".join(f"{int(row[j])} {MOODS[j]}" for j in k if row[j])
+
+    maps = [m for m in np.argsort(-count, kind="stable")[:6] if count[m]]
+    return (
+        f"{int(count.sum())} online: {spread(total)}; by map: "
+        + "; ".join(f"{st.map_names[m]} {spread(dom[m])} (pace {float(em['pace'][m]):.2f})"
+                    for m in maps)
+        + f"; {eased} frustrated low-level characters to be offered easier problems"
+    )
+
+
+def _player_trade_summary(world: World, st: Static) -> str:
+    """Trades and vending between players, and the markets they pushed."""
+    ms = _row(world, "market_stats")
+    m = world.tables["market"]
+    n = len(st.market_map)
+    units = m["p2p_units"][:n]
+    head = (
+        f"{int(ms['player_trades'])} trades and {int(ms['player_vends'])} vending purchases "
+        f"between players ({int(ms['p2p_units'])} units, {int(ms['p2p_zeny'])} zeny; "
+        f"{int(ms['vending_tax'])} zeny of vending tax to town markets)"
+    )
+    top = [k for k in np.argsort(-units, kind="stable")[:4] if units[k]]
+    if not top:
+        return head
+    base = st.item_price[st.market_item]
+    return head + "; busiest: " + "; ".join(
+        f"{st.item_names[st.market_item[k]]} in {st.map_names[st.market_map[k]]} "
+        f"{int(units[k])} units, adding net "
+        f"{'demand' if m['p2p_net'][k] >= 0 else 'supply'} {abs(int(m['p2p_net'][k]))} "
+        f"(price {int(base[k])}->{int(m['price'][k])}z, "
+        f"{int(m['price'][k]) / int(base[k]) - 1:+.0%})"
+        for k in top
+    )
 
 
 #: The Midgard model (entry point group ``norn.models``).

@@ -7,6 +7,12 @@ periodic windows with a per-player phase, the map of a session half and the wayp
 player walks between are draws keyed by their index, never by what happened before. So
 ``source(t)`` can be asked for any tick in any order and always answers the same.
 
+Players differ: each has a skill (the clumsiest die twice as often as ``death_chance``,
+the most skilled never), a vendor's greed (the unit price it asks, up to 0.7 +
+``vend_markup_max`` times the item's base price) and ``talk_favourites`` NPCs it keeps
+talking to, all drawn once per player; a share ``afk_share`` of session halves is spent
+idle (online, doing nothing). Trades and vending purchases pair a player with another.
+
 The living world hears from them too: players off towns dig where they stand
 (``dig_chance``) and hunt the boss their map would have (``mvp_chance``; a kill where no
 boss stands is a stray one); the day turns over every ``day_ticks`` (``daily_reset``) and
@@ -34,6 +40,8 @@ S_SESSION = register_stream("players.session")
 S_MAP = register_stream("players.map")
 S_WAYPOINT = register_stream("players.waypoint")
 S_ACT = register_stream("players.act")
+S_TRAIT = register_stream("players.trait")
+S_AFK = register_stream("players.afk")
 
 KIND_ORDER = (
     "login",
@@ -44,6 +52,9 @@ KIND_ORDER = (
     "npc_shop",
     "quest_done",
     "level_up",
+    "player_death",
+    "trade",
+    "vending_purchase",
     "dig",
     "mvp_kill",
     "daily_reset",
@@ -85,6 +96,8 @@ class PlayerEvents:
         )
         self.quests = np.array(sorted(q.id for q in sc.quests), np.int64)
         self.n_npcs = sum(p.count for p in sc.populations)
+        self.item_ids = np.array([it.id for it in sc.items], np.int64)
+        self.item_price = np.array([it.price_zeny for it in sc.items], np.int64)
         self.mobs = np.array(pr.mob_ids, np.int64)
         self.boss_rules = sc.rules.bosses
         p = np.arange(self.n, dtype=np.int64)
@@ -99,17 +112,33 @@ class PlayerEvents:
             self.phase = np.floor(
                 uniform_array(seed, 0, S_SESSION, p, 2) * self.cycle
             ).astype(np.int64)
+            self.skill = uniform_array(seed, 0, S_TRAIT, p, 0)
+            self.greed = uniform_array(seed, 0, S_TRAIT, p, 1)
+            self.favourites = np.stack(
+                [uniform_int_array(seed, 0, S_TRAIT, p, max(self.n_npcs, 1), 10 + j)
+                 for j in range(pr.talk_favourites)], axis=1,
+            )
         self._seq = {k: i for i, k in enumerate(KIND_ORDER)}
 
     # -- pure functions of (player, tick) -----------------------------------------------
     def _online(self, tick: int) -> np.ndarray:
         return ((tick + self.phase) % self.cycle) < self.session
 
-    def _map(self, tick: int) -> np.ndarray:
-        """The map of each player's current session half."""
+    def _half(self, tick: int) -> np.ndarray:
+        """A key for each player's current session half."""
         pos = tick + self.phase
         half = ((pos % self.cycle) >= self.session // 2).astype(np.int64)
-        key = ((pos // self.cycle) * 2 + half) * 3
+        return ((pos // self.cycle) * 2 + half) * 3
+
+    def _afk(self, tick: int) -> np.ndarray:
+        """Players idling away their current session half."""
+        u = np.empty(self.n, np.float64)
+        _keyed_uniform(np.uint64(self.seed), S_AFK, self.p, self._half(tick) & 0xFFFFFFFF, u)
+        return u < self.pr.afk_share
+
+    def _map(self, tick: int) -> np.ndarray:
+        """The map of each player's current session half."""
+        key = self._half(tick)
         u = np.empty((3, self.n), np.float64)
         for j in range(3):  # three draws per session half
             _keyed_uniform(np.uint64(self.seed), S_MAP, self.p, (key + j) & 0xFFFFFFFF, u[j])
@@ -135,6 +164,38 @@ class PlayerEvents:
 
     def _draw(self, tick: int, index: int) -> np.ndarray:
         return uniform_array(self.seed, tick, S_ACT, self.p, index)
+
+    def _trades(self, tick: int, busy: np.ndarray, char: np.ndarray,
+                cols: dict[str, dict[str, np.ndarray]]) -> None:
+        """Trades (goods for zeny near their base price) and purchases from vendors (at
+        the vendor's greedy price) between this player and another one."""
+        pr = self.pr
+        n_items = len(self.item_ids)
+        for kind, index, chance in (("trade", 7, pr.trade_chance),
+                                    ("vending_purchase", 8, pr.vend_chance)):
+            who = busy & (self._draw(tick, index) < chance)
+            if not who.any():
+                continue
+            ids = self.p[who]
+            other = (ids + 1 + uniform_int_array(self.seed, tick, S_ACT, ids, self.n - 1,
+                                                 16 + index)) % self.n
+            item = uniform_int_array(self.seed, tick, S_ACT, ids, n_items, 18 + index)
+            amount = 1 + uniform_int_array(self.seed, tick, S_ACT, ids, pr.shop_qty_max,
+                                           20 + index)
+            u = uniform_array(self.seed, tick, S_ACT, ids, 22 + index)
+            base = self.item_price[item].astype(np.float64)
+            if kind == "trade":
+                zeny = np.floor(amount * base * (0.8 + 0.4 * u)).astype(np.int64)
+                cols[kind] = dict(char_id=char[who], partner_char_id=char[other],
+                                  item_id=self.item_ids[item].astype(np.int32),
+                                  amount=amount.astype(np.int32),
+                                  zeny=np.minimum(zeny, 2**31 - 1).astype(np.int32))
+            else:
+                unit = np.floor(base * (0.7 + pr.vend_markup_max * self.greed[other] * u))
+                cols[kind] = dict(char_id=char[who], seller_char_id=char[other],
+                                  item_id=self.item_ids[item].astype(np.int32),
+                                  amount=amount.astype(np.int32),
+                                  price_zeny=np.minimum(unit, 2**31 - 1).astype(np.int32))
 
     def _living(self, tick: int, afield: np.ndarray, maps: np.ndarray, char: np.ndarray,
                 x16: np.ndarray, y16: np.ndarray, cols: dict[str, dict[str, np.ndarray]]) -> None:
@@ -187,16 +248,17 @@ class PlayerEvents:
         if lo.any():
             cols["logout"] = dict(char_id=char[lo], account_id=acct[lo])
         stay = on & was
+        busy = stay & ~self._afk(tick)  # online and not idling
         mc = stay & (maps != prev_maps)
         if mc.any():
             cols["map_change"] = dict(
                 char_id=char[mc], from_map_id=prev_maps[mc].astype(np.int16),
                 to_map_id=m16[mc], x=x16[mc], y=y16[mc],
             )
-        mv = stay & ~mc & (self._draw(tick, 0) < pr.move_chance)
+        mv = busy & ~mc & (self._draw(tick, 0) < pr.move_chance)
         if mv.any():
             cols["player_move"] = dict(char_id=char[mv], map_id=m16[mv], x=x16[mv], y=y16[mv])
-        kill = stay & ~self.is_town[maps] & (self._draw(tick, 1) < pr.kill_chance)
+        kill = busy & ~self.is_town[maps] & (self._draw(tick, 1) < pr.kill_chance)
         if kill.any():
             n = int(kill.sum())
             pick = uniform_int_array(self.seed, tick, S_ACT, self.p[kill], len(self.mobs), 10)
@@ -207,16 +269,18 @@ class PlayerEvents:
                 y=y16[kill],
             )
         if self.n_npcs:
-            talk = stay & (self._draw(tick, 2) < pr.talk_chance)
+            talk = busy & (self._draw(tick, 2) < pr.talk_chance)
             if talk.any():
                 n = int(talk.sum())
-                slot = uniform_int_array(self.seed, tick, S_ACT, self.p[talk], self.n_npcs, 11)
+                fav = uniform_int_array(self.seed, tick, S_ACT, self.p[talk], pr.talk_favourites,
+                                        11)
+                slot = self.favourites[self.p[talk], fav]
                 cols["npc_talk"] = dict(
                     char_id=char[talk], npc_id=slot.astype(np.int64),
                     text=np.full(n, b"Hello!", dtype=TEXT_DTYPE),
                 )
         n_items = self.shop_off[maps + 1] - self.shop_off[maps]
-        shop = stay & (n_items > 0) & (self._draw(tick, 3) < pr.shop_chance)
+        shop = busy & (n_items > 0) & (self._draw(tick, 3) < pr.shop_chance)
         if shop.any():
             ids = self.p[shop]
             pick = self.shop_off[maps[shop]] + np.floor(
@@ -230,18 +294,25 @@ class PlayerEvents:
                 is_sell=sell.astype(np.uint8),
             )
         if len(self.quests):
-            qd = stay & (self._draw(tick, 4) < pr.quest_chance)
+            qd = busy & (self._draw(tick, 4) < pr.quest_chance)
             if qd.any():
                 q = uniform_int_array(self.seed, tick, S_ACT, self.p[qd], len(self.quests), 15)
                 quest = self.quests[q].astype(np.int32)
                 cols["quest_done"] = dict(char_id=char[qd], quest_id=quest)
-        lv = stay & (self._draw(tick, 5) < pr.level_chance)
+        lv = busy & (self._draw(tick, 5) < pr.level_chance)
         if lv.any():
             cols["level_up"] = dict(
                 char_id=char[lv], base_level=level[lv],
                 job_level=np.minimum(level[lv], 50).astype(np.int16),
             )
-        self._living(tick, stay & ~self.is_town[maps], maps, char, x16, y16, cols)
+        clumsy = 2.0 * (1.0 - self.skill)
+        dead = busy & ~self.is_town[maps] & (self._draw(tick, 6) < pr.death_chance * clumsy)
+        if dead.any():
+            cols["player_death"] = dict(char_id=char[dead], map_id=m16[dead], x=x16[dead],
+                                        y=y16[dead])
+        if self.n > 1:
+            self._trades(tick, busy, char, cols)
+        self._living(tick, busy & ~self.is_town[maps], maps, char, x16, y16, cols)
         batches = []
         for kind in KIND_ORDER:
             if kind in cols:

@@ -18,8 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from norn.actors.bosses.schema import BossRules
 from norn.actors.economy.schema import EconomyRules
+from norn.actors.emotion.schema import EmotionRules
 from norn.actors.faction.schema import FactionRules
 from norn.actors.hazard.schema import HazardRules
+from norn.actors.karma.schema import KarmaRules
+from norn.actors.memory.schema import MemoryRules
 from norn.actors.midgard import limits as lim
 from norn.actors.npc.schema import NpcRules
 from norn.actors.quests.schema import QuestRules
@@ -82,6 +85,16 @@ class PlayerRules(Strict):
     char_id_base: Annotated[int, Field(ge=1, le=2**31)]
     account_id_base: Annotated[int, Field(ge=1, le=2**31)]
     mob_ids: Annotated[list[Annotated[int, Field(ge=1, le=2**31 - 1)]], Field(min_length=1)]
+    # deaths (off towns, twice as likely for the clumsiest player, never for the most
+    # skilled), trades and vending between players (a greedy vendor asks up to
+    # 0.7 + vend_markup_max times the base price), idle (AFK) session halves, and the
+    # few NPCs a player keeps talking to
+    death_chance: Frac
+    trade_chance: Frac
+    vend_chance: Frac
+    vend_markup_max: Annotated[float, Field(ge=0.0, le=100.0)]
+    afk_share: Frac
+    talk_favourites: Annotated[int, Field(ge=1, le=64)]
     # the calendar (a daily reset every day_ticks; the War of Emperium from tick woe_at
     # into each woe_every_ticks, for woe_ticks), digging where a player stands, and boss
     # hunts on maps that are not towns (the map's boss mob, spawn id 0)
@@ -101,6 +114,9 @@ class Rules(Strict):
     hazard: HazardRules
     actions: ActionRules
     players: PlayerRules
+    karma: KarmaRules
+    memory: MemoryRules
+    emotion: EmotionRules
     quests: QuestRules
     bosses: BossRules
     treasure: TreasureRules
@@ -225,6 +241,8 @@ class Dialogue(Strict):
     hazard: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
     conflict: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
     takeover: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
+    recall: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
+    grudge: Annotated[list[str], Field(min_length=1, max_length=lim.dialogue_lines_max)]
 
 
 class WorldSpec(Strict):
@@ -408,7 +426,8 @@ def check_references(sc: Scenario, source: str) -> None:
             raise fail(source, f"initial_hazards[{i}].type", f"unknown hazard type {h.type!r}")
         if h.intensity > sc.rules.hazard.intensity_max:
             raise fail(source, f"initial_hazards[{i}].intensity", "exceeds intensity_max")
-    for k in ("greet", "trade", "quest", "refuse", "hazard", "conflict", "takeover"):
+    for k in ("greet", "trade", "quest", "refuse", "hazard", "conflict", "takeover", "recall",
+              "grudge"):
         for j, line in enumerate(getattr(sc.dialogue, k)):
             if len(line.encode()) > 200:
                 raise fail(source, f"dialogue.{k}[{j}]", "longer than 200 bytes")

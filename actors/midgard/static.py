@@ -331,7 +331,8 @@ def build_static(sc: Scenario, source: str) -> Static:
         faction_quests=fq[:, 1].copy(),
         dialogue={
             k: _text_array(getattr(sc.dialogue, k))
-            for k in ("greet", "trade", "quest", "refuse", "hazard", "conflict", "takeover")
+            for k in ("greet", "trade", "quest", "refuse", "hazard", "conflict", "takeover",
+                      "recall", "grudge")
         },
     )
 

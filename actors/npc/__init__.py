@@ -10,7 +10,10 @@ Dead NPCs (harmed by hazards) are replaced after ``respawn_delay_ticks`` by newc
 the same faction, so the population lives on and slots are reused under new generations.
 
 Resources read: ``geography``, ``items``, ``markets``, ``factions``, ``quests``,
-``dialogue``, ``reputation`` (the faction kind's) and ``ledger`` (wallets hold zeny). When
+``dialogue``, ``reputation`` (the faction kind's), ``karma``, ``memory`` and ``emotion``
+(how an NPC answers a player: its karma, their past, how the player feels; an old friend
+is greeted with a ``recall`` line, a disliked player refused with a ``grudge`` line) and
+``ledger`` (wallets hold zeny). When
 the world keeps an action log, an NPC a game server says is not there is re-announced
 (``npc.reannounce``).
 """
@@ -27,6 +30,7 @@ from norn.engine.rathena import ResultReason
 from norn.engine.rng import register_stream, uniform_array, uniform_int_array
 from norn.engine.table import Column
 from norn.engine.world import World
+from norn.rules.emotion import FRUSTRATED
 from norn.rules.tables import lookup, room
 from norn.rules.utility import (
     FLEE,
@@ -91,7 +95,7 @@ class NpcPlugin:
     name = "npc"
     resources = (
         "geography", "items", "markets", "factions", "quests", "dialogue", "reputation",
-        "ledger",
+        "karma", "memory", "emotion", "ledger",
     )
 
     def __init__(
@@ -128,6 +132,9 @@ class NpcPlugin:
         self.quests = world.resource("quests")
         self.dialogue = world.resource("dialogue")
         self.reputation = world.resource("reputation")
+        self.karma = world.resource("karma")
+        self.memory = world.resource("memory")
+        self.emotion = world.resource("emotion")
         self.ledger = world.resource("ledger")
         self._fallback_cells()
         self.geo_view = kern.Geography(*(getattr(geo, f) for f in kern.Geography._fields))
@@ -196,7 +203,8 @@ class NpcPlugin:
             "npc.talk",
             "ingest",
             self.talk,
-            reads=("events", "npc.*", "reputation.*", "hazard_map.danger"),
+            reads=("events", "npc.*", "reputation.*", "hazard_map.danger", "karma.*",
+                   "affinity.*", "emotion.*"),
             writes=("decisions", "conversation.request_id", "npc_stats.*"),
         )
         world.add_system(
@@ -239,7 +247,7 @@ class NpcPlugin:
             "npc.decide",
             "apply",
             self.decide,
-            reads=("decisions", "conversation.*"),
+            reads=("decisions", "conversation.*", "affinity.*"),
             writes=("npc.state", "npc.mind", "npc_stats.*", "actions"),
         )
         world.add_system(
@@ -341,22 +349,30 @@ class NpcPlugin:
         danger = world.tables["hazard_map"]["danger"][t["map"][s]].astype(np.float64)
         on_town = self.geo.is_town[t["map"][s]].astype(np.float64)
         carrying = (t["carry_qty"][s] > 0).astype(np.float64)
+        karma = self.karma.norm(world, chars)
+        aff = self.memory.affinity(world, handles, chars)
+        frustrated = self.emotion.of(world, chars)[:, FRUSTRATED].astype(np.float64)
         util = np.stack(
             [
-                W.greet + W.greet_mood * mood,
-                W.trade * on_town + W.trade_goods * carrying,
-                W.refuse - W.refuse_mood * mood + W.refuse_danger * danger,
-                W.quest + W.quest_reputation * rep,
+                W.greet + W.greet_mood * mood + W.greet_karma * karma + W.greet_affinity * aff,
+                W.trade * on_town + W.trade_goods * carrying + W.trade_affinity * aff,
+                W.refuse - W.refuse_mood * mood + W.refuse_danger * danger
+                - W.refuse_karma * karma - W.refuse_affinity * aff,
+                W.quest + W.quest_reputation * rep + W.quest_karma * karma
+                + W.quest_frustrated * frustrated,
             ],
             axis=1,
         )
         has_quests = np.diff(self.quests.by_faction_off)[fac] > 0
-        ctx = np.zeros((k, 8), np.float32)
+        ctx = np.zeros((k, 11), np.float32)
         ctx[:, :4] = util
         ctx[:, 4] = mood
         ctx[:, 5] = rep
         ctx[:, 6] = danger
         ctx[:, 7] = on_town
+        ctx[:, 8] = karma
+        ctx[:, 9] = aff
+        ctx[:, 10] = frustrated
         options = np.tile(np.arange(4, dtype=np.int16), (k, 1))
         ids = world.decisions.request(
             world.tick,
@@ -552,6 +568,14 @@ class NpcPlugin:
         text = np.empty(len(s), dtype=self.dialogue["greet"].dtype)
         for k, name in enumerate(TALK_LINES):  # four answer kinds
             sel = opt == k
+            lines = self.dialogue[name]
+            text[sel] = lines[talk["request_id"][sel] % len(lines)]
+        # an NPC that remembers the player: an old friend's greeting, or a grudge
+        aff = self.memory.affinity(world, talk["actor"], chars)
+        near = self.rules.talk.recall_affinity
+        for k, name, sel in ((TALK_GREET, "recall", aff >= near),
+                             (TALK_REFUSE, "grudge", aff <= -near)):
+            sel &= opt == k
             lines = self.dialogue[name]
             text[sel] = lines[talk["request_id"][sel] % len(lines)]
         # A resolver's own reply (journaled, guardrailed) replaces the canned line.

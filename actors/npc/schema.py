@@ -37,7 +37,15 @@ class UtilityWeights(Strict):
 
 
 class TalkWeights(Strict):
-    """Utilities of the answers to a player who talks to an NPC (a decision request)."""
+    """Utilities of the answers to a player who talks to an NPC (a decision request).
+
+    ``*_karma`` multiply the player's karma over its bound (in [-1, 1], the ``karma``
+    resource), ``*_affinity`` how this NPC feels about the player (in [-1, 1], the
+    ``memory`` resource), ``quest_frustrated`` how frustrated the player is (in [0, 1], the
+    ``emotion`` resource). From ``recall_affinity`` up an NPC greets the player with a
+    ``recall`` line (an old friend); from ``-recall_affinity`` down it refuses with a
+    ``grudge`` line.
+    """
 
     greet: Weight
     greet_mood: Weight
@@ -48,6 +56,14 @@ class TalkWeights(Strict):
     refuse_danger: Weight
     quest: Weight
     quest_reputation: Weight
+    greet_karma: Weight
+    refuse_karma: Weight
+    quest_karma: Weight
+    greet_affinity: Weight
+    trade_affinity: Weight
+    refuse_affinity: Weight
+    quest_frustrated: Weight
+    recall_affinity: Annotated[float, Field(gt=0.0, le=1.0)]
 
 
 class Durations(Strict):
