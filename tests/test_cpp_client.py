@@ -394,11 +394,13 @@ def test_end_to_end_against_the_engine_columns_and_rows(cpp, tmp_path):
     engine = _norn("run", "--serve", ep, "--out", str(tmp_path / "run"), "--ticks", "100000",
                    "--clock", "fast", "--json")
     try:
+        # the engine may compile kernels before it binds (a cold cache, a loaded machine)
+        wait = ("--connect-timeout-s", "120")
         cols = _driver(cpp, ep, "--server-id", "map01", "--steps", "30", "--players", "40",
-                       "--seed", "3")
+                       "--seed", "3", *wait)
         rows = _driver(cpp, ep, "--server-id", "map02", "--rows", "--steps", "30", "--players",
-                       "40", "--seed", "4", "--maps", "prontera,izlude")
-        a, b = _summary(cols, 90), _summary(rows, 90)
+                       "40", "--seed", "4", "--maps", "prontera,izlude", *wait)
+        a, b = _summary(cols, 180), _summary(rows, 180)
     finally:
         engine.send_signal(signal.SIGTERM)
         _, err = engine.communicate(timeout=60)
