@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from norn.bench.machine import ROOT, machine_info, triad_bandwidth
+from norn.bench.machine import ROOT, machine_info, source_tree, triad_bandwidth
 from norn.bench.report import plot, render, render_compare
 from norn.bench.suite import EXTRA_SCENARIOS, SCENARIOS, Options, run_scenario
 from norn.engine.cli import run_command
@@ -88,12 +88,18 @@ def collect(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str
         log=log,
         quiet=args.json,
     )
+    before = source_tree()
+    for w in tree_warnings(before):
+        log(f"norn bench: WARNING: {w}")
     scenarios = {name: run_scenario(name, opts) for name in names}
+    machine = machine_info()
+    warnings = tree_warnings(machine["git"], before)
     return {
         "schema": SCHEMA,
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "norn bench " + " ".join(argv if argv is not None else sys.argv[2:]),
-        "machine": machine_info(),
+        "machine": machine,
+        "warnings": warnings,
         "triad": triad,
         "options": {
             "sizes": args.sizes,
@@ -107,6 +113,32 @@ def collect(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str
         },
         "scenarios": scenarios,
     }
+
+
+def tree_warnings(tree: dict[str, Any], before: dict[str, Any] | None = None) -> list[str]:
+    """What makes a result's figures impossible to tie to a commit: a dirty source tree
+    (``machine.source_tree``), or sources that changed while the cases ran."""
+    out = []
+    if tree.get("dirty"):
+        paths = ", ".join(tree.get("dirty_paths", [])[:8])
+        more = tree.get("dirty_count", 0) - min(8, len(tree.get("dirty_paths", [])))
+        if more > 0:
+            paths += f", +{more} more"
+        out.append(
+            f"the source tree is DIRTY: {tree.get('dirty_count')} source file(s) differ from "
+            f"commit {str(tree.get('commit'))[:10]} ({paths}); "
+            f"these figures cannot be tied to a commit (the result records source_hash "
+            f"{tree.get('source_hash')}); commit or stash, then measure again"
+        )
+    elif tree.get("dirty") is None:
+        out.append("the source tree is unknown (no git): these figures cannot be tied to a commit")
+    if before is not None and before.get("source_hash") != tree.get("source_hash"):
+        out.append(
+            f"the sources changed while the benchmark ran (hash {before.get('source_hash')} at "
+            f"the start, {tree.get('source_hash')} at the end): cases may have measured "
+            f"different code"
+        )
+    return out
 
 
 def _default_out(scenario: str) -> Path:
@@ -130,6 +162,7 @@ def cmd_bench(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     messages = [f"result written to {out}"]
+    messages += [f"norn bench: WARNING: {w}" for w in result.get("warnings", [])]
     if args.plot:
         messages.append(plot(result, args.plot))
     if args.json:

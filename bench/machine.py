@@ -7,6 +7,8 @@ different machines can be compared as a fraction of what the memory can move.
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import os
 import platform
 import resource
@@ -54,21 +56,70 @@ THREAD_ENV = (
 )
 
 
-def git_commit() -> dict[str, Any]:
-    """The commit the figures were measured at, and whether the tree had local changes."""
+#: Paths left out of the source tree's hash and of its dirty check: what cannot change a
+#: figure (the result files themselves, so committing one run's file does not make the next
+#: run dirty; the docs generated from them; the tests). A glob on the path from the root.
+SOURCE_EXCLUDED = ("bench/results/*", "docs/*", "tests/*", "*.md")
 
-    def git(*args: str) -> str:
-        out = subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
-        )
-        return out.stdout.strip() if out.returncode == 0 else ""
 
+def _git(root: Path, *args: str) -> str | None:
     try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                             timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
-        return {"commit": "unknown", "dirty": None}
-    return {"commit": commit or "unknown", "dirty": dirty if commit else None}
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def _excluded(path: str) -> bool:
+    return any(fnmatch.fnmatchcase(path, pat) for pat in SOURCE_EXCLUDED)
+
+
+def source_tree(root: Path = ROOT) -> dict[str, Any]:
+    """The commit, whether the sources differ from it, and a hash of the sources on disk.
+
+    The sources are the tracked files plus untracked ones git does not ignore, less
+    ``SOURCE_EXCLUDED``. ``source_hash`` is a SHA-256 over every source's path and the
+    bytes on disk now (a symlink: its target), so two runs with the same hash ran the same
+    code whatever their commits (a commit that changed only docs or tests keeps the hash),
+    and a dirty tree is still identified. ``dirty``: a source differs from the commit
+    (modified, staged, deleted, or untracked); ``dirty_paths`` names them (first 50).
+    """
+    head = _git(root, "rev-parse", "HEAD")
+    if head is None:
+        return {"commit": "unknown", "dirty": None, "source_hash": None}
+    tracked = (_git(root, "ls-files", "-z") or "").split("\0")
+    untracked = (_git(root, "ls-files", "-z", "--others", "--exclude-standard") or "").split("\0")
+    changed = (_git(root, "diff", "--name-only", "-z", "HEAD") or "").split("\0")
+    paths = sorted({p for p in tracked + untracked if p and not _excluded(p)})
+    h = hashlib.sha256()
+    for rel in paths:
+        f = root / rel
+        if f.is_symlink():
+            data = b"symlink:" + os.readlink(f).encode()
+        elif f.is_file():
+            data = f.read_bytes()
+        else:
+            data = b"<missing>"  # deleted from the working tree, or a submodule
+        h.update(rel.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
+    untracked_set = {p for p in untracked if p}
+    dirty_paths = sorted({p for p in changed if p and not _excluded(p)}
+                         | {p for p in untracked_set if not _excluded(p)})
+    return {
+        "commit": head.strip(),
+        "dirty": bool(dirty_paths),
+        "dirty_count": len(dirty_paths),
+        "dirty_paths": dirty_paths[:50],
+        "source_hash": "sha256:" + h.hexdigest(),
+        "source_files": len(paths),
+        "excluded": list(SOURCE_EXCLUDED),
+    }
+
+
+def git_commit() -> dict[str, Any]:
+    """The commit the figures were measured at, whether the tree had local changes, and
+    the hash of the sources (``source_tree``)."""
+    return source_tree()
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -135,7 +186,9 @@ def describe(machine: dict[str, Any]) -> str:
     """One line naming the machine, for the head of every human table."""
     nb = machine.get("numba", {})
     git = machine.get("git", {})
-    commit = str(git.get("commit", "unknown"))[:10] + ("+dirty" if git.get("dirty") else "")
+    commit = str(git.get("commit", "unknown"))[:10] + ("+DIRTY" if git.get("dirty") else "")
+    if git.get("source_hash"):
+        commit += f" (sources {str(git['source_hash']).removeprefix('sha256:')[:12]})"
     return (
         f"{machine.get('cpu')} | {machine.get('logical_cores')} cores | "
         f"{machine.get('memory_gib')} GiB | numpy {machine['libraries'].get('numpy')} "

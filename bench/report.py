@@ -45,6 +45,12 @@ def render(result: dict[str, Any]) -> str:
             f"{triad['gb_per_s_median']} GB/s median"
         )
     lines.append(f"command: {result.get('command', '')}")
+    git = result.get("machine", {}).get("git", {})
+    if git.get("source_hash"):
+        lines.append(f"sources: {git['source_hash']} ({git.get('source_files')} files) at "
+                     f"commit {git.get('commit')}{' + LOCAL CHANGES' if git.get('dirty') else ''}")
+    for w in result.get("warnings", []):
+        lines.append(f"WARNING: {w}")
     for name, scen in result.get("scenarios", {}).items():
         lines.append("")
         lines.append(f"== {name} ==")

@@ -153,8 +153,16 @@ def differences(new: dict[str, Any], base: dict[str, Any]) -> tuple[list[str], l
     changed += [f"{lib}: baseline {bl.get(lib)}, now {nl.get(lib)}"
                 for lib in sorted(set(nl) | set(bl)) if nl.get(lib) != bl.get(lib)]
     ng, bg = nm.get("git", {}).get("commit"), bm.get("git", {}).get("commit")
+    nh, bh = nm.get("git", {}).get("source_hash"), bm.get("git", {}).get("source_hash")
+    same = " (the same sources: only what cannot change a figure differs)" \
+        if nh and nh == bh else ""
     if ng != bg:
-        changed.append(f"commit: baseline {str(bg)[:10]}, now {str(ng)[:10]}")
+        changed.append(f"commit: baseline {str(bg)[:10]}, now {str(ng)[:10]}{same}")
+    if nh != bh and not (ng != bg and (nh is None or bh is None)):
+        changed.append(f"sources: baseline {str(bh)[:19]}, now {str(nh)[:19]}")
+    for label, doc in (("baseline", bm), ("now", nm)):
+        if doc.get("git", {}).get("dirty"):
+            changed.append(f"{label}: measured on a dirty tree (local changes)")
     return apart, changed
 
 
