@@ -18,7 +18,8 @@ USE_CODES = {"food": 0, "potion": 1, "luxury": 2}
 
 @dataclass(frozen=True)
 class Items:
-    """The item catalogue: rAthena ids, names, base prices, use codes, need relief."""
+    """The item catalogue: rAthena ids, names, base prices, use codes, need relief, and
+    what an NPC shop pays for each (``sell``: the item database's sell price)."""
 
     ids: np.ndarray  # int32 rAthena item ids, catalogue order
     names: tuple[str, ...]
@@ -26,6 +27,7 @@ class Items:
     use: np.ndarray  # int64 USE_CODES
     relief: np.ndarray  # float32
     stack_max: int  # items in one stack (rAthena MAX_AMOUNT or less)
+    sell: np.ndarray  # int64 sell price, zeny (rAthena's default: price // 2)
 
     @property
     def n(self) -> int:
@@ -48,7 +50,8 @@ class Markets:
 
     ``off`` is a CSR by map id (markets of map m are ``off[m]:off[m+1]``); ``key`` the
     sorted ``map_id * n_items + item`` with ``key_slot`` its market, for event lookups;
-    ``lo``/``hi`` the inclusive price band.
+    ``lo``/``hi`` the inclusive price band; ``lo`` is never below ``floor``, the item's
+    shop-exploit floor (``rules.pricing.exploit_floor``).
     """
 
     map: np.ndarray
@@ -61,6 +64,7 @@ class Markets:
     lo: np.ndarray
     hi: np.ndarray
     n_items: int
+    floor: np.ndarray
 
     @property
     def n(self) -> int:

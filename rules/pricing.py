@@ -5,6 +5,12 @@ first, in event order, then NPC orders by source slot): integer stock and zeny o
 the outcome is exact. Prices follow excess demand, smoothed by an exponential moving
 average, plus a pull toward the market's stock target; one tick's move is capped at
 ``price_step_max`` and the price never leaves its band around the base price.
+
+The band's bottom is never below the item's shop-exploit floor (``exploit_floor``):
+rAthena's own rule (``npc_parse_shop``) that a player buying from an NPC with Discount
+(up to 24% off, taken as 25%) and selling back with Overcharge (up to 24% more) cannot
+profit, ``price x 0.75 >= sell x 1.24``, ``sell`` being the item database's sell price
+(rAthena's default: buy / 2).
 """
 
 from __future__ import annotations
@@ -14,8 +20,25 @@ import numpy as np
 
 from norn.engine.rng import uniform
 
+#: rAthena's shop-exploit rule in integers: price x DISCOUNT_KEEP_PCT >= sell x
+#: OVERCHARGE_PCT (npc.cpp: ``value * 0.75 < value_sell * 1.24`` is refused).
+DISCOUNT_KEEP_PCT = 75
+OVERCHARGE_PCT = 124
+
 # counters written by the kernels (indices into a stats vector)
 C_NPC_BOUGHT, C_NPC_SOLD, C_REFUSED, C_PLAYER_BOUGHT, C_PLAYER_SOLD, C_UNKNOWN = range(6)
+
+
+def default_sell(buy: np.ndarray) -> np.ndarray:
+    """rAthena's sell price of an item whose database entry gives none: buy / 2."""
+    return np.asarray(buy, np.int64) // 2
+
+
+def exploit_floor(sell: np.ndarray) -> np.ndarray:
+    """The lowest shop price at which Discount and Overcharge give no profit, per item:
+    ``ceil(sell x 124 / 75)`` (exact integers), at least 1."""
+    s = np.asarray(sell, np.int64)
+    return np.maximum((s * OVERCHARGE_PCT + DISCOUNT_KEEP_PCT - 1) // DISCOUNT_KEEP_PCT, 1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -134,7 +157,10 @@ def clear_orders(offsets, o_src, o_src_gen, o_side, o_item, o_qty, o_limit, o_es
 @numba.njit(cache=True, nogil=True)
 def adjust_prices(stock, target, price, price_x, lo, hi, demand, supply, d_ema, s_ema,
                   ema_rate, elasticity, step_max, pressure_floor, stock_weight):
-    """Move each price by its bounded excess-demand step; returns (rises, falls)."""
+    """Move each price by its bounded excess-demand step; returns (rises, falls).
+
+    ``lo`` includes the item's shop-exploit floor (``exploit_floor``); a price is never
+    written below it, whatever ``price_x`` says."""
     rises = 0
     falls = 0
     a = np.float32(ema_rate)

@@ -54,6 +54,11 @@ def violations(world) -> list[str]:
     price = m["price"][:n]
     if ((price < st.market_lo) | (price > st.market_hi)).any():
         out.append("price outside its band")
+    sell = exploit_sell(st.spec)[st.market_item]
+    cheap = np.flatnonzero(price.astype(np.int64) * 75 < sell * 124)
+    if len(cheap):
+        out.append(f"{len(cheap)} prices below the shop-exploit floor (sell x 1.24 / 0.75), "
+                   f"first market {int(cheap[0])}: {int(price[cheap[0]])}z")
     if (m["cash"][:n] < 0).any():
         out.append("negative market cash")
     npc = world.tables["npc"]
@@ -101,6 +106,14 @@ def violations(world) -> list[str]:
     if world.last_actions is not None:
         out += action_violations(world, world.last_actions)
     return out
+
+
+def exploit_sell(spec) -> np.ndarray:
+    """What an NPC shop pays for each scenario item (rAthena's Sell, default buy / 2): a
+    market price p must keep p x 0.75 >= sell x 1.24 (rAthena's shop-exploit rule: a
+    player buying with Discount and selling back with Overcharge makes no profit)."""
+    return np.array([it.price_zeny // 2 if it.sell_zeny is None else it.sell_zeny
+                     for it in spec.items], np.int64)
 
 
 # -- the rules for world actions, stated again from the scenario ------------------------------
@@ -235,8 +248,10 @@ def action_violations(world, batch) -> list[str]:
             for j in np.flatnonzero(known):
                 town, _, item = markets[k[j]]
                 base = item_price[item]
-                lo = max(1, math.ceil(base * rules.economy.price_band_min))
-                hi = max(min(math.floor(base * rules.economy.price_band_max), INT32_MAX), base)
+                floor = -(-int(exploit_sell(spec)[item_row[item]]) * 124 // 75)
+                lo = max(1, math.ceil(base * rules.economy.price_band_min), floor)
+                hi = max(min(math.floor(base * rules.economy.price_band_max), INT32_MAX), base,
+                         lo)
                 p = int(c["price_zeny"][j])
                 if int(c["map_id"][j]) != town or int(c["item_id"][j]) != item:
                     out.append(f"tick {tick} set_price: market {k[j]} is item {item} in map "

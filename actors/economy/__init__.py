@@ -119,7 +119,8 @@ class EconomyPlugin:
             ],
             n,
         )
-        base = items.price[mk.item]
+        # the base price, inside the band (which holds the item's shop-exploit floor)
+        base = np.minimum(np.maximum(items.price[mk.item], mk.lo), mk.hi)
         market.spawn(
             n,
             town=mk.map,

@@ -158,6 +158,10 @@ class ItemSpec(Strict):
     id: Annotated[int, Field(ge=1, le=lim.item_id_max)]
     name: Annotated[str, Field(min_length=1, max_length=64)]
     price_zeny: Annotated[int, Field(ge=1, le=lim.zeny_max)]
+    # what an NPC shop pays for one (rAthena's item database ``Sell``); absent: rAthena's
+    # default, price_zeny // 2. Prices never go below its shop-exploit floor
+    # (rules.pricing.exploit_floor: sell x 1.24 / 0.75, rounded up)
+    sell_zeny: Annotated[int, Field(ge=0, le=lim.zeny_max)] | None = None
     use: Literal["food", "potion", "luxury"]
     relief: Frac
 
@@ -334,6 +338,11 @@ def check_references(sc: Scenario, source: str) -> None:
         if it.id in item_ids:
             raise fail(source, f"items[{i}].id", f"duplicate item id {it.id}")
         item_ids[it.id] = i
+        sell = it.price_zeny // 2 if it.sell_zeny is None else it.sell_zeny
+        if (sell * 124 + 74) // 75 > lim.zeny_max:  # rules.pricing.exploit_floor
+            raise fail(source, f"items[{i}].sell_zeny",
+                       f"{sell} puts the shop-exploit floor (x 1.24 / 0.75) above "
+                       f"zeny_max={lim.zeny_max}")
     seen_towns: set[str] = set()
     for i, t in enumerate(sc.towns):
         if t.map not in map_ix:

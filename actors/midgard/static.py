@@ -18,7 +18,7 @@ from norn.actors.midgard.schema import WEATHER_CODES, Scenario, ScenarioError, f
 from norn.actors.npc import Populations
 from norn.engine.geography import Geography
 from norn.engine.kinds import TEXT_DTYPE
-from norn.rules import grid
+from norn.rules import grid, pricing
 from norn.rules.catalogue import USE_CODES, Dialogue, Factions, Items, Markets, Quests
 from norn.rules.routing import nearest_source, next_hops, reverse_csr
 
@@ -49,6 +49,7 @@ class Static:
     item_ids: np.ndarray
     item_names: tuple[str, ...]
     item_price: np.ndarray
+    item_sell: np.ndarray  # what an NPC shop pays (rAthena's Sell; default price // 2)
     item_use: np.ndarray
     item_relief: np.ndarray
     market_map: np.ndarray
@@ -58,8 +59,9 @@ class Static:
     market_key: np.ndarray  # sorted map_id * n_items + item index, for event lookups
     market_key_slot: np.ndarray
     town_cash0: np.ndarray  # per market: its share of the town's starting cash
-    market_lo: np.ndarray  # price band, zeny (inclusive)
+    market_lo: np.ndarray  # price band, zeny (inclusive), never below market_floor
     market_hi: np.ndarray
+    market_floor: np.ndarray  # the item's shop-exploit floor (rules.pricing.exploit_floor)
     faction_names: tuple[str, ...]
     faction_home: np.ndarray
     faction_sprite: np.ndarray
@@ -116,12 +118,12 @@ class Static:
 
     def items(self) -> Items:
         return Items(self.item_ids, self.item_names, self.item_price, self.item_use,
-                     self.item_relief, self.spec.rules.economy.item_stack_max)
+                     self.item_relief, self.spec.rules.economy.item_stack_max, self.item_sell)
 
     def markets(self) -> Markets:
         return Markets(self.market_map, self.market_item, self.market_stock0, self.market_off,
                        self.market_key, self.market_key_slot, self.town_cash0, self.market_lo,
-                       self.market_hi, self.n_items)
+                       self.market_hi, self.n_items, self.market_floor)
 
     def factions(self) -> Factions:
         return Factions(
@@ -245,11 +247,21 @@ def build_static(sc: Scenario, source: str) -> Static:
     rank = np.arange(len(ma)) - market_off[ma[:, 0]]
     town_cash0 = per + (rank < rem)
 
-    base = np.array([it.price_zeny for it in sc.items], dtype=np.int64)[ma[:, 1]]
+    item_price = np.array([it.price_zeny for it in sc.items], dtype=np.int64)
+    item_sell = np.where(
+        np.array([it.sell_zeny is None for it in sc.items], dtype=np.bool_),
+        pricing.default_sell(item_price),
+        np.array([it.sell_zeny or 0 for it in sc.items], dtype=np.int64),
+    ).astype(np.int64)
+    base = item_price[ma[:, 1]]
+    market_floor = pricing.exploit_floor(item_sell)[ma[:, 1]]
     eco = sc.rules.economy
+    # the band around the base price, never below the shop-exploit floor; a band whose
+    # top is below the floor (a sell price above 0.6 x the buy price) is lifted to it
     market_lo = np.maximum(1, np.ceil(base * eco.price_band_min)).astype(np.int64)
+    market_lo = np.maximum(market_lo, market_floor)
     market_hi = np.minimum(np.floor(base * eco.price_band_max), 2**31 - 1).astype(np.int64)
-    market_hi = np.maximum(market_hi, base)
+    market_hi = np.maximum(np.maximum(market_hi, base), market_lo)
 
     fac = {f.name: k for k, f in enumerate(sc.factions)}
     nf = len(sc.factions)
@@ -302,7 +314,8 @@ def build_static(sc: Scenario, source: str) -> Static:
         nearest_town=nearest_town,
         item_ids=item_ids,
         item_names=tuple(it.name for it in sc.items),
-        item_price=np.array([it.price_zeny for it in sc.items], dtype=np.int64),
+        item_price=item_price,
+        item_sell=item_sell,
         item_use=np.array([USE_CODES[it.use] for it in sc.items], dtype=np.int64),
         item_relief=np.array([it.relief for it in sc.items], dtype=np.float32),
         market_map=ma[:, 0].copy(),
@@ -314,6 +327,7 @@ def build_static(sc: Scenario, source: str) -> Static:
         town_cash0=town_cash0.astype(np.int64),
         market_lo=market_lo,
         market_hi=market_hi,
+        market_floor=market_floor,
         faction_names=tuple(fac),
         faction_home=np.array([ix[f.home] for f in sc.factions], dtype=np.int64),
         faction_sprite=np.array([f.sprite for f in sc.factions], dtype=np.int16),
