@@ -35,8 +35,13 @@ SCHEMA = "norn-bench/1"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", choices=[*SCENARIOS, *EXTRA_SCENARIOS, "all"],
-                   help="what to measure")
+    p.add_argument("scenario", choices=[*SCENARIOS, *EXTRA_SCENARIOS, "all", "report"],
+                   help="what to measure; report: docs/benchmarks.md's figures from "
+                   "bench/results/*.json (--docs rewrites them, --check compares)")
+    p.add_argument("--docs", action="store_true",
+                   help="report: rewrite docs/benchmarks.md's generated sections")
+    p.add_argument("--check", action="store_true",
+                   help="report: exit 1 when docs/benchmarks.md differs from bench/results/")
     p.add_argument("--json", action="store_true", help="print the result document as JSON")
     p.add_argument("--compare", metavar="BASELINE", help="a saved result JSON to compare with")
     p.add_argument("--plot", metavar="FILE", help="write a PNG of the scaling curve")
@@ -50,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-process", action="store_true",
                    help="run cases in this process (faster; peak RSS is then shared)")
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes (seconds, not minutes)")
+    p.add_argument("--seconds", type=float, metavar="S",
+                   help="bridge: how long the sustained client sends (default 30; --tiny 3)")
     p.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
                    help="before each case wait up to SECONDS for other processes to idle")
 
@@ -85,6 +92,7 @@ def collect(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str
         tiny=args.tiny,
         triad_gbs=triad["gb_per_s"],
         quiet_wait_s=args.quiet_wait,
+        seconds=getattr(args, "seconds", None),
         log=log,
         quiet=args.json,
     )
@@ -110,6 +118,7 @@ def collect(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str
             "isolated": not args.in_process,
             "tiny": args.tiny,
             "quiet_wait_s": args.quiet_wait,
+            "seconds": getattr(args, "seconds", None),
         },
         "scenarios": scenarios,
     }
@@ -146,7 +155,28 @@ def _default_out(scenario: str) -> Path:
     return ROOT / "runs" / "bench" / f"{scenario}-{stamp}.json"
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """``norn bench report``: the page's generated sections (bench/docs.py)."""
+    from norn.bench.docs import DOC_PATH, check_doc, generate, load_results, update_doc
+
+    if args.docs:
+        changed = update_doc()
+        print(f"{DOC_PATH}: {'rewritten' if changed else 'already up to date'} from "
+              f"bench/results/*.json", file=sys.stderr)
+    text = DOC_PATH.read_text()
+    results = load_results()
+    if args.check or args.docs:
+        problems = check_doc(text, results)
+        for p in problems:
+            print(f"norn bench report: {DOC_PATH.name}: {p}", file=sys.stderr)
+        return 1 if problems else 0
+    sys.stdout.write(generate(text, results))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    if args.scenario == "report":
+        return cmd_report(args)
     baseline = None
     if args.compare:
         path = Path(args.compare)

@@ -69,6 +69,14 @@ def render(result: dict[str, Any]) -> str:
             if "versions" in case:
                 extra.append(", ".join(f"{k} {v}" for k, v in case["versions"].items()))
             lines.append(f"  {case['name']}" + (f"   ({'; '.join(extra)})" if extra else ""))
+            if case.get("kind"):
+                lines.append(f"      [{case['kind']}]")
+            if case.get("bytes_per_update") is not None:
+                eff = case.get("figures", {}).get("efficiency")
+                share = "-" if eff is None else f"{eff:.3g}"
+                bpu = case["bytes_per_update"]
+                lines.append(f"      bytes touched per entity-update {bpu:.4g} B (estimate); "
+                             f"share of the STREAM triad {share}")
             for metric, value in case.get("figures", {}).items():
                 med, rng = _figure_cell(value)
                 lines.append(f"      {metric:<24} {med:>12}  {rng}")

@@ -118,7 +118,7 @@ class Comparison:
 MACHINE_KEYS = ("cpu", "machine", "logical_cores", "usable_cores", "memory_gib")
 #: Options that change what is measured (the world size, the ticks, smoke sizes, one
 #: process or one per case, the world's seed, the peers run beside).
-OPTION_KEYS = ("sizes", "ticks", "tiny", "isolated", "seed", "peers")
+OPTION_KEYS = ("sizes", "ticks", "tiny", "isolated", "seed", "peers", "seconds")
 
 
 def differences(new: dict[str, Any], base: dict[str, Any]) -> tuple[list[str], list[str]]:

@@ -37,6 +37,7 @@ class Options:
     quiet_wait_s: float = 0.0
     log: Callable[[str], None] = field(default=_stderr)
     quiet: bool = False  # --json: no progress line on the terminal
+    seconds: float | None = None  # bridge: the sustained client's sending time
 
     def rep(self, default: int, tiny: int = 2) -> int:
         return self.repeat if self.repeat is not None else (tiny if self.tiny else default)
@@ -74,11 +75,14 @@ def core(opts: Options) -> dict:
     rep = opts.rep(5)
     cases = [
         _case(opts, "core", "empty", "world:core_case", variant="empty", rows=1000,
-              systems=8, ticks=opts.n_ticks(2000, 20), repeat=rep, seed=opts.seed),
+              systems=8, ticks=opts.n_ticks(2000, 20), repeat=rep, seed=opts.seed,
+              triad_gbs=opts.triad_gbs),
         _case(opts, "core", f"digest/rows={rows}", "world:core_case", variant="digest",
-              rows=rows, systems=8, ticks=ticks, repeat=rep, seed=opts.seed),
+              rows=rows, systems=8, ticks=ticks, repeat=rep, seed=opts.seed,
+              triad_gbs=opts.triad_gbs),
         _case(opts, "core", f"journal/rows={rows}", "world:core_case", variant="journal",
-              rows=rows, systems=8, ticks=ticks, repeat=rep, seed=opts.seed),
+              rows=rows, systems=8, ticks=ticks, repeat=rep, seed=opts.seed,
+              triad_gbs=opts.triad_gbs),
     ]
     return {"cases": cases, "goals": [], "checks": []}
 
@@ -139,8 +143,12 @@ def actors(opts: Options) -> dict:
             figs = {"ms_per_tick": k["ms_per_tick"]}
             if "entity_updates_per_s" in k:
                 figs["entity_updates_per_s"] = k["entity_updates_per_s"]
-            cases.append({"name": f"{kind}/npcs={n}", "table": k["table"],
-                          "entities": k["entities"], "systems": k["systems"], "figures": figs})
+                figs["efficiency"] = k["efficiency"]
+            case = {"name": f"{kind}/npcs={n}", "table": k["table"],
+                    "entities": k["entities"], "systems": k["systems"], "figures": figs}
+            if "bytes_per_update" in k:
+                case["bytes_per_update"] = k["bytes_per_update"]
+            cases.append(case)
     return {"cases": cases, "goals": [], "checks": []}
 
 
@@ -156,26 +164,59 @@ def journal(opts: Options) -> dict:
 
 
 def bridge(opts: Options) -> dict:
+    """Burst, sustained and round trip, each said apart (bench/scenarios/bridge.py).
+
+    The sustained case and the engine round trip run the generated default world (1M NPCs,
+    or ``--sizes``), journaled with fsync; ``--ticks`` is the round trip's ticks and
+    ``--seconds`` (default 30; ``--tiny`` 3) the sustained client's sending time.
+    """
+    from norn.bench.scenarios.bridge import GOAL_SUSTAINED_EVENTS_PER_S, GOAL_TICK_RATE_KEPT
     from norn.bench.scenarios.world import GOAL_INGEST_EVENTS_PER_S, GOAL_RTT_SLACK_MS
 
     events = 20_000 if opts.tiny else 2_000_000
     tick_ms = 20 if opts.tiny else 100
-    cases = [
-        _case(opts, "bridge", "ingest/columns", "world:bridge_ingest_case", columnar=True,
-              events=events, batch_events=min(65536, events), repeat=opts.rep(3, 1)),
-        _case(opts, "bridge", "ingest/rows", "world:bridge_ingest_case", columnar=False,
-              events=events // 10, batch_events=min(65536, events // 10), repeat=1),
-        _case(opts, "bridge", f"rtt/tick_ms={tick_ms}", "world:bridge_rtt_case",
-              ticks=opts.n_ticks(100, 10), tick_ms=tick_ms),
-    ]
+    npcs = (opts.sizes or [2000 if opts.tiny else 1_000_000])[0]
+    seconds = opts.seconds if opts.seconds is not None else (3.0 if opts.tiny else 30.0)
+    world_tick_ms = 50 if opts.tiny else 100
+    burst = _case(opts, "bridge", "ingest/columns", "world:bridge_ingest_case", columnar=True,
+                  events=events, batch_events=min(65536, events), repeat=opts.rep(3, 1))
+    rows = _case(opts, "bridge", "ingest/rows", "world:bridge_ingest_case", columnar=False,
+                 events=events // 10, batch_events=min(65536, events // 10), repeat=1)
+    sustained = _case(opts, "bridge", f"sustained/npcs={npcs}/tick_ms={world_tick_ms}",
+                      "bridge:sustained_case", npcs=npcs, seconds=seconds,
+                      warmup_s=min(5.0, seconds / 5), tick_ms=world_tick_ms, seed=opts.seed,
+                      batch_events=min(65536, events), fsync=True, triad_gbs=opts.triad_gbs)
+    standin = _case(opts, "bridge", f"rtt-standin/tick_ms={tick_ms}", "world:bridge_rtt_case",
+                    ticks=opts.n_ticks(100, 10), tick_ms=tick_ms)
+    engine = _case(opts, "bridge", f"rtt-engine/npcs={npcs}/tick_ms={world_tick_ms}",
+                   "bridge:engine_rtt_case", npcs=npcs, ticks=opts.n_ticks(100, 10),
+                   tick_ms=world_tick_ms, seed=opts.seed, fsync=True,
+                   triad_gbs=opts.triad_gbs)
+    burst["kind"] = "burst: one burst into the bridge, a bare thread drains it (no world)"
+    rows["kind"] = "burst, list-of-maps rows"
+    sustained["kind"] = ("sustained: a client process into the generated world for "
+                         f"{seconds:g} s, realtime, journal + fsync")
+    standin["kind"] = "round trip on the stand-in (MiniEngine: no tables, no journal)"
+    engine["kind"] = ("round trip through the real engine (generated world + echo probe, "
+                      "journal + fsync)")
+    cases = [burst, rows, sustained, standin, engine]
     goals = []
-    if cases[0].get("available", True):
-        goals.append(_goal("bridge columnar ingest", _median(cases[0], "events_per_s"),
-                           GOAL_INGEST_EVENTS_PER_S, ">=", "events/s"))
-    if cases[2].get("available", True):
-        goals.append(_goal(f"bridge RTT p99 (tick {tick_ms} ms + 5 ms)",
-                           _median(cases[2], "rtt_ms_p99"), tick_ms + GOAL_RTT_SLACK_MS,
-                           "<=", "ms"))
+    if burst.get("available", True):
+        goals.append(_goal("bridge columnar ingest, burst (no world)",
+                           _median(burst, "events_per_s"), GOAL_INGEST_EVENTS_PER_S, ">=",
+                           "events/s"))
+    if sustained.get("available", True):
+        goals.append(_goal(f"sustained ingest into the {npcs}-NPC world",
+                           _median(sustained, "events_per_s"), GOAL_SUSTAINED_EVENTS_PER_S,
+                           ">=", "events/s"))
+        goals.append(_goal("tick rate kept under sustained ingest (achieved / requested)",
+                           _median(sustained, "tick_rate_kept"), GOAL_TICK_RATE_KEPT, ">=",
+                           "ratio"))
+    for c, what in ((standin, "stand-in"), (engine, "real engine, journal + fsync")):
+        if c.get("available", True):
+            t = c.get("tick_ms", tick_ms)
+            goals.append(_goal(f"bridge RTT p99 (tick {t} ms + 5 ms), {what}",
+                               _median(c, "rtt_ms_p99"), t + GOAL_RTT_SLACK_MS, "<=", "ms"))
     return {"cases": cases, "goals": goals, "checks": []}
 
 

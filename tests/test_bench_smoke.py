@@ -160,3 +160,45 @@ def test_norn_bench_is_registered():
 
     args = build_parser().parse_args(["bench", "boltzmann", "--peers", "--sizes", "1000"])
     assert args.scenario == "boltzmann" and args.peers and args.sizes == [1000]
+
+
+def test_bridge_reports_burst_sustained_and_both_round_trips_apart(tiny_result):
+    _, result, _ = tiny_result
+    scen = result["scenarios"]["bridge"]
+    by = {c["name"].split("/")[0]: c for c in scen["cases"]}
+    assert set(by) == {"ingest", "sustained", "rtt-standin", "rtt-engine"}
+    s = by["sustained"]
+    f = s["figures"]
+    # the client sent into the generated world for the whole window; the world applied
+    # events in ticks it committed (journal + fsync), at some fraction of the asked rate
+    assert s["journal"] and s["fsync"] and s["seconds"] == 3.0 and s["window_s"] > 0
+    assert f["events_per_s"] > 0 and s["events_applied_total"] > 0
+    assert f["ticks_per_s_requested"] == 1000 / s["tick_ms"]
+    assert f["tick_rate_kept"] == pytest.approx(f["ticks_per_s"] / f["ticks_per_s_requested"],
+                                                abs=1e-3)
+    assert s["bytes_per_update"] > 0 and "efficiency" in f
+    assert s["server"]["events_rejected"] == 0
+    assert "sustained" in s["kind"] and "burst" in by["ingest"]["kind"]
+    # the round trip: the stand-in says it is one; the real engine lost nothing
+    assert "stand-in" in by["rtt-standin"]["kind"] and "stand-in" in by["rtt-standin"]["engine"]
+    e = by["rtt-engine"]
+    assert e["fsync"] and e["journal"] and e["figures"]["lost"] == 0
+    assert e["run"]["received"] == e["run"]["events"]
+    goals = [g["name"] for g in scen["goals"]]
+    assert any("sustained" in g for g in goals) and any("real engine" in g for g in goals)
+    assert any("stand-in" in g for g in goals) and any("burst" in g for g in goals)
+
+
+def test_every_world_figure_has_bytes_per_update_and_triad_share(tiny_result):
+    _, result, _ = tiny_result
+    scen = result["scenarios"]
+    world_cases = [*scen["core"]["cases"], *scen["scale"]["cases"],
+                   scen["boltzmann"]["cases"][0],  # the engine; the others are no world
+                   *[c for c in scen["actors"]["cases"]
+                     if "entity_updates_per_s" in c["figures"]],
+                   *[c for c in scen["bridge"]["cases"]
+                     if c["name"].startswith(("sustained/", "rtt-engine/"))]]
+    assert len(world_cases) >= 9
+    for c in world_cases:
+        assert c["bytes_per_update"] > 0, c["name"]
+        assert c["figures"]["efficiency"] >= 0, c["name"]

@@ -122,7 +122,7 @@ def scale_case(
     figs["efficiency"] = efficiency(bpu, figs["npc_updates_per_s"]["median"], triad_gbs)
     result["params"] = world_params(npcs)
     result["tables"] = {name: t.count for name, t in world.tables.items()}
-    result["kinds"] = kind_times(world, result["system_ms"])
+    result["kinds"] = kind_times(world, result["system_ms"], triad_gbs)
     return result
 
 
@@ -138,8 +138,12 @@ def memory_case(npcs: int, ticks: int, seed: int) -> dict[str, Any]:
     return {"entities": npcs, "figures": {"peak_rss_mb": round(peak_rss_bytes() / 2**20, 2)}}
 
 
-def kind_times(world: World, system_ms: dict[str, float]) -> dict[str, Any]:
-    """Each actor kind's own systems (timed one by one by the engine), per its entities."""
+def kind_times(world: World, system_ms: dict[str, float], triad_gbs: float = 0.0
+               ) -> dict[str, Any]:
+    """Each actor kind's own systems (timed one by one by the engine), per its entities.
+
+    A kind's bytes per entity-update are its table's row read and written once (the
+    yardstick of ``world_bytes_per_update`` for one table, its messages not counted)."""
     plugin_of = {s.name: s.plugin for s in world.schedule.systems}
     kinds: dict[str, dict[str, Any]] = {}
     for name, ms in system_ms.items():
@@ -154,6 +158,9 @@ def kind_times(world: World, system_ms: dict[str, float]) -> dict[str, Any]:
         k["entities"] = table.count if table is not None else None
         if table is not None and table.count and k["ms_per_tick"] > 0:
             k["entity_updates_per_s"] = round(table.count / (k["ms_per_tick"] / 1e3))
+            row = sum(c.itemsize * int(np.prod(c.shape[1:])) for c in table.columns.values())
+            k["bytes_per_update"] = float(2 * row)
+            k["efficiency"] = efficiency(2 * row, k["entity_updates_per_s"], triad_gbs)
     return kinds
 
 
@@ -203,7 +210,8 @@ def core_world(rows: int, systems: int, dirty: bool, seed: int) -> Callable[[], 
 
 
 def core_case(
-    variant: str, rows: int, systems: int, ticks: int, repeat: int, seed: int
+    variant: str, rows: int, systems: int, ticks: int, repeat: int, seed: int,
+    triad_gbs: float = 0.0,
 ) -> dict[str, Any]:
     """``empty``: no-op systems only; ``digest``: every chunk rehashed; ``journal``: +journal."""
     dirty = variant in ("digest", "journal")
@@ -218,6 +226,9 @@ def core_case(
         result, world = _journal_core(make, config, rows, ticks, repeat)
     figs = result["figures"]
     figs["tick_us_overhead"] = round(1e6 / figs["ticks_per_s"]["median"], 2)
+    bpu = world_bytes_per_update(world, messages_per_tick(world), rows)
+    result["bytes_per_update"] = round(bpu, 2)
+    figs["efficiency"] = efficiency(bpu, rows * figs["ticks_per_s"]["median"], triad_gbs)
     if dirty:
         hashed = sum(
             r.get().nbytes for r in world.digest.regions if r.group == "thing"
@@ -377,6 +388,7 @@ def bridge_rtt_case(ticks: int, tick_ms: int) -> dict:
     return {
         "ticks": ticks,
         "tick_ms": tick_ms,
+        "engine": r.get("engine", "stand-in (MiniEngine: no tables, no journal)"),
         "run": r,
         "figures": {
             "rtt_ms_p50": r["p50_ms"],
