@@ -144,6 +144,10 @@ class Walk(Strict):
     blocks: list[tuple[int, int, int, int]] = []
     noise: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
     mask: list[str] | None = None
+    # a real grid, compactly: base64 of the zlib-compressed bits (1 walkable; row 0 at
+    # y = 0; numpy packbits, little bit order), as ``norn scenario import`` writes it from
+    # rAthena's map cache (``decode_cells``); when given it replaces the rules and mask
+    cells: str | None = None
 
 
 class MapSpec(Strict):
@@ -273,6 +277,36 @@ class Scenario(Strict):
     dialogue: Dialogue
 
 
+def encode_cells(walkable) -> str:
+    """``Walk.cells`` text for a (height, width) bool grid."""
+    import base64
+    import zlib
+
+    import numpy as np
+
+    bits = np.packbits(np.asarray(walkable, np.bool_).reshape(-1), bitorder="little")
+    return base64.b64encode(zlib.compress(bits.tobytes(), 9)).decode()
+
+
+def decode_cells(text: str, width: int, height: int):
+    """The (width x height) uint8 walkability (1 walkable, row 0 at y = 0) of ``Walk.cells``;
+    ValueError when it is not that many cells."""
+    import base64
+    import binascii
+    import zlib
+
+    import numpy as np
+
+    try:
+        raw = zlib.decompress(base64.b64decode(text.encode(), validate=True))
+    except (binascii.Error, zlib.error) as exc:
+        raise ValueError(f"not base64 of zlib data: {exc}") from None
+    if len(raw) != (width * height + 7) // 8:
+        raise ValueError(f"{len(raw) * 8} cells' bits, map has {width}x{height}")
+    bits = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")
+    return bits[: width * height].astype(np.uint8)
+
+
 # -- errors -----------------------------------------------------------------------------
 class ScenarioError(ConfigError):
     """A scenario value is wrong; the message names its path."""
@@ -330,6 +364,11 @@ def check_references(sc: Scenario, source: str) -> None:
                         f"maps[{i}].walk.mask[{r}]",
                         f"must be {m.width} characters of '.' and '#'",
                     )
+        if m.walk.cells is not None:
+            try:
+                decode_cells(m.walk.cells, m.width, m.height)
+            except ValueError as exc:
+                raise fail(source, f"maps[{i}].walk.cells", str(exc)) from None
         for b, (x0, y0, x1, y1) in enumerate(m.walk.blocks):
             if not (0 <= x0 <= x1 < m.width and 0 <= y0 <= y1 < m.height):
                 raise fail(source, f"maps[{i}].walk.blocks[{b}]", "rectangle outside the map")

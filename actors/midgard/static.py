@@ -14,7 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from norn.actors.hazard import HAZARD_PARAMS, STARTS_ON, H, HazardTypes, InitialHazards
-from norn.actors.midgard.schema import WEATHER_CODES, Scenario, ScenarioError, fail
+from norn.actors.midgard.schema import (
+    WEATHER_CODES,
+    Scenario,
+    ScenarioError,
+    decode_cells,
+    fail,
+)
 from norn.actors.npc import Populations
 from norn.engine.geography import Geography
 from norn.engine.kinds import TEXT_DTYPE
@@ -203,7 +209,9 @@ def build_static(sc: Scenario, source: str) -> Static:
     seed = np.uint64(sc.world.terrain_seed)
     for i, m in enumerate(sc.maps):  # a loop over maps at build time, not in a tick
         off = int(walk_off[i])
-        if m.walk.mask is not None:
+        if m.walk.cells is not None:
+            walk[off : off + m.width * m.height] = decode_cells(m.walk.cells, m.width, m.height)
+        elif m.walk.mask is not None:
             rows = np.frombuffer("".join(m.walk.mask).encode(), dtype=np.uint8)
             walk[off : off + m.width * m.height] = rows == ord(".")
         else:
@@ -212,9 +220,9 @@ def build_static(sc: Scenario, source: str) -> Static:
             for x0, y0, x1, y1 in m.walk.blocks:
                 grid.block_rect(walk, off, m.width, x0, y0, x1, y1)
     for src, x, y, dst, tx, ty in wa.tolist():  # warps, at build time
-        if sc.maps[src].walk.mask is None:
+        if _ruled(sc.maps[src]):
             grid.carve(walk, walk_off[src], width[src], height[src], x, y, CARVE_RADIUS)
-        if sc.maps[dst].walk.mask is None:
+        if _ruled(sc.maps[dst]):
             grid.carve(walk, walk_off[dst], width[dst], height[dst], tx, ty, CARVE_RADIUS)
     _check_reachable(sc, source, walk, walk_off, width, height, wa, warp_off)
 
@@ -349,6 +357,11 @@ def build_static(sc: Scenario, source: str) -> Static:
                       "recall", "grudge")
         },
     )
+
+
+def _ruled(m) -> bool:
+    """Walkability from rules (warps carve their cells), not a mask or a real grid."""
+    return m.walk.mask is None and m.walk.cells is None
 
 
 def _check_reachable(sc, source, walk, walk_off, width, height, wa, warp_off) -> None:
