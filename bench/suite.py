@@ -126,6 +126,21 @@ def scale(opts: Options) -> dict:
             goals.append(_goal("world bytes/NPC above an empty world",
                                big[0]["figures"].get("bytes_per_npc"), GOAL_BYTES_PER_NPC,
                                "<=", "B/NPC"))
+    # the world imported from rAthena's data, at the 1M goal's NPCs per map (issue 14)
+    from norn.bench.scenarios.world import rathena_data
+
+    if rathena_data() is not None and not opts.sizes:
+        per_map = 10 if opts.tiny else GOAL_WORLD_NPCS // 1000
+        real = _case(opts, "scale", f"rathena/npcs_per_map={per_map}", "world:rathena_case",
+                     npcs_per_map=per_map, ticks=opts.n_ticks(30), warmup=3 if opts.tiny else 5,
+                     repeat=opts.rep(3), seed=opts.seed, triad_gbs=opts.triad_gbs)
+        cases.append(real)
+        if not opts.tiny:
+            goals.append(_goal("imported rAthena world ticks/s at 1M NPCs scaled to its maps",
+                               _median(real, "ticks_per_s"), GOAL_WORLD_TICKS_PER_S, ">=",
+                               "ticks/s"))
+        notes.append("rathena/*: norn scenario import of ../shared/rathena-data (or "
+                     "NORN_RATHENA_DATA), GOAL_WORLD_NPCS / 1000 NPCs per imported map")
     return {"cases": cases, "goals": goals, "checks": [], "notes": notes, "plot": "scale"}
 
 

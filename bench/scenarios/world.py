@@ -126,6 +126,43 @@ def scale_case(
     return result
 
 
+def rathena_data() -> Path | None:
+    """The rAthena checkout the imported-world case reads (``NORN_RATHENA_DATA``, else
+    ``../shared/rathena-data`` beside the repository); None when absent."""
+    import os
+
+    root = Path(os.environ.get("NORN_RATHENA_DATA",
+                               Path(__file__).resolve().parents[3] / "shared" / "rathena-data"))
+    return root if (root / "db" / "map_index.txt").is_file() else None
+
+
+def rathena_case(npcs_per_map: int, ticks: int, warmup: int, repeat: int, seed: int,
+                 triad_gbs: float) -> dict[str, Any]:
+    """The world ``norn scenario import`` builds from rAthena's data (every map its scripts
+    touch), with the 1M-NPC goal scaled to its map count: ``npcs_per_map`` NPCs a map
+    (the goal world has GOAL_WORLD_NPCS over 1000 maps)."""
+    root = rathena_data()
+    if root is None:
+        return not_available("rAthena data", FileNotFoundError("set NORN_RATHENA_DATA"))
+    try:
+        from norn.actors.midgard.importer import import_scenario
+    except ImportError as exc:
+        return not_available("norn.actors.midgard.importer", exc)
+    _, counted = import_scenario(root, npcs=0, seed=seed)
+    npcs = npcs_per_map * counted["maps"]
+    text, summary = import_scenario(root, npcs=npcs, seed=seed)
+    scenario = parse_scenario(text, f"rathena:{root}")
+    config = bench_config(seed=seed)
+    result = measure_world(lambda: build_world(scenario, config), config,
+                           entities=max(npcs, 1), ticks=ticks, warmup=warmup, repeat=repeat,
+                           before_tick=event_hook(scenario, seed))
+    result.pop("_world")
+    figs = result["figures"]
+    figs["npc_updates_per_s"] = figs.pop("entity_updates_per_s")
+    result["params"] = {**summary, "npcs_per_map": npcs_per_map}
+    return result
+
+
 def memory_case(npcs: int, ticks: int, seed: int) -> dict[str, Any]:
     """Peak RSS after building the world and running ``ticks`` ticks (for bytes/NPC)."""
     try:
