@@ -68,7 +68,7 @@ def test_each_package_registers_its_own_commands():
               "bench": "norn.bench.", "llm": "norn.llm."}
     assert {k: v.split(":")[0] for k, v in _declared("norn.commands").items()} == {
         k: f"{v}{'commands' if k == 'run' else 'cli'}" for k, v in owners.items()} | {
-        "warmup": "norn.engine.warmup"}
+        "warmup": "norn.engine.warmup", "scenario": "norn.actors.midgard.importer"}
     assert _declared("norn.run_extensions") == {"bridge": "norn.bridge.serve:extension",
                                                 "gm": "norn.replays.gm:extension",
                                                 "llm": "norn.llm.run:extension",
@@ -89,6 +89,7 @@ def _declared_script() -> str:
         ["sim-server", "--connect", "tcp://127.0.0.1:1"],
         ["bridge", "keygen", "--out", "d"],
         ["bench", "core", "--tiny"],
+        ["scenario", "import", "--rathena", "d", "--maps", "prontera,prt_fild0*"],
     ],
 )
 def test_every_command_parses(argv):
