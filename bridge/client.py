@@ -48,8 +48,10 @@ import zmq
 from norn.bridge import protocol as proto
 from norn.bridge.codec import (
     ActionsFrame,
+    SyncFrame,
     columns_to_rows,
     decode_actions,
+    decode_sync,
     encode_columns,
     encode_rows,
 )
@@ -73,6 +75,7 @@ class ClientConfig:
     pending_events_max: int = 1 << 21  # events waiting in the batcher
     ledger_max: int = 65536           # action ids remembered for idempotency
     lockstep: bool = False            # ask for a lockstep session (per-tick marks)
+    sync: bool = True                 # ask for the join sync after each hello (section 16)
     sndhwm: int = 1000
     rcvhwm: int = 1000
     recv_frame_bytes_max: int = 128 << 20
@@ -115,6 +118,7 @@ class BridgeClient:
         config: ClientConfig | None = None,
         on_actions: Callable[[ActionsFrame], None] | None = None,
         on_executed: Callable[[np.ndarray], None] | None = None,
+        on_sync: Callable[[int, list[SyncFrame]], None] | None = None,
         schema: proto.WireSchema = proto.WIRE_V1,
     ) -> None:
         if not proto.SERVER_ID_RE.fullmatch(server_id):
@@ -124,6 +128,10 @@ class BridgeClient:
         self.config = config or ClientConfig()
         self.on_actions = on_actions
         self.on_executed = on_executed
+        #: The join sync: ``on_sync(tick, frames)`` once all of a sync's frames are in.
+        self.on_sync = on_sync
+        self.synced_tick = -1  # the tick of the last whole sync (-1: none yet)
+        self._sync_parts: list[SyncFrame] = []
         #: The kinds this map server speaks: protocol v1, or v1 and a world's own kinds.
         self.schema = schema
         self.hosted_maps = list(hosted_maps)
@@ -169,7 +177,7 @@ class BridgeClient:
             "results_sent", "results_acked", "actions_received", "actions_duplicate",
             "actions_expired", "results_reported", "errors", "events_rejected",
             "reconnects", "rewinds", "progress_sent", "overloaded", "actions_reanswered",
-            "actions_unsupported", "timeouts",
+            "actions_unsupported", "timeouts", "syncs", "sync_rows", "actions_reflected",
         ), 0)
         self.errors: deque[dict[str, Any]] = deque(maxlen=64)
         # Sending paused by the engine: until an ack advances past this seq (``overloaded``)
@@ -194,6 +202,7 @@ class BridgeClient:
             s.curve_secretkey = self.config.curve_secret_key
         s.connect(self.endpoint)
         self._sock = s
+        self._sync_parts = []  # a sync cut short by the reconnect comes again whole
         self.connected = False
         self._hello_pending = True
         self._hello_sent_at = None
@@ -564,6 +573,8 @@ class BridgeClient:
             self._on_ack(msg.get("acked"), None)
         elif t == proto.ACTIONS:
             self._on_actions(msg)
+        elif t == proto.SYNC:
+            self._on_sync(msg)
         elif t == proto.ERROR:
             self._on_error(msg)
 
@@ -669,6 +680,48 @@ class BridgeClient:
             self.connected = False
             self.superseded = True
 
+    def _on_sync(self, msg: dict[str, Any]) -> None:
+        """A ``sync`` frame: collect the sync's parts; once whole, hand it to the map server
+        (which replaces what it mirrors on its maps) and remember its tick."""
+        try:
+            part = decode_sync(msg, schema=self.schema)
+        except proto.ProtocolError as exc:
+            self.stats["errors"] += 1
+            self.errors.append({"local": True, "message": str(exc)})
+            return
+        if part.part == 0 or (self._sync_parts and (self._sync_parts[0].tick != part.tick
+                                                    or len(self._sync_parts) != part.part)):
+            self._sync_parts = []
+        if part.part != len(self._sync_parts):
+            return  # a part of a sync whose start we missed: the next hello brings it whole
+        self._sync_parts.append(part)
+        if len(self._sync_parts) < part.parts:
+            return
+        parts, self._sync_parts = self._sync_parts, []
+        self.synced_tick = part.tick
+        self.engine_tick = max(self.engine_tick, part.tick)
+        self.stats["syncs"] += 1
+        self.stats["sync_rows"] += sum(p.count() for p in parts)
+        if self.on_sync is not None:
+            self.on_sync(part.tick, parts)
+
+    def _reflected(self, kinds: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
+        """Take out of ``kinds`` the actions the last sync already reflects (a kind of
+        ``MIRRORED_KINDS`` emitted at a tick <= its tick); their ids."""
+        out = []
+        if self.synced_tick < 0:
+            return np.empty(0, np.int64)
+        for kind in [k for k in kinds if k in proto.MIRRORED_KINDS]:
+            cols = kinds[kind]
+            old = proto.action_ticks(cols["action_id"]) <= self.synced_tick
+            if old.any():
+                out.append(cols["action_id"][old])
+                if old.all():
+                    del kinds[kind]
+                else:
+                    kinds[kind] = {k: v[~old] for k, v in cols.items()}
+        return np.concatenate(out).astype(np.int64) if out else np.empty(0, np.int64)
+
     def _on_actions(self, msg: dict[str, Any]) -> None:
         unknown = self._unknown_kinds(msg)
         try:
@@ -716,6 +769,17 @@ class BridgeClient:
             return
         ids = np.concatenate(fresh_ids)
         self._remember(ids)
+        reflected = self._reflected(fresh_kinds)
+        if len(reflected):  # the sync showed their effect already: done, not executed again
+            self.stats["actions_reflected"] += len(reflected)
+            if self.config.lockstep and self.on_actions is not None:
+                pass  # answered by the map server in the frame's turn (ActionsFrame.reflected)
+            else:
+                self.report_results(reflected, proto.ResultStatus.DONE, proto.ResultReason.OK)
+                ids = ids[~np.isin(ids, reflected)]
+                reflected = np.empty(0, np.int64)
+                if not fresh_kinds and not len(held):
+                    return
         if frame.expires_tick < self.engine_tick:
             self.stats["actions_expired"] += len(ids)
             self.report_results(ids, proto.ResultStatus.FAILED, proto.ResultReason.EXPIRED)
@@ -727,7 +791,7 @@ class BridgeClient:
             self.report_results(ids, proto.ResultStatus.FAILED, proto.ResultReason.UNSUPPORTED)
             return
         self.on_actions(ActionsFrame(frame.tick, frame.expires_tick, frame.maps, fresh_kinds,
-                                     held))
+                                     held, reflected))
 
     def _unknown_kinds(self, msg: dict[str, Any]) -> np.ndarray | None:
         """Take the kinds this client does not know out of ``msg``; their action ids."""
@@ -795,5 +859,6 @@ class BridgeClient:
             self._sock.send(self._hello_frame())
 
     def _hello_frame(self) -> bytes:
-        caps = ("columns", "rows") + ((proto.LOCKSTEP_CAP,) if self.config.lockstep else ())
+        caps = ("columns", "rows") + ((proto.LOCKSTEP_CAP,) if self.config.lockstep else ()) + (
+            (proto.SYNC_CAP,) if self.config.sync else ())
         return proto.encode_hello(self.server_id, caps=caps, maps=self.hosted_maps)

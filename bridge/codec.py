@@ -29,6 +29,7 @@ from norn.bridge.protocol import (
     ACTIONS,
     EVENTS,
     RESULTS,
+    SYNC,
     WIRE_V1,
     ErrorCode,
     ProtocolError,
@@ -38,6 +39,7 @@ from norn.bridge.protocol import (
     get_int,
     get_str_list,
     pack,
+    sync_fields,
     wire_columns,
 )
 from norn.engine import limits
@@ -595,13 +597,17 @@ def encode_actions(
 class ActionsFrame:
     """A decoded ``actions`` frame: per kind, wire columns (map fields index ``maps``);
     ``unsupported``: ids of its actions of kinds the client does not know, which a lockstep
-    map server answers ``unsupported`` in the frame's turn (``BridgeClient``)."""
+    map server answers ``unsupported`` in the frame's turn (``BridgeClient``); ``reflected``:
+    likewise, those the join sync already reflects, answered ``done``."""
 
     tick: int
     expires_tick: int
     maps: list[str]
     kinds: dict[str, dict[str, np.ndarray]]
     unsupported: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    #: ids of actions the last join sync already reflects (section 16): a lockstep map
+    #: server answers them ``done`` in the frame's turn, without executing them
+    reflected: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
     def count(self) -> int:
         return sum(len(c["action_id"]) for c in self.kinds.values())
@@ -650,3 +656,121 @@ def decode_actions(msg: dict[str, Any], text_bytes_max: int = limits.text_bytes_
                                         field=f.name)
         kinds[kind] = cols
     return ActionsFrame(tick, expires, maps, kinds)
+
+
+# -- the join sync (PROTOCOL.md section 16) ----------------------------------------------------
+def _sync_len(cols: dict[str, np.ndarray]) -> int:
+    return len(next(iter(cols.values()))) if cols else 0
+
+
+def encode_sync(
+    tick: int,
+    kinds: dict[str, dict[str, np.ndarray]],
+    map_names: Sequence[str],
+    schema: WireSchema = WIRE_V1,
+    *,
+    rows_per_frame: int = limits.actions_per_tick_max,
+) -> list[bytes]:
+    """The ``sync`` frames of one sync: every row of ``kinds`` (engine columns of action
+    kinds, no ``action_id``, plus ``SYNC_EXTRA``), at most ``rows_per_frame`` rows a frame,
+    kinds in ``schema``'s order; always at least one frame (an empty sync says: nothing)."""
+    ordered = {k: kinds[k] for k in schema.actions if k in kinds and _sync_len(kinds[k])}
+    parts: list[dict[str, dict[str, np.ndarray]]] = []
+    cur: dict[str, dict[str, np.ndarray]] = {}
+    room = rows_per_frame
+    for kind, cols in ordered.items():
+        n, start = _sync_len(cols), 0
+        while start < n:
+            take = min(room, n - start)
+            cur[kind] = {c: v[start : start + take] for c, v in cols.items()}
+            start += take
+            room -= take
+            if room == 0:
+                parts.append(cur)
+                cur, room = {}, rows_per_frame
+    if cur or not parts:
+        parts.append(cur)
+    out = []
+    for i, part in enumerate(parts):
+        fields = {k: sync_fields(schema, k) for k in part}
+        used = [cols[f.engine] for k, cols in part.items() for f in fields[k]
+                if f.kind == "map" and len(cols[f.engine])]
+        uniq = np.unique(np.concatenate(used)) if used else np.zeros(0, dtype=np.int16)
+        uniq = uniq[uniq >= 0]
+        body: dict[str, Any] = {}
+        for kind, cols in part.items():
+            wire: dict[str, Any] = {"n": _sync_len(cols)}
+            for f in fields[kind]:
+                v = cols[f.engine]
+                if f.kind == "text":
+                    lens, data = pack_text(v)
+                    wire[f"{f.name}_len"] = lens.tobytes()
+                    wire[f.name] = data
+                elif f.kind == "map":
+                    idx = np.searchsorted(uniq, v).astype("<i2")
+                    wire[f.name] = np.where(v < 0, -1, idx).astype("<i2").tobytes()
+                else:
+                    wire[f.name] = np.asarray(v).astype(f.dtype, copy=False).tobytes()
+            body[kind] = wire
+        out.append(pack({"t": SYNC, "tick": tick, "part": i, "parts": len(parts),
+                         "maps": [map_names[int(m)] for m in uniq], "kinds": body}))
+    return out
+
+
+@dataclass
+class SyncFrame:
+    """One decoded ``sync`` frame: per kind, wire columns (map fields index ``maps``);
+    ``unknown``: kinds this client does not know (their rows are skipped)."""
+
+    tick: int
+    part: int
+    parts: int
+    maps: list[str]
+    kinds: dict[str, dict[str, np.ndarray]]
+    unknown: list[str] = field(default_factory=list)
+
+    def count(self) -> int:
+        return sum(_sync_len(c) for c in self.kinds.values())
+
+
+def decode_sync(msg: dict[str, Any], text_bytes_max: int = limits.text_bytes_max,
+                schema: WireSchema = WIRE_V1) -> SyncFrame:
+    """Check and decode a ``sync`` message (client side). Raises ProtocolError."""
+    tick = get_int(msg, "tick", 0, 2**63 - 1)
+    parts = get_int(msg, "parts", 1, 2**31 - 1)
+    part = get_int(msg, "part", 0, parts - 1)
+    maps = get_str_list(msg, "maps", 32767, MAP_NAME_WIRE_BYTES_MAX)
+    body = msg.get("kinds")
+    if not isinstance(body, dict):
+        raise ProtocolError(ErrorCode.BAD_FIELD, "kinds must be a map", field="kinds")
+    kinds: dict[str, dict[str, np.ndarray]] = {}
+    unknown: list[str] = []
+    for kind, wire in body.items():
+        if not isinstance(wire, dict):
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"sync kind {describe(kind, 40)} must be "
+                                "a map", field="kinds")
+        if kind not in schema.actions:
+            unknown.append(str(kind))
+            continue
+        n = get_int(wire, "n", 0, limits.actions_per_tick_max)
+        cols: dict[str, np.ndarray] = {}
+        for f in sync_fields(schema, kind):
+            if f.kind == "text":
+                lens = EventDecoder._bin(wire, f"{f.name}_len", f.dtype, n, None)
+                data = wire.get(f.name)
+                if not isinstance(data, bytes) or len(data) != int(lens.sum(dtype=np.int64)):
+                    raise ProtocolError(ErrorCode.BAD_FIELD, f"{kind}.{f.name}: bad text bytes",
+                                        field=f.name)
+                cols[f.name] = unpack_text(lens.astype(np.int64), data, text_bytes_max)
+            else:
+                if f.name not in wire:
+                    raise ProtocolError(ErrorCode.BAD_FIELD, f"sync {kind}: missing {f.name}",
+                                        field=f.name)
+                cols[f.name] = EventDecoder._bin(wire, f.name, f.dtype, n, None)
+                if f.kind == "map" and n and (
+                    (cols[f.name] < 0).any() or (cols[f.name] >= len(maps)).any()
+                ):
+                    raise ProtocolError(ErrorCode.BAD_FIELD, f"sync {kind}.map index out of "
+                                        "range", field=f.name)
+        kinds[kind] = cols
+    return SyncFrame(tick, part, parts, maps, kinds, unknown)

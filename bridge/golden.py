@@ -359,6 +359,79 @@ def world_kind_tables(kinds: Kinds) -> dict[str, str]:
     return {"world_events": "\n".join(ev) + "\n", "world_actions": "\n".join(ac) + "\n"}
 
 
+# -- value tables: what every code means (PROTOCOL.md section 16) ------------------------------
+_VALUE_BLOCK = re.compile(r"(<!-- values: (\w+) -->\n)(.*?)(<!-- /values -->)", re.S)
+DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "midgard.toml"
+
+
+def value_tables(kinds: Kinds, scenario: Path = DEFAULT_SCENARIO) -> dict[str, str]:
+    """PROTOCOL.md's value tables, by marker: the sync's rows (``sync``, from the wire
+    schema of the default world's kinds), rAthena weather codes (``weather``), and from the
+    default scenario its hazard types (``hazard_types``), NPC sprites (``sprites``) and
+    markets (``markets``)."""
+    from norn.actors.midgard import load
+    from norn.actors.midgard.static import build_static
+    from norn.engine.scenario import parse_scenario
+
+    schema = proto.WireSchema.of(kinds)
+    sy = ["| kind | columns of a sync row (wire type, bounds) | shows |", "|---|---|---|"]
+    for name in proto.MIRRORED_KINDS:
+        if name not in schema.actions or name.startswith(("despawn", "move")):
+            continue
+        fields = proto.sync_fields(schema, name)
+        doc = ", ".join(f"`{f.name}` " + _wire_doc(f) for f in fields)
+        sy.append(f"| `{name}` | {doc} | {kinds.actions[name].doc} |")
+    we = ["| code | rAthena mapflag |", "|---|---|"]
+    for flag, code in sorted(rathena.WEATHER_CODES.items(), key=lambda kv: kv[1]):
+        we.append(f"| {code} | `{flag}` |")
+    sc = parse_scenario(scenario.read_text(), str(scenario))
+    st = build_static(load(sc.data, sc.source), sc.source)
+    inv = {v: k for k, v in rathena.WEATHER_CODES.items()}
+    hz = ["| hazard_type | name | shown as |", "|---|---|---|"]
+    from norn.actors.hazard import H
+
+    for k, name in enumerate(st.htype_names):
+        code = int(st.htype_weather[k])
+        shown = [] if st.htype[k, H["is_weather"]] > 0 else ["`set_hazard`"]
+        if code:
+            shown.append(f"`set_weather` {code} ({inv[code]})")
+        hz.append(f"| {k} | {name} | {', '.join(shown) or '-'} |")
+    sp = ["| faction | NPC name shown | sprite |", "|---|---|---|"]
+    for f, name in enumerate(st.faction_names):
+        shown = name.encode()[: proto.NPC_NAME_BYTES_MAX].decode(errors="ignore")
+        sp.append(f"| {f} | {shown} | {int(st.faction_sprite[f])} |")
+    mk = ["| market_id | map (its rAthena `marketshop`) | item_id | item |", "|---|---|---|---|"]
+    for k, (m, i) in enumerate(zip(st.market_map.tolist(), st.market_item.tolist(),
+                                   strict=True)):
+        mk.append(f"| {k} | {st.map_names[m]} | {int(st.item_ids[i])} | {st.item_names[i]} |")
+    return {name: "\n".join(rows) + "\n" for name, rows in (
+        ("sync", sy), ("weather", we), ("hazard_types", hz), ("sprites", sp), ("markets", mk))}
+
+
+def _wire_doc(f: proto.WireField) -> str:
+    if f.kind == "map":
+        return "map"
+    if f.kind == "text":
+        return f"text ({f.lo}..{f.hi} bytes)"
+    out = {"|u1": "u1", "<u2": "u2", "<i2": "i2", "<u4": "u4", "<i4": "i4", "<i8": "i8",
+           "<f4": "f4"}[f.dtype.str]
+    if f.codes:
+        return out + " (" + ", ".join(str(c) for c in f.codes) + ")"
+    if f.kind == "float":
+        return out + (f" ≥ {_num(f.lo)}" if f.lo != float("-inf") else "")
+    return out + f" [{_num(f.lo)}, {_num(f.hi)}]"
+
+
+def doc_value_tables(text: str) -> dict[str, str]:
+    """Marker name -> the value table PROTOCOL.md shows there."""
+    return {m.group(2): m.group(3) for m in _VALUE_BLOCK.finditer(text)}
+
+
+def render_values(text: str, values: dict[str, str]) -> str:
+    return _VALUE_BLOCK.sub(lambda m: m.group(1) + values.get(m.group(2), m.group(3))
+                            + m.group(4), text)
+
+
 def render_protocol_md(text: str, vectors: dict[str, bytes], kinds: Kinds | None = None,
                        world: dict[str, str] | None = None) -> str:
     """Fill the hex block after each ``<!-- vector: NAME -->`` marker, and each kind table
@@ -472,9 +545,10 @@ def write_all(out_dir: Path = VECTORS_DIR, doc: Path = PROTOCOL_MD) -> None:
         (out_dir / f"{vec['name']}.msgpack").write_bytes(vec["bytes"])
     (out_dir / "index.json").write_text(json.dumps(build_index(), indent=1) + "\n")
     if doc.exists():
-        doc.write_text(render_protocol_md(doc.read_text(),
-                                          {v["name"]: v["bytes"] for v in vectors},
-                                          world=world_kind_tables(default_world_kinds())))
+        kinds = default_world_kinds()
+        text = render_protocol_md(doc.read_text(), {v["name"]: v["bytes"] for v in vectors},
+                                  world=world_kind_tables(kinds))
+        doc.write_text(render_values(text, value_tables(kinds)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,13 +42,17 @@ HB = "hb"
 ERROR = "error"
 BYE = "bye"
 PROGRESS = "progress"
+SYNC = "sync"
 CLIENT_TYPES = (HELLO, EVENTS, RESULTS, HB, BYE, PROGRESS)
-SERVER_TYPES = (WELCOME, ACK, ACTIONS, HB, ERROR)
+SERVER_TYPES = (WELCOME, ACK, ACTIONS, HB, ERROR, SYNC)
 
 #: Capabilities the engine announces in ``welcome``.
 SERVER_CAPS = ("columns", "rows", "results", "actions", "lockstep")
 #: The capability a map server names in ``hello`` to get a session in lockstep (section 14).
 LOCKSTEP_CAP = "lockstep"
+#: The capability a map server names in ``hello`` to get the join sync (section 16); an
+#: engine that can send one announces it in ``welcome.caps`` too.
+SYNC_CAP = "sync"
 
 SERVER_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # whole string: use fullmatch
 SEQ_MAX = 2**63 - 1
@@ -335,11 +339,12 @@ def encode_welcome(
     maps: list[tuple[str, int, int]],
     reward_zeny_max: int,
     reward_amount_max: int,
+    caps: tuple[str, ...] = SERVER_CAPS,
 ) -> bytes:
     return pack({
         "t": WELCOME, "v": PROTOCOL_VERSION, "server_id": server_id, "acked": acked,
         "next_seq": next_seq, "credit": credit, "tick": tick, "heartbeat_ms": heartbeat_ms,
-        "peer_timeout_ms": peer_timeout_ms, "caps": list(SERVER_CAPS), "limits": limits_,
+        "peer_timeout_ms": peer_timeout_ms, "caps": list(caps), "limits": limits_,
         "maps": [[n, w, h] for n, w, h in maps],
         "reward": {"zeny_max": reward_zeny_max, "amount_max": reward_amount_max},
     })
@@ -404,3 +409,39 @@ def encode_overloaded(frames: int, nbytes: int, frames_max: int, bytes_max: int)
         f"(peer_inbound_frames_max={frames_max}, peer_inbound_bytes_max={bytes_max}); "
         "resend what is not acked after the next ack")
 
+
+
+# -- the join sync (section 16) ----------------------------------------------------------------
+#: Action kinds whose effect is state a map server keeps on its maps: the join sync carries
+#: that state, and an action of one of these kinds from a tick <= the sync's ``tick`` is
+#: already reflected by it (answered ``done`` without being executed again).
+MIRRORED_KINDS = (
+    "spawn_npc", "despawn_npc", "move_npc", "set_price", "set_weather", "set_hazard",
+    "spawn_monster", "despawn_monster", "mark_dig_site", "set_mapflag",
+)
+#: rAthena's NAME_LENGTH (24) less the NUL: an NPC's shown name.
+NPC_NAME_BYTES_MAX = 23
+
+
+def _sync_extra() -> dict[str, tuple[WireField, ...]]:
+    from norn.engine.kinds import int_field
+
+    name = Field("name", np.dtype("S24"), "text", "name", 1, NPC_NAME_BYTES_MAX,
+                 "the NPC's shown name (its faction's), at most 23 bytes")
+    stock = int_field("stock", np.int32, 0, INT32_MAX, doc="units the shop holds now")
+    return {"spawn_npc": (WireField.of(name),), "set_price": (WireField.of(stock),)}
+
+
+#: Columns a sync row has beyond its action kind's fields (after them, in this order).
+SYNC_EXTRA: dict[str, tuple[WireField, ...]] = _sync_extra()
+
+
+def sync_fields(schema: WireSchema, kind: str) -> tuple[WireField, ...]:
+    """A sync row's wire fields: its action kind's, less ``action_id``, then the extras."""
+    return tuple(f for f in schema.actions[kind] if f.name != "action_id") + SYNC_EXTRA.get(
+        kind, ())
+
+
+def action_ticks(action_ids: np.ndarray) -> np.ndarray:
+    """The tick that emitted each action (``action_id >> 24``)."""
+    return np.asarray(action_ids, np.int64) >> 24

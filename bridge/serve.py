@@ -227,6 +227,12 @@ def _start_bridge(endpoint: str, run: RunContext, bridge_cfg: dict[str, Any]):
     if view_fn is None:
         raise UserError(f"model {run.model!r} cannot be served: it has no bridge_view")
     view = WorldView(**view_fn(run.world))
+    sync_fn = model_hook(run.model, "bridge_sync")
+    world = run.world
+
+    def sync_source(hosts: Any) -> tuple[int, dict[str, Any]]:
+        """The join sync: read on the tick thread, between ticks (BridgeServer)."""
+        return world.tick, sync_fn(world, hosts)
     dead_letters = Path(run.out_dir) / "dead_letters.duckdb"
     try:
         server = BridgeServer(
@@ -237,6 +243,7 @@ def _start_bridge(endpoint: str, run: RunContext, bridge_cfg: dict[str, Any]):
             durable_seqs=run.durable,
             dead_letter_path=dead_letters,
             start_tick=run.world.tick,
+            sync_source=sync_source if sync_fn is not None else None,
         )
         run.world.subscribe(server.committed)  # acks and actions follow the commit notice
         server.start()  # the dead-letter store is opened on the bridge thread; errors land here

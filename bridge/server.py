@@ -55,6 +55,12 @@ class BridgeDown(NornError):
     exit_code = EXIT_BUG
 
 
+#: ``sync_source(hosts) -> (tick, rows)``: the world's state at its last committed tick that
+#: a server hosting ``hosts`` (bool per map id; None: every map) must mirror, as rows of
+#: action kinds (a model's ``bridge_sync``). Called on the tick thread only.
+SyncSource = Callable[[Any], tuple[int, dict[str, dict[str, Any]]]]
+
+
 class BridgeServer:
     """Serves the bridge on ``endpoint`` (ROUTER, bind) and feeds ``inputs``.
 
@@ -72,6 +78,7 @@ class BridgeServer:
         dead_letter_path: str | Path | None = None,
         clock: Callable[[], float] = engine_clock.monotonic,
         start_tick: int = 0,
+        sync_source: SyncSource | None = None,
     ) -> None:
         self.requested_endpoint = endpoint
         self.endpoint: str | None = None
@@ -88,6 +95,11 @@ class BridgeServer:
         self._action_q: deque[ActionBatch] = deque()
         self._emit_dropped = 0
         self._committed = start_tick
+        # The join sync: hellos ask (bridge thread), the tick thread reads the world between
+        # ticks (``committed``, ``wait_progress``) and hands the rows back under ``_lock``.
+        self._sync_source = sync_source
+        self._sync_wanted: dict[str, tuple[int, Any]] = {}  # under _progress_cv
+        self._sync_done: list[tuple[str, int, int, Any]] = []  # under _lock
         self._progress_cv = threading.Condition()
         self._frontiers: dict[str, int] = {}
         self._session: Session | None = None
@@ -128,9 +140,11 @@ class BridgeServer:
         action TTL resends, and map servers drop repeats by action id).
         """
         self.check()
+        done = self._read_syncs()
         highest = notice.durable_seqs()
         n = notice.actions.count()
         with self._lock:
+            self._sync_done.extend(done)  # before this tick's actions: the sync is of it
             for source, seq in highest.items():
                 if seq > self._journaled.get(source, -1):
                     self._journaled[source] = seq
@@ -151,11 +165,37 @@ class BridgeServer:
         deadline = engine_clock.monotonic() + timeout_s
         with self._progress_cv:
             while True:
+                if self._sync_wanted:  # the world is between ticks: read what joiners need
+                    self._progress_cv.release()
+                    try:
+                        done = self._read_syncs()
+                    finally:
+                        self._progress_cv.acquire()
+                    with self._lock:
+                        self._sync_done.extend(done)
+                    self._wake()
                 behind = [s for s in servers if self._frontiers.get(s, 0) < tick]
                 left = deadline - engine_clock.monotonic()
                 if not behind or left <= 0 or self._stopping or self._crash is not None:
                     return behind
                 self._progress_cv.wait(left)
+
+    def _want_sync(self, server_id: str, gen: int, hosts: Any) -> None:
+        """Bridge thread: a hello asks for the join sync (the latest hello of a server wins)."""
+        with self._progress_cv:
+            self._sync_wanted[server_id] = (gen, hosts)
+            self._progress_cv.notify_all()
+
+    def _read_syncs(self) -> list[tuple[str, int, int, Any]]:
+        """Tick thread, between ticks: the state each waiting server must mirror."""
+        with self._progress_cv:
+            wanted, self._sync_wanted = self._sync_wanted, {}
+        out = []
+        for sid in sorted(wanted):
+            gen, hosts = wanted[sid]
+            tick, kinds = self._sync_source(hosts)  # type: ignore[misc]
+            out.append((sid, gen, tick, kinds))
+        return out
 
     def frontiers(self) -> dict[str, int]:
         """server id -> the last tick it declared complete (and is in the input queue)."""
@@ -288,6 +328,7 @@ class BridgeServer:
                 self.inputs, self.view, self.config, dead, self._transport_send,
                 durable_seqs=self._durable, start_tick=self._start_tick,
                 on_frontier=self._on_frontier,
+                sync_request=self._want_sync if self._sync_source is not None else None,
             )
         except BaseException as exc:
             self._start_error = exc
@@ -360,6 +401,9 @@ class BridgeServer:
                     batches = []
                     while self._action_q and self._action_q[0].tick <= committed:
                         batches.append(self._action_q.popleft())
+                    synced, self._sync_done = self._sync_done, []
+                for sid, gen, tick, kinds in synced:
+                    session.synced(sid, gen, tick, kinds, now)
                 if journaled:
                     session.journaled(journaled)
                 session.committed(committed, batches, now)

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from norn.bridge import protocol as proto
-from norn.bridge.codec import EventDecoder
+from norn.bridge.codec import EventDecoder, encode_sync
 from norn.bridge.config import BridgeConfig
 from norn.bridge.dead_letter import DeadLetterStore
 from norn.bridge.outbox import PeerOutbox, RecentActions, frames_for, select_for
@@ -70,7 +70,8 @@ COUNTERS = (
     "peers_marked_down", "peers_timed_out", "hellos", "stale_hellos", "auth_refused",
     "auth_accepted", "dead_letter_errors", "stamped_batches", "tick_order", "tick_ahead",
     "progress_received", "tick_marks_sent", "frames_overloaded", "records_freed",
-    "sessions_preempted", "internal_errors", "stamped_late",
+    "sessions_preempted", "internal_errors", "stamped_late", "syncs_requested", "syncs_sent",
+    "sync_rows_sent", "sync_frames_sent", "syncs_stale",
 )
 
 #: How many internal-error tracebacks are printed before only the counter grows.
@@ -121,6 +122,10 @@ class Peer:
     held_bytes: int = 0           # bytes of ``held`` and ``unjournaled`` batches
     queued_events: int = 0        # events offered to the input queue, not yet journaled
     batch_bytes: float = 0.0      # moving average of its batch frames' sizes (for credit)
+    sync_gen: int = 0             # the join sync asked for by its latest hello
+    sync_wait: bool = False       # a sync is asked for: its actions wait behind it
+    sync_frames: deque[bytes] = field(default_factory=deque)  # the sync, not yet sent
+    sync_tick: int = -1           # the tick of the last sync it was given
 
     @property
     def outstanding(self) -> bool:
@@ -156,6 +161,7 @@ class Session:
         durable_seqs: dict[str, int] | None = None,
         start_tick: int = 0,
         on_frontier: Callable[[str, int], None] | None = None,
+        sync_request: Callable[[str, int, np.ndarray | None], None] | None = None,
     ) -> None:
         self.inputs = inputs
         self.view = view
@@ -164,6 +170,10 @@ class Session:
         self._send_fn = send
         self._durable = {k: int(v) for k, v in (durable_seqs or {}).items()}
         self._on_frontier = on_frontier
+        # The join sync (PROTOCOL.md section 16): asked of the tick thread after a hello;
+        # it answers through ``synced``.
+        self._sync_request = sync_request
+        self._caps = proto.SERVER_CAPS + ((proto.SYNC_CAP,) if sync_request else ())
         self._decoder = EventDecoder(
             view.map_names,
             view.map_sizes,
@@ -553,6 +563,13 @@ class Session:
             for recent in self._recent.ticks:
                 self._route(target, recent.batch)
                 recent.routed = True
+        target.sync_frames.clear()
+        target.sync_wait = self._sync_request is not None and proto.SYNC_CAP in caps
+        if target.sync_wait:  # its actions wait until the world's state is read for it
+            target.sync_gen += 1
+            self.counters["syncs_requested"] += 1
+            self._sync_request(sid, target.sync_gen,  # type: ignore[misc]
+                               None if target.hosts is None else target.hosts.copy())
         welcome = proto.encode_welcome(
             server_id=sid, acked=target.acked, next_seq=target.received + 1,
             credit=cfg.unacked_batches_max, tick=self.tick,
@@ -561,7 +578,7 @@ class Session:
             maps=[(n, w, h) for n, (w, h) in zip(self.view.map_names, self.view.map_sizes,
                                                  strict=True)],
             reward_zeny_max=self.view.reward_zeny_max,
-            reward_amount_max=self.view.reward_amount_max,
+            reward_amount_max=self.view.reward_amount_max, caps=self._caps,
         )
         self._send(rid, welcome, target)
         target.ack_sent = target.acked
@@ -803,8 +820,8 @@ class Session:
         """Lockstep: tell the server that every action up to the committed tick was sent."""
         if not (peer.lockstep and peer.up and peer.rid is not None) or peer.marked >= self.tick:
             return
-        if not peer.outbox.all_sent():
-            return  # the hb must follow the actions it vouches for
+        if peer.sync_wait or peer.sync_frames or not peer.outbox.all_sent():
+            return  # the hb must follow the sync and the actions it vouches for
         if self._send(peer.rid, proto.encode_server_hb(self.tick, peer.acked), peer):
             peer.marked = self.tick
             peer.next_hb = now + self.config.heartbeat_ms / 1000
@@ -820,7 +837,40 @@ class Session:
                                 self.view.map_names, self.view.wire):
             self.counters["actions_dropped"] += peer.outbox.add(entry)
 
+    def synced(self, server_id: str, gen: int, tick: int,
+               kinds: dict[str, dict[str, np.ndarray]], now: float) -> None:
+        """The join sync asked for by hello ``gen`` of ``server_id``: the world's state at
+        ``tick`` on its maps. It leaves before any action frame; a sync for an older hello
+        (the server said hello again since) is dropped."""
+        peer = self._peers.get(server_id)
+        if peer is None or gen != peer.sync_gen or not peer.sync_wait:
+            self.counters["syncs_stale"] += 1
+            return
+        frames = encode_sync(tick, kinds, self.view.map_names, self.view.wire,
+                             rows_per_frame=self.config.actions_per_frame_max)
+        peer.sync_frames = deque(frames)
+        peer.sync_wait = False
+        peer.sync_tick = tick
+        self.counters["syncs_sent"] += 1
+        self.counters["sync_rows_sent"] += sum(len(next(iter(c.values()))) for c in kinds.values()
+                                               if c)
+        log_event(_log, "server_synced", f"map server {server_id} gets the world's state at "
+                  f"tick {tick} ({len(frames)} sync frames)", server=server_id, tick=tick,
+                  frames=len(frames))
+        if peer.up:
+            self._flush_actions(peer)
+            self._mark(peer, now)
+
     def _flush_actions(self, peer: Peer) -> None:
+        if peer.sync_wait:
+            return  # its actions follow the sync
+        while peer.sync_frames:
+            if not (peer.up and peer.rid is not None):
+                return
+            if not self._send(peer.rid, peer.sync_frames[0], peer):
+                return
+            peer.sync_frames.popleft()
+            self.counters["sync_frames_sent"] += 1
         for entry in peer.outbox.unsent():
             if not (peer.up and peer.rid is not None):
                 return
@@ -868,6 +918,8 @@ class Session:
                           f"disconnected ({why})", server=peer.server_id, why=why,
                           acked=peer.acked)
         peer.up = False
+        peer.sync_wait = False  # its next hello asks for a new sync
+        peer.sync_frames.clear()
         if peer.rid is not None and self._by_rid.get(peer.rid) is peer:
             del self._by_rid[peer.rid]
         peer.rid = None

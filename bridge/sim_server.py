@@ -63,7 +63,7 @@ from norn.actors.treasure.kinds import DIG, MARK_DIG_SITE
 from norn.actors.worldevents.kinds import SET_MAPFLAG
 from norn.bridge import protocol as proto
 from norn.bridge.client import BridgeClient, ClientConfig
-from norn.bridge.codec import ActionsFrame
+from norn.bridge.codec import ActionsFrame, SyncFrame
 from norn.engine import clock, limits
 from norn.engine.errors import EnvironmentFailure, UserError
 from norn.engine.kinds import Kinds
@@ -188,7 +188,16 @@ class SimWorld:
         self.bosses: dict[int, tuple[int, int, int, int]] = {}  # spawn id: map, mob, x, y
         self.sites: dict[int, tuple[int, int, int]] = {}  # site id: map, x, y
         self.flags: dict[tuple[int, int], int] = {}  # (map, flag): value
+        # what the engine showed on our maps besides: weather, hazards, shop prices and stock
+        self.weather: set[tuple[int, int]] = set()  # (map, weather code)
+        self.hazards: dict[tuple[int, int], float] = {}  # (map, hazard type): intensity
+        self.prices: dict[int, tuple[int, int, int, int]] = {}  # market: map, item, price, stock
+        self.npc_names: dict[int, bytes] = {}
+        self.syncs = 0
+        self.sync_rows = 0
+        self.sync_invalid: dict[str, int] = {}  # sync rows refused, by reason
         self.executed: dict[str, int] = {}
+        self.failed: dict[str, int] = {}  # "kind/reason": actions failed so
         self.reaction_digest = xxhash.xxh3_64()
         self.reactions: dict[str, int] = {}
 
@@ -452,6 +461,65 @@ class SimWorld:
             v = cols[f.name]
             digest.update(v.tobytes() if v.dtype.kind == "S" else v.astype(np.int64).tobytes())
 
+    # -- the join sync: what the engine says stands on our maps now --------------------------
+    def apply_sync(self, tick: int, parts: Sequence[SyncFrame]) -> None:
+        """Mirror the world's state at ``tick`` on our maps (PROTOCOL.md section 16): what
+        the sync names is there, what it does not name is not. Rows are validated as the
+        real server must (our map, a cell inside it, a sprite and a name rAthena can show);
+        a refused row is counted and skipped."""
+        self._npc_index = None
+        self.npcs, self.npc_names, self.bosses, self.sites = {}, {}, {}, {}
+        self.flags, self.weather, self.hazards, self.prices = {}, set(), {}, {}
+        self.syncs += 1
+        for part in parts:
+            lut = np.array([self.map_index.get(m, -1) for m in part.maps], dtype=np.int64)
+            for kind, cols in part.kinds.items():
+                n = len(next(iter(cols.values())))
+                self.sync_rows += n
+                bad = np.zeros(n, dtype=np.int16)
+
+                def refuse(mask: np.ndarray, why: proto.ResultReason, bad=bad) -> None:
+                    bad[(bad == 0) & mask] = why
+
+                m = lut[cols["map"].astype(np.int64)] if "map" in cols else np.zeros(n, np.int64)
+                refuse(m < 0, proto.ResultReason.UNKNOWN_MAP)
+                if "x" in cols:
+                    safe = np.maximum(m, 0)
+                    x, y = cols["x"].astype(np.int64), cols["y"].astype(np.int64)
+                    refuse((x < 0) | (y < 0) | (x >= self.widths[safe])
+                           | (y >= self.heights[safe]), proto.ResultReason.OUT_OF_BOUNDS)
+                if kind == "spawn_npc":
+                    refuse(np.array([len(v) == 0 or len(v) > proto.NPC_NAME_BYTES_MAX
+                                     for v in cols["name"].tolist()], dtype=bool),
+                           proto.ResultReason.INVALID)
+                for code in np.unique(bad[bad != 0]).tolist():
+                    name = proto.ResultReason(code).name.lower()
+                    self.sync_invalid[name] = self.sync_invalid.get(name, 0) + int(
+                        (bad == code).sum())
+                for j in np.flatnonzero(bad == 0).tolist():
+                    mj = int(m[j])
+                    if kind == "spawn_npc":
+                        h = int(cols["npc_id"][j])
+                        self.npcs[h] = (mj, int(cols["x"][j]), int(cols["y"][j]))
+                        self.npc_names[h] = bytes(cols["name"][j])
+                    elif kind == "set_price":
+                        self.prices[int(cols["market_id"][j])] = (
+                            mj, int(cols["item_id"][j]), int(cols["price_zeny"][j]),
+                            int(cols["stock"][j]))
+                    elif kind == "set_weather":
+                        self.weather.add((mj, int(cols["weather"][j])))
+                    elif kind == "set_hazard":
+                        self.hazards[(mj, int(cols["hazard_type"][j]))] = float(
+                            cols["intensity"][j])
+                    elif kind == "spawn_monster":
+                        self.bosses[int(cols["spawn_id"][j])] = (
+                            mj, int(cols["mob_id"][j]), int(cols["x"][j]), int(cols["y"][j]))
+                    elif kind == "mark_dig_site":
+                        self.sites[int(cols["site_id"][j])] = (mj, int(cols["x"][j]),
+                                                               int(cols["y"][j]))
+                    elif kind == "set_mapflag":
+                        self.flags[(mj, int(cols["flag"][j]))] = int(cols["value"][j])
+
     # -- executing the engine's actions -----------------------------------------------------
     def execute(self, frame: ActionsFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validate and apply a frame of actions; returns (action ids, status, reason)."""
@@ -496,9 +564,26 @@ class SimWorld:
             elif kind == "set_price":
                 p = cols["price_zeny"].astype(np.int64)
                 fail((p <= 0) | (cols["item_id"] <= 0), proto.ResultReason.INVALID)
+                for j in np.flatnonzero(reason == 0).tolist():
+                    k = int(cols["market_id"][j])
+                    stock = self.prices.get(k, (0, 0, 0, -1))[3]
+                    self.prices[k] = (int(m[j]), int(cols["item_id"][j]), int(p[j]), stock)
             elif kind == "set_hazard":
                 fail(~np.isfinite(cols["intensity"]) | (cols["intensity"] < 0),
                      proto.ResultReason.INVALID)
+                for j in np.flatnonzero(reason == 0).tolist():
+                    key = (int(m[j]), int(cols["hazard_type"][j]))
+                    if cols["on"][j]:
+                        self.hazards[key] = float(cols["intensity"][j])
+                    else:
+                        self.hazards.pop(key, None)
+            elif kind == "set_weather":
+                for j in np.flatnonzero(reason == 0).tolist():
+                    key = (int(m[j]), int(cols["weather"][j]))
+                    if cols["on"][j]:
+                        self.weather.add(key)
+                    else:
+                        self.weather.discard(key)
             elif kind == "start_quest":
                 fail(cols["quest_id"] <= 0, proto.ResultReason.INVALID)
                 self._offered(cols, reason)
@@ -507,8 +592,14 @@ class SimWorld:
             elif kind in ("spawn_monster", "despawn_monster", "mark_dig_site", "set_mapflag"):
                 self._living(kind, cols, m, reason)
             self.executed[kind] = self.executed.get(kind, 0) + int((reason == 0).sum())
+            for code in np.unique(reason[reason != 0]).tolist():
+                key = f"{kind}/{proto.ResultReason(code).name.lower()}"
+                self.failed[key] = self.failed.get(key, 0) + int((reason == code).sum())
             ids_out.append(ids)
             reason_out.append(reason)
+        if len(frame.reflected):  # the sync already showed them: done, in their turn
+            ids_out.append(frame.reflected)
+            reason_out.append(np.zeros(len(frame.reflected), np.int16))
         if len(frame.unsupported):  # kinds our client does not know, answered in turn
             ids_out.append(frame.unsupported)
             reason_out.append(np.full(len(frame.unsupported), proto.ResultReason.UNSUPPORTED,
@@ -585,6 +676,11 @@ class SimSummary:
     generated_by_kind: dict[str, int] = field(default_factory=dict)
     stream_digest: str = ""
     npcs_known: int = 0  # the engine's NPCs on our maps at the end, learned from its actions
+    syncs: int = 0  # join syncs applied (one per hello the engine answered with its state)
+    sync_rows: int = 0  # rows they held (NPCs, prices, weather, hazards, bosses, sites, flags)
+    sync_invalid: dict[str, int] = field(default_factory=dict)  # sync rows refused, by reason
+    actions_reflected: int = 0  # actions the sync already showed: answered done, not executed
+    failed_by_kind: dict[str, int] = field(default_factory=dict)  # "kind/reason": count
     quests_offered: int = 0  # quests our players were offered (start_quest executed)
     reactions_by_kind: dict[str, int] = field(default_factory=dict)  # in generated_by_kind
     reaction_digest: str = ""
@@ -621,6 +717,28 @@ def run_sim_server(
     waiting: list[ActionsFrame] = []  # lockstep: frames until their tick's turn
 
     early: list[ActionsFrame] = []  # arrived with the welcome, before our world exists
+    early_sync: list[tuple[int, list[SyncFrame]]] = []
+
+    def on_sync(tick: int, parts: list[SyncFrame]) -> None:
+        if "world" not in holder:
+            early_sync[:] = [(tick, parts)]  # the latest sync is all that counts
+            return
+        holder["world"].apply_sync(tick, parts)
+        for frame in waiting:  # lockstep: frames not yet in their turn that it reflects
+            reflect(frame, tick)
+
+    def reflect(frame: ActionsFrame, tick: int) -> None:
+        """Take the mirrored actions of ticks <= ``tick`` out of a frame: done already."""
+        ids = [frame.reflected]
+        for kind in [k for k in frame.kinds if k in proto.MIRRORED_KINDS]:
+            cols = frame.kinds[kind]
+            old = proto.action_ticks(cols["action_id"]) <= tick
+            if old.any():
+                ids.append(cols["action_id"][old])
+                frame.kinds[kind] = {k: v[~old] for k, v in cols.items()}
+                if not (~old).any():
+                    del frame.kinds[kind]
+        frame.reflected = np.concatenate(ids).astype(np.int64)
 
     def on_actions(frame: ActionsFrame) -> None:
         if lockstep:
@@ -641,8 +759,10 @@ def run_sim_server(
 
     cfg = client_config or ClientConfig(batch_events=8192, batch_ms=max(10, step_ms // 2))
     cfg.lockstep = lockstep
+    cfg.sync = False  # asked for with the second hello, once we know which maps we host
     client = BridgeClient(connect, server_id, maps=[m for m, _, _ in SIM_MAPS], config=cfg,
-                          on_actions=on_actions, schema=sim_schema(event_kinds))
+                          on_actions=on_actions, on_sync=on_sync,
+                          schema=sim_schema(event_kinds))
     try:
         if not client.connect(connect_timeout_s):
             raise EnvironmentFailure(f"no welcome from {connect} within {connect_timeout_s} s "
@@ -655,7 +775,9 @@ def run_sim_server(
                 for n, w, h in SIM_MAPS if n in engine_maps]
         if not maps:
             maps = [(n, w, h) for n, (w, h) in list(engine_maps.items())[:8]]
-        # Host exactly these maps: actions for other maps go to other servers.
+        # Host exactly these maps: actions for other maps go to other servers; and ask for
+        # the world's state on them (the join sync, PROTOCOL.md section 16).
+        client.config.sync = True
         client.rehello([n for n, _, _ in maps])
         log_event(_log, "sim_connected", f"{server_id} connected to {connect} at engine tick "
                   f"{welcome.get('tick', 0)}, hosting {len(maps)} maps", server=server_id,
@@ -666,6 +788,9 @@ def run_sim_server(
         holder["world"] = world
         # our map indexes must match the client's table
         client.set_map_table([n for n, _, _ in maps])
+        for tick, parts in early_sync:  # the world's state on our maps, sent on joining
+            on_sync(tick, parts)
+        early_sync.clear()
         for frame in early:  # a running engine's actions for our maps, sent on joining
             execute(frame)
         early.clear()
@@ -733,6 +858,9 @@ def run_sim_server(
         summary.events_generated = sum(world.generated.values())
         summary.stream_digest = world.digest.hexdigest()
         summary.npcs_known = len(world.npcs)
+        summary.syncs, summary.sync_rows = world.syncs, world.sync_rows
+        summary.sync_invalid = dict(sorted(world.sync_invalid.items()))
+        summary.failed_by_kind = dict(sorted(world.failed.items()))
         summary.quests_offered = world.quests_offered
         summary.reactions_by_kind = dict(sorted(world.reactions.items()))
         summary.reaction_digest = world.reaction_digest.hexdigest()
@@ -750,6 +878,7 @@ def run_sim_server(
     summary.reconnects = st["reconnects"]
     summary.actions_received = st["actions_received"]
     summary.actions_duplicate = st["actions_duplicate"]
+    summary.actions_reflected = st["actions_reflected"]
     summary.actions_executed = counts["done"]
     summary.actions_failed = counts["failed"]
     summary.results_acked = st["results_acked"]

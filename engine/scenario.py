@@ -45,6 +45,11 @@ class Model:
     - ``summary(world)``: what happened, for the run report.
     - ``bridge_view(world)``: the ``bridge.view.WorldView`` keywords (map names and sizes,
       reward caps, ``kinds``) the bridge validates against; None: cannot be served.
+    - ``bridge_sync(world, hosts)``: what a map server hosting ``hosts`` (bool per map id;
+      None: every map) must mirror of the world now, as rows of action kinds (kind -> engine
+      columns, without ``action_id``): the join sync a server gets after each ``hello``
+      (``bridge/PROTOCOL.md`` section 16). Read-only, called on the tick thread between
+      ticks; None: servers get no sync.
     """
 
     name: str
@@ -52,6 +57,7 @@ class Model:
     make_event_source: Callable[[dict[str, Any], int], EventSource] | None = None
     summary: Callable[[World], dict[str, Any]] | None = None
     bridge_view: Callable[[World], dict[str, Any]] | None = None
+    bridge_sync: Callable[[World, Any], dict[str, dict[str, Any]]] | None = None
 
 
 #: Models registered in this process (``register_model``), over the entry points.

@@ -8,8 +8,9 @@ factions, NPCs, economy, players and a commit-phase audit, each with its own rul
 registers the model's own action checks (``actions``). The kinds never import this
 package or each other. ``MODEL`` (entry point group ``norn.models``) names the hooks
 ``norn run`` and the bridge call: ``make_event_source`` (simulated players while no
-bridge serves), ``summary`` (what happened, for the run report) and ``bridge_view`` (map
-names, bounds and kinds for the edge).
+bridge serves), ``summary`` (what happened, for the run report), ``bridge_view`` (map
+names, bounds and kinds for the edge) and ``bridge_sync`` (what a joining map server must
+mirror: ``sync``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from norn.actors.midgard.players import PlayersPlugin
 from norn.actors.midgard.schema import Scenario as ScenarioSpec
 from norn.actors.midgard.schema import validate
 from norn.actors.midgard.static import Static, build_static
+from norn.actors.midgard.sync import Mirror, bridge_sync
 from norn.actors.npc import NpcPlugin
 from norn.actors.quests import QuestPlugin
 from norn.actors.quests import describe as describe_quests
@@ -46,8 +48,8 @@ from norn.engine.scenario import Model, Scenario
 from norn.engine.world import World
 from norn.rules.utility import STATE_MASK, STATE_NAMES
 
-__all__ = ["MODEL", "audit", "bridge_view", "build_world", "load", "make_event_source",
-           "summary"]
+__all__ = ["MODEL", "audit", "bridge_sync", "bridge_view", "build_world", "load",
+           "make_event_source", "summary"]
 
 #: The zeny ledger's accounts, in the order of its columns (sources, then sinks).
 SOURCES = ("birth", "wages", "player_purchase", "vending_tax")
@@ -154,8 +156,10 @@ def add_living_world(world: World, st: Static) -> None:
                                 stock_max=rules.economy.stock_max, broadcasts_max=loud))
     world.add_plugin(TreasurePlugin(rules.treasure, reward_amount_max=ar.reward_amount_max,
                                     broadcasts_max=loud))
-    world.add_plugin(WorldEventPlugin(rules.worldevents, monster_hazards=monster,
-                                      broadcasts_max=loud, emotion=felt))
+    events = WorldEventPlugin(rules.worldevents, monster_hazards=monster, broadcasts_max=loud,
+                              emotion=felt)
+    world.add_plugin(events)
+    world.provide("mirror", Mirror(events.m))  # the join sync's reader (bridge_sync)
 
 
 def order_living_world(world: World) -> None:
@@ -433,4 +437,4 @@ def _player_trade_summary(world: World, st: Static) -> str:
 
 #: The Midgard model (entry point group ``norn.models``).
 MODEL = Model("midgard", build_world, make_event_source=make_event_source, summary=summary,
-              bridge_view=bridge_view)
+              bridge_view=bridge_view, bridge_sync=bridge_sync)
