@@ -478,8 +478,20 @@ class NpcPlugin:
             self._ponder(world, lists.ponder[: done.ponder])
         if done.moved:
             s = lists.moved[: done.moved]
-            handles = t.handles(s)
-            world.emit("move_npc", npc_id=handles, map_id=cols.map[s], x=cols.x[s], y=cols.y[s])
+            # An NPC that took a warp arrives on a map whose game server may never have shown
+            # it (another server hosts the map it left): it is announced there whole, sprite
+            # and all, with spawn_npc (a server already showing it moves it); a walk within
+            # a map is a move_npc.
+            warped = (self.scratch.flags[s] & kern.F_WARPED) != 0
+            if warped.any():
+                w = s[warped]
+                world.emit("spawn_npc", npc_id=t.handles(w), map_id=cols.map[w], x=cols.x[w],
+                           y=cols.y[w],
+                           sprite=self.factions.sprite[t["faction"][w].astype(np.int64)])
+            s = s[~warped]
+            if len(s):
+                world.emit("move_npc", npc_id=t.handles(s), map_id=cols.map[s], x=cols.x[s],
+                           y=cols.y[s])
         if done.greet:
             s = lists.greet[: done.greet]
             lines = self.dialogue["greet"]
