@@ -6,7 +6,10 @@ Usage::
                         [--repeat N] [--sizes N [N ...]] [--ticks N] [--out FILE.json]
 
 SCENARIO is one of core, scale, actors, journal, bridge, boltzmann, startup, or all (and fuzz,
-run only by name: ``--ticks`` is its number of frames; see bench/scenarios/fuzz.py). The run
+run only by name: ``--ticks`` is its number of frames; see bench/scenarios/fuzz.py).
+``bridge --seconds S``: how long its sustained client sends (bench/scenarios/bridge.py).
+``norn bench report [--docs | --check]``: docs/benchmarks.md's figures from
+bench/results/*.json (bench/docs.py); nothing is measured. The run
 measures the machine's memory bandwidth first, then each scenario's cases (each in a
 fresh process unless ``--in-process``), prints a human report (``--json``: the result
 document instead) and writes the result JSON to ``--out`` (default

@@ -264,6 +264,9 @@ def sec_bridge(doc: dict[str, Any]) -> list[str]:
         else:
             figs = (f"p50 {f['rtt_ms_p50']:.3g} ms, **p99 {f['rtt_ms_p99']:.4g} ms**, max "
                     f"{f['rtt_ms_max']:.4g} ms, {f['lost']} lost")
+            if "ticks_per_s" in f:
+                figs += (f"; ticks/s {f['ticks_per_s']:.3g} of "
+                         f"{f['ticks_per_s_requested']:.3g} requested")
             if "tick_ms_p50" in f:
                 figs += (f"; tick p50 {f['tick_ms_p50']:.3g} ms, p99 {f['tick_ms_p99']:.3g} ms; "
                          f"bytes per NPC-update {_share(c)}")

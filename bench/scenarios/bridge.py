@@ -313,6 +313,8 @@ def engine_rtt_case(npcs: int, ticks: int, tick_ms: int, seed: int, fsync: bool,
     tick_s = engine.summary.tick_s if engine.summary is not None else []
     bpu = world_bytes_per_update(world, messages_per_tick(world), max(npcs, 1))
     rate = len(tick_s) / (sum(tick_s) or 1)
+    times = [c[0] for c in engine.commits]
+    achieved = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
     return {
         "entities": npcs,
         "ticks": ticks,
@@ -329,6 +331,8 @@ def engine_rtt_case(npcs: int, ticks: int, tick_ms: int, seed: int, fsync: bool,
             "rtt_ms_p99": r["p99_ms"],
             "rtt_ms_max": r["max_ms"],
             "lost": r["lost"],
+            "ticks_per_s": round(achieved, 3),
+            "ticks_per_s_requested": round(1000.0 / tick_ms, 3),
             "tick_ms_p50": percentile_ms(tick_s, 50),
             "tick_ms_p99": percentile_ms(tick_s, 99),
             # the share of the triad while a tick computes (ticks are paced)

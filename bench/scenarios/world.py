@@ -156,9 +156,12 @@ def rathena_case(npcs_per_map: int, ticks: int, warmup: int, repeat: int, seed: 
     result = measure_world(lambda: build_world(scenario, config), config,
                            entities=max(npcs, 1), ticks=ticks, warmup=warmup, repeat=repeat,
                            before_tick=event_hook(scenario, seed))
-    result.pop("_world")
+    world = result.pop("_world")
     figs = result["figures"]
     figs["npc_updates_per_s"] = figs.pop("entity_updates_per_s")
+    bpu = world_bytes_per_update(world, messages_per_tick(world), max(npcs, 1))
+    result["bytes_per_update"] = round(bpu, 2)
+    figs["efficiency"] = efficiency(bpu, figs["npc_updates_per_s"]["median"], triad_gbs)
     result["params"] = {**summary, "npcs_per_map": npcs_per_map}
     return result
 
