@@ -19,8 +19,10 @@ result does not depend on the thread count (small ones run on the calling thread
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numba
@@ -96,6 +98,9 @@ def hash_chunks_serial(
 #: parallel kernel (tests/test_digest_parallel.py); hashes are the same either way.
 PARALLEL_HASH_MIN_BYTES = 32 << 20
 
+#: ``np.int64(n).tobytes()`` for the region lengths (in chunks) the tick digest hashes.
+_LEN_BYTES = [np.int64(n).tobytes() for n in range(1 << 12)]
+
 
 def as_words(arr: np.ndarray) -> np.ndarray:
     """The array's bytes as uint64 words (zero-padded copy only if the size is not whole)."""
@@ -123,6 +128,10 @@ class Region:
     def key(self) -> str:
         return f"{self.group}.{self.name}"
 
+    @cached_property
+    def key_bytes(self) -> bytes:
+        return self.key.encode()
+
 
 class Digest:
     """Level-1 chunk hashes for every region, and the tick digest built from them."""
@@ -130,6 +139,10 @@ class Digest:
     def __init__(self) -> None:
         self.regions: list[Region] = []
         self._by_key: dict[str, Region] = {}
+        # The dirty flags of every persistent region, as views into one array (built at
+        # the first commit, again when a region is added or changes length), so a commit
+        # finds the few regions written this tick with one scan instead of one per region.
+        self._dirty_layout: tuple[np.ndarray, np.ndarray] | None = None
 
     def add(self, region: Region) -> None:
         if region.key in self._by_key:
@@ -137,6 +150,7 @@ class Digest:
         self.regions.append(region)
         self._by_key[region.key] = region
         self.regions.sort(key=lambda r: (r.group, r.name))
+        self._dirty_layout = None
         self._rehash(region, full=True)
 
     def region(self, key: str) -> Region:
@@ -158,13 +172,14 @@ class Digest:
         if len(r.hashes) != n_chunks:
             r.hashes = np.zeros(n_chunks, dtype=np.uint64)
             r.dirty = np.ones(n_chunks, dtype=np.bool_)
+            self._dirty_layout = None
             full = True
         chunks = np.arange(n_chunks, dtype=np.int64) if full else np.flatnonzero(r.dirty)
         if len(chunks):
             words = as_words(arr)
-            row_bytes = arr.itemsize * (int(np.prod(arr.shape[1:])) if arr.ndim > 1 else 1)
+            row_bytes = arr.itemsize * (math.prod(arr.shape[1:]) if arr.ndim > 1 else 1)
             wpc = max(1, -(-(r.chunk_rows * row_bytes) // 8))
-            before = r.hashes[chunks].copy()
+            before = r.hashes[chunks]
             if len(chunks) * wpc * 8 >= PARALLEL_HASH_MIN_BYTES:
                 hash_chunks(words, wpc, chunks, r.hashes)
             else:
@@ -177,29 +192,56 @@ class Digest:
 
     def commit(self, tick: int) -> tuple[int, np.ndarray]:
         """Rehash dirty chunks; return (tick digest, changed chunk records)."""
-        records = []
+        flags, owner = self._layout()
+        hot = set(np.unique(owner[np.flatnonzero(flags)]).tolist())
+        idxs: list[int] = []
+        chunks: list[np.ndarray] = []
+        hashes: list[np.ndarray] = []
         for idx, r in enumerate(self.regions):
+            if r.persistent and idx not in hot:
+                # Nothing marked: unchanged, unless its array changed length (rehashed whole).
+                arr = r.get()
+                rows = arr.shape[0] if arr.ndim else 1
+                if len(r.hashes) == max(1, -(-rows // r.chunk_rows)):
+                    continue
             changed = self._rehash(r, full=not r.persistent)
             if len(changed):
-                rec = np.empty(len(changed), dtype=CHUNK_RECORD)
-                rec["region"] = idx
-                rec["chunk"] = changed
-                rec["hash"] = r.hashes[changed]
-                records.append(rec)
-        out = np.concatenate(records) if records else np.empty(0, dtype=CHUNK_RECORD)
+                idxs.append(idx)
+                chunks.append(changed)
+                hashes.append(r.hashes[changed])
+        out = np.empty(sum(len(c) for c in chunks), dtype=CHUNK_RECORD)
+        if idxs:
+            out["region"] = np.repeat(np.asarray(idxs, np.uint32), [len(c) for c in chunks])
+            out["chunk"] = np.concatenate(chunks)
+            out["hash"] = np.concatenate(hashes)
         return self.combine(tick), out
+
+    def _layout(self) -> tuple[np.ndarray, np.ndarray]:
+        """(every persistent region's dirty flags, the region index owning each flag)."""
+        if self._dirty_layout is None:
+            pers = [i for i, r in enumerate(self.regions) if r.persistent]
+            sizes = [len(self.regions[i].dirty) for i in pers]
+            flags = np.zeros(sum(sizes), dtype=np.bool_)
+            pos = 0
+            for i, n in zip(pers, sizes, strict=True):
+                r = self.regions[i]
+                flags[pos:pos + n] = r.dirty
+                r.dirty = flags[pos:pos + n]  # a view: marks land in ``flags``
+                pos += n
+            owner = np.repeat(np.asarray(pers, dtype=np.int64), sizes)
+            self._dirty_layout = (flags, owner)
+        return self._dirty_layout
 
     def combine(self, tick: int, *, state_only: bool = False) -> int:
         """The tick digest; ``state_only`` leaves out per-tick outputs (emitted actions)."""
-        h = xxhash.xxh3_64()
-        h.update(np.int64(tick).tobytes())
+        # One xxh3 over the concatenation: the same digest as updating part by part.
+        parts = [np.int64(tick).tobytes()]
         for r in self.regions:
             if state_only and r.group in OUTPUT_GROUPS:
                 continue
-            h.update(r.key.encode())
-            h.update(np.int64(len(r.hashes)).tobytes())
-            h.update(r.hashes.tobytes())
-        return h.intdigest()
+            parts += (r.key_bytes, _LEN_BYTES[len(r.hashes)] if len(r.hashes) < len(
+                _LEN_BYTES) else np.int64(len(r.hashes)).tobytes(), r.hashes.tobytes())
+        return xxhash.xxh3_64_intdigest(b"".join(parts))
 
     def full_check(self) -> list[str]:
         """Rehash everything from scratch; name regions whose incremental hash was stale.
