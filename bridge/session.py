@@ -553,13 +553,20 @@ class Session:
         target.last_arrival = max(target.last_arrival, arrival)
         target.next_hb = now + cfg.heartbeat_ms / 1000
         target.gap_reported = target.ahead_reported = 0
+        before = target.hosts
         if maps:
             hosts = np.zeros(len(self.view.map_names), dtype=bool)
             hosts[[self._decoder.name_to_id[m] for m in maps]] = True
             target.hosts = hosts
         else:
             target.hosts = None
-        if fresh:  # a server new to this engine gets the actions that have not expired
+        moved = not fresh and not (
+            (before is None and target.hosts is None)
+            or (before is not None and target.hosts is not None
+                and bool((before == target.hosts).all())))
+        if moved:  # it hosts other maps now: its share of the unexpired actions is chosen
+            target.outbox.clear()  # again (answered ids it gets again are dropped by id)
+        if fresh or moved:  # a server new to this engine gets the actions not yet expired
             for recent in self._recent.ticks:
                 self._route(target, recent.batch)
                 recent.routed = True

@@ -717,12 +717,10 @@ def run_sim_server(
     waiting: list[ActionsFrame] = []  # lockstep: frames until their tick's turn
 
     early: list[ActionsFrame] = []  # arrived with the welcome, before our world exists
-    early_sync: list[tuple[int, list[SyncFrame]]] = []
 
     def on_sync(tick: int, parts: list[SyncFrame]) -> None:
         if "world" not in holder:
-            early_sync[:] = [(tick, parts)]  # the latest sync is all that counts
-            return
+            return  # it answers our first hello (every map): the one for our maps follows
         holder["world"].apply_sync(tick, parts)
         for frame in waiting:  # lockstep: frames not yet in their turn that it reflects
             reflect(frame, tick)
@@ -759,7 +757,7 @@ def run_sim_server(
 
     cfg = client_config or ClientConfig(batch_events=8192, batch_ms=max(10, step_ms // 2))
     cfg.lockstep = lockstep
-    cfg.sync = False  # asked for with the second hello, once we know which maps we host
+    cfg.sync = True  # the engine holds its actions for us until it has sent our maps' state
     client = BridgeClient(connect, server_id, maps=[m for m, _, _ in SIM_MAPS], config=cfg,
                           on_actions=on_actions, on_sync=on_sync,
                           schema=sim_schema(event_kinds))
@@ -777,7 +775,6 @@ def run_sim_server(
             maps = [(n, w, h) for n, (w, h) in list(engine_maps.items())[:8]]
         # Host exactly these maps: actions for other maps go to other servers; and ask for
         # the world's state on them (the join sync, PROTOCOL.md section 16).
-        client.config.sync = True
         client.rehello([n for n, _, _ in maps])
         log_event(_log, "sim_connected", f"{server_id} connected to {connect} at engine tick "
                   f"{welcome.get('tick', 0)}, hosting {len(maps)} maps", server=server_id,
@@ -788,9 +785,6 @@ def run_sim_server(
         holder["world"] = world
         # our map indexes must match the client's table
         client.set_map_table([n for n, _, _ in maps])
-        for tick, parts in early_sync:  # the world's state on our maps, sent on joining
-            on_sync(tick, parts)
-        early_sync.clear()
         for frame in early:  # a running engine's actions for our maps, sent on joining
             execute(frame)
         early.clear()
@@ -878,7 +872,7 @@ def run_sim_server(
     summary.reconnects = st["reconnects"]
     summary.actions_received = st["actions_received"]
     summary.actions_duplicate = st["actions_duplicate"]
-    summary.actions_reflected = st["actions_reflected"]
+    summary.actions_reflected = st.get("actions_reflected", 0)
     summary.actions_executed = counts["done"]
     summary.actions_failed = counts["failed"]
     summary.results_acked = st["results_acked"]
