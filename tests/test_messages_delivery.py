@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from norn.engine.errors import NornBug
-from norn.engine.messages import Channel, _histogram
+from norn.engine.messages import Channel, _histogram, _prefix
 
 PAYLOAD = (("amount", np.int64), ("weight", np.float32))
 
@@ -152,13 +152,35 @@ def test_empty_delivery():
     np.testing.assert_array_equal(inbox.offsets, np.zeros(11, dtype=np.int64))
 
 
-@pytest.mark.parametrize("parts", [1, 2, 3, 4, 7])
-def test_histogram_is_the_same_for_any_number_of_parts(parts):
+def test_histogram_and_prefix_equal_bincount_and_cumsum():
     rng = np.random.default_rng(11)
     n_dst = 1001
     dst = rng.integers(0, n_dst, 5000).astype(np.int32)
+    counts = np.full(n_dst, 7, dtype=np.int32)  # stale scratch: the count starts from 0
+    _histogram(dst, counts)
+    np.testing.assert_array_equal(counts, np.bincount(dst, minlength=n_dst))
     offsets = np.full(n_dst + 1, -5, dtype=np.int64)
-    _histogram(dst, n_dst, offsets, np.full(n_dst, 7, dtype=np.int32), parts)
+    _prefix(counts, offsets)
     want = np.zeros(n_dst + 1, dtype=np.int64)
     np.cumsum(np.bincount(dst, minlength=n_dst), out=want[1:])
     np.testing.assert_array_equal(offsets, want)
+
+
+def test_counts_are_read_only_and_offsets_summed_only_when_read():
+    rng = np.random.default_rng(13)
+    n_dst = 700
+    alive = np.ones(n_dst, dtype=np.bool_)
+    gen = np.zeros(n_dst, dtype=np.uint32)
+    ch = make_channel(n_dst, alive, gen)
+    cols = {f: a.copy() for f, a in emit_random(ch, rng, 1500, n_dst, gen).items()}
+    want, offsets, stale = reference(cols, n_dst, alive, gen)
+    inbox = ch.deliver()
+    assert len(inbox) == 1500
+    assert not inbox._off.ready  # nothing has read the offsets yet
+    counts = inbox.counts()
+    assert counts.dtype == np.int32
+    with pytest.raises(ValueError):
+        counts[0] = 1
+    np.testing.assert_array_equal(counts, np.diff(offsets))
+    assert_inbox_equal(inbox, want, offsets, stale)
+    assert inbox._off.ready
