@@ -123,6 +123,10 @@ class Region:
     persistent: bool  # tables: rehash only dirty chunks; pending buffers: rehash whole
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     dirty: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
+    # (array, chunks, its words, words per chunk) of the last rehash, while ``get`` returns
+    # that same array (a table's column): its words are a view, valid as long as it lives.
+    geometry: tuple[np.ndarray, int, np.ndarray, int] | None = field(
+        default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -167,18 +171,28 @@ class Digest:
 
     def _rehash(self, r: Region, full: bool) -> np.ndarray:
         arr = r.get()
-        rows = arr.shape[0] if arr.ndim else 1
-        n_chunks = max(1, -(-rows // r.chunk_rows))
+        geo = r.geometry
+        if geo is not None and geo[0] is arr:
+            n_chunks = geo[1]
+        else:
+            geo = None
+            rows = arr.shape[0] if arr.ndim else 1
+            n_chunks = max(1, -(-rows // r.chunk_rows))
         if len(r.hashes) != n_chunks:
             r.hashes = np.zeros(n_chunks, dtype=np.uint64)
             r.dirty = np.ones(n_chunks, dtype=np.bool_)
             self._dirty_layout = None
             full = True
-        chunks = np.arange(n_chunks, dtype=np.int64) if full else np.flatnonzero(r.dirty)
+        chunks = np.arange(n_chunks, dtype=np.int64) if full else r.dirty.nonzero()[0]
         if len(chunks):
-            words = as_words(arr)
-            row_bytes = arr.itemsize * (math.prod(arr.shape[1:]) if arr.ndim > 1 else 1)
-            wpc = max(1, -(-(r.chunk_rows * row_bytes) // 8))
+            if geo is None:
+                words = as_words(arr)
+                row_bytes = arr.itemsize * (math.prod(arr.shape[1:]) if arr.ndim > 1 else 1)
+                wpc = max(1, -(-(r.chunk_rows * row_bytes) // 8))
+                if r.persistent and arr.flags.c_contiguous and arr.nbytes % 8 == 0:
+                    r.geometry = (arr, n_chunks, words, wpc)  # words: a view, not a copy
+            else:
+                words, wpc = geo[2], geo[3]
             before = r.hashes[chunks]
             if len(chunks) * wpc * 8 >= PARALLEL_HASH_MIN_BYTES:
                 hash_chunks(words, wpc, chunks, r.hashes)
