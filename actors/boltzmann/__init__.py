@@ -4,23 +4,34 @@ Every agent with wealth > 0 gives one unit to an agent drawn uniformly from all 
 (itself included, as in mesa's and mesa-frames' benchmark models), every tick.
 
 Update semantics are simultaneous: a gift sent in tick t is a message on the ``gift``
-channel and is received in the deliver phase of tick t+1, so whether an agent can give in
-a tick depends only on the state at the start of that tick, never on the order agents are
-visited. Between ticks the gifts in flight are pending messages, part of the world's
-state; total wealth is ``sum(wealth) + pending gifts`` and is conserved exactly.
+channel, delivered in tick t+1 and added to its receiver's wealth before anyone gives in
+t+1, so whether an agent can give in a tick depends only on the state at the start of that
+tick (with the gifts delivered to it), never on the order agents are visited. Between
+ticks the gifts in flight are pending messages, part of the world's state; total wealth
+is ``sum(wealth) + pending gifts`` and is conserved exactly.
 ``settled_wealth`` folds the gifts in flight back in, which is the state a one-step
 simultaneous model (mesa-frames') shows after the same number of steps.
 
 The model is written with the engine's general machinery only, so its speed is the
-engine's: a table (``agent.wealth``), the counter RNG (``uniform_int`` keyed by seed, tick,
-stream, agent slot, index 0), a channel filled through ``Channel.reserve`` views and
+engine's: a table (``agent.wealth``), the counter RNG (``uniform_index`` keyed by seed,
+tick, stream, agent slot, index 0), a channel filled through ``Channel.reserve`` views and
 delivered by the engine's canonical sort, the inbox's per-destination counts, and the
 two-level digest over the table and the pending messages. A gift carries no payload: it
 is always exactly one unit, so the inbox count is the amount.
 
-The give kernels run in parallel over blocks of agents with disjoint outputs: a first
-pass lists each block's givers, a prefix sum places every block's messages, and a second
-pass writes them in agent order, so the outbox is identical for any thread count.
+One system, ``boltzmann.give`` in the act phase, reads the inbox and writes the outbox:
+receiving and giving read and write the same wealth column, so they are one pass over
+the agents (issue 16: a separate receive system in the deliver phase cost a second pass
+over 16 MB and a second parallel launch). A first kernel runs in parallel over blocks of
+agents with disjoint outputs: it adds each agent's gifts, lists each block's givers and
+draws their receivers; a prefix sum places every block's messages, and a second kernel,
+on the calling thread, copies them into the outbox in agent order, so the outbox is
+identical for any thread count.
+
+Draws: ``uniform_index`` (multiply-shift) since issue 16; before, ``uniform_int``
+(modulo), whose 64-bit division was a fifth of the tick. The two give different
+receivers, so Boltzmann digests and final wealth changed with it (the model's update
+semantics and statistics did not).
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from norn.engine.config import format_validation_error, unknown_keys_message
 from norn.engine.errors import ConfigError
-from norn.engine.rng import register_stream, uniform_int
+from norn.engine.rng import register_stream, uniform_index
 from norn.engine.scenario import Model, Scenario
 from norn.engine.table import Column
 from norn.engine.world import World
@@ -53,81 +64,101 @@ class BoltzmannConfig(BaseModel):
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def take_gifts(
-    alive: np.ndarray, wealth: np.ndarray, hwm: int, givers: np.ndarray, starts: np.ndarray
+    seed: np.uint64,
+    tick: int,
+    alive: np.ndarray,
+    wealth: np.ndarray,
+    counts: np.ndarray,
+    received: bool,
+    generation: np.ndarray,
+    hwm: int,
+    givers: np.ndarray,
+    drawn: np.ndarray,
+    starts: np.ndarray,
+    gen_or: np.ndarray,
 ) -> int:
-    """Every live agent with wealth > 0 gives one unit: its wealth drops now, and its slot
-    is listed in ``givers`` (block b lists into its own rows from b * BLOCK_ROWS, so the
-    branch-free write never leaves the block). starts[b] becomes the index of block b's
-    first message; returns the number of gifts."""
+    """Receive, give and draw, in one parallel pass over blocks of agents.
+
+    wealth[i] += the gifts delivered to i (the inbox's ``counts``, when ``received``);
+    then every live agent with wealth > 0 gives one unit: its wealth drops now, its slot
+    is listed in ``givers`` and its receiver, uniform in [0, hwm), in ``drawn`` (block b
+    lists into its own rows from b * BLOCK_ROWS, so the branch-free write never leaves
+    the block). gen_or[b] is the OR of block b's generations (nonzero once a slot was
+    reused). starts[b] becomes the index of block b's first message; returns the number
+    of gifts. Integer adds only, and every block writes only its own rows: the result is
+    the same for any thread count.
+
+    The draws are a separate loop over the block's givers, so that it vectorizes the
+    Philox rounds (``uniform_index`` is inlined); the giver loop itself cannot, since its
+    write position depends on the rows before.
+    """
     n_blocks = len(starts) - 1
     for b in numba.prange(n_blocks):
         lo = b * BLOCK_ROWS
         hi = min(lo + BLOCK_ROWS, hwm)
         c = lo
-        for i in range(lo, hi):
-            give = alive[i] & (wealth[i] > 0)
-            givers[c] = i  # c <= i: a later giver overwrites a non-giver's entry
-            wealth[i] -= give
-            c += give
+        g = np.uint32(0)
+        if received:
+            for i in range(lo, hi):
+                w = wealth[i] + counts[i]
+                give = alive[i] & (w > 0)
+                givers[c] = i  # c <= i: a later giver overwrites a non-giver's entry
+                wealth[i] = w - give
+                c += give
+                g |= generation[i]
+        else:
+            for i in range(lo, hi):
+                w = wealth[i]
+                give = alive[i] & (w > 0)
+                givers[c] = i
+                wealth[i] = w - give
+                c += give
+                g |= generation[i]
+        gv = givers[lo:c]  # views from 0: a loop over them vectorizes (one over
+        dv = drawn[lo:c]  # range(lo, c) of the whole arrays did not: 7 ms against 2.7)
+        for j in range(c - lo):
+            dv[j] = uniform_index(seed, tick, S_GIVE, gv[j], 0, hwm)
         starts[b + 1] = c - lo
+        gen_or[b] = g
     starts[0] = 0
     for b in range(n_blocks):
         starts[b + 1] += starts[b]
     return starts[n_blocks]
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def send_gifts(
-    seed: np.uint64,
-    tick: int,
     generation: np.ndarray,
-    hwm: int,
+    reused: bool,
     givers: np.ndarray,
+    drawn: np.ndarray,
     starts: np.ndarray,
     dst: np.ndarray,
     dst_gen: np.ndarray,
     src: np.ndarray,
     seq: np.ndarray,
 ) -> None:
-    """Write the gifts as messages in giver order, each to a uniform slot in [0, hwm).
-
-    Loops shaped for speed (measured at 1M agents): the receivers are drawn in a flat
-    loop over the messages, which vectorizes the Philox rounds (a loop nested in the
-    block loop does not); generations are gathered only if some slot was ever reused,
-    since a random read per message costs more than the rest of the kernel. Every
-    iteration writes only its own rows.
-    """
+    """Write the gifts as messages in giver order: every block's givers and receivers
+    copied as whole slices (memory copies, on the calling thread: no fork-join).
+    Generations are gathered only if some slot was ever reused, since a random read
+    per message costs more than the rest of the kernel."""
     n_blocks = len(starts) - 1
-    for b in numba.prange(n_blocks):
+    for b in range(n_blocks):
         lo = b * BLOCK_ROWS
         k0 = starts[b]
-        for k in range(k0, starts[b + 1]):
-            src[k] = givers[lo + k - k0]
-    m = len(dst)
-    for k in numba.prange(m):
-        dst[k] = uniform_int(seed, tick, S_GIVE, src[k], 0, hwm)
-    reused = False
-    for i in range(hwm):
-        reused |= generation[i] != 0
+        m = starts[b + 1] - k0
+        src[k0 : k0 + m] = givers[lo : lo + m]
+        dst[k0 : k0 + m] = drawn[lo : lo + m]
     if reused:
-        for k in numba.prange(m):
+        for k in range(len(dst)):
             dst_gen[k] = generation[dst[k]]
-            seq[k] = 0
     else:  # every generation is 0, so the gather would read zeros
-        for k in numba.prange(m):
-            dst_gen[k] = 0
-            seq[k] = 0
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def add_counts(wealth: np.ndarray, offsets: np.ndarray) -> None:
-    """wealth[d] += number of gifts delivered to d (``Inbox.counts()`` without a temporary)."""
-    for d in numba.prange(len(offsets) - 1):  # each d writes only wealth[d]
-        wealth[d] += offsets[d + 1] - offsets[d]
+        dst_gen[:] = 0
+    seq[:] = 0
 
 
 class BoltzmannPlugin:
-    """Adds the ``agent`` table, the ``gift`` channel and the give/receive systems."""
+    """Adds the ``agent`` table, the ``gift`` channel and the ``boltzmann.give`` system."""
 
     name = "boltzmann"
 
@@ -144,55 +175,39 @@ class BoltzmannPlugin:
         world.provide("boltzmann", {
             "cfg": cfg,
             "starts": np.zeros(n_blocks + 1, dtype=np.int64),
+            "gen_or": np.zeros(n_blocks, dtype=np.uint32),
             "givers": np.zeros(agent.capacity, dtype=np.int32),
+            "drawn": np.zeros(agent.capacity, dtype=np.int32),
         })
-        world.add_system(
-            "boltzmann.receive",
-            "deliver",
-            receive,
-            reads=("in:gift",),
-            writes=("agent.wealth",),
-        )
         world.add_system(
             "boltzmann.give",
             "act",
             give,
-            reads=("agent.alive", "agent.generation"),
+            reads=("agent.alive", "agent.generation", "in:gift"),
             writes=("agent.wealth", "out:gift"),
         )
 
 
-def receive(world: World) -> None:
-    """Add each agent's gifts delivered this tick (the inbox count is the amount)."""
-    agent = world.tables["agent"]
-    inbox = world.channels["gift"].inbox
-    if len(inbox):
-        add_counts(agent["wealth"], inbox.offsets)
-    stale = inbox.stale["src"]
-    if len(stale):  # a receiver left before delivery: the unit goes back to its giver
-        np.add.at(agent["wealth"], stale.astype(np.int64), 1)
-
-
 def give(world: World) -> None:
-    """Every agent with wealth > 0 sends one unit to a uniformly drawn agent."""
+    """Add each agent's gifts delivered this tick (the inbox count is the amount), then
+    every agent with wealth > 0 sends one unit to a uniformly drawn agent."""
     agent = world.tables["agent"]
     scratch = world.resources["boltzmann"]
+    inbox = world.channels["gift"].inbox
+    wealth = agent["wealth"]
+    stale = inbox.stale["src"]
+    if len(stale):  # a receiver left before delivery: the unit goes back to its giver
+        np.add.at(wealth, stale.astype(np.int64), 1)
     hwm = agent.hwm
     starts = scratch["starts"]
-    n = take_gifts(agent.alive, agent["wealth"], hwm, scratch["givers"], starts)
+    gen_or = scratch["gen_or"]
+    generation = agent["generation"]
+    n = take_gifts(world.stream_seed(), world.tick, agent.alive, wealth, inbox.counts(),
+                   len(inbox) > 0, generation, hwm, scratch["givers"], scratch["drawn"],
+                   starts, gen_or)
     rows = world.channels["gift"].reserve(int(n))
-    send_gifts(
-        world.stream_seed(),
-        world.tick,
-        agent["generation"],
-        hwm,
-        scratch["givers"],
-        starts,
-        rows["dst"],
-        rows["dst_gen"],
-        rows["src"],
-        rows["seq"],
-    )
+    send_gifts(generation, bool(gen_or.any()), scratch["givers"], scratch["drawn"], starts,
+               rows["dst"], rows["dst_gen"], rows["src"], rows["seq"])
 
 
 def settled_wealth(world: World) -> np.ndarray:

@@ -34,7 +34,7 @@ from norn.actors.boltzmann import BLOCK_ROWS, S_GIVE, gini, scenario_text, settl
 from norn.bench.harness import bench_config, efficiency, measure_world, world_bytes_per_update
 from norn.bench.machine import LoadMeter
 from norn.bench.stats import summarize
-from norn.engine.rng import uniform_int
+from norn.engine.rng import uniform_index
 from norn.engine.runner import build_world
 from norn.engine.scenario import parse_scenario
 
@@ -80,7 +80,7 @@ def _ceiling_give(seed: np.uint64, tick: int, wealth: np.ndarray, starts: np.nda
             wealth[i] -= give
             k += give
         for k in range(k0, k1):
-            recv[k] = uniform_int(seed, tick, S_GIVE, recv[k], 0, n)
+            recv[k] = uniform_index(seed, tick, S_GIVE, recv[k], 0, n)
     return starts[n_blocks]
 
 
