@@ -90,40 +90,52 @@ def verify(run_dir: str | Path, progress: Callable[[int, int], None] | None = No
     if world.digest.keys() != header["regions"]:
         raise_mismatch = "the scenario builds different tables/columns than were recorded"
         return VerifyResult(False, 0, 0, None, [*warnings, raise_mismatch])
-    recorded = chunk_state(header)
     regions = header["regions"]
     if world.digest.combine(world.tick) != header["d0"]:
-        div = _locate(world, recorded, regions, world.tick, header["d0"], world.digest.combine(0))
+        div = _locate(world, chunk_state(header), regions, world.tick, header["d0"],
+                      world.digest.combine(0))
         return VerifyResult(False, 0, 0, div, warnings)
     n = 0
     total = run.tick_frames
+    digest_regions = world.digest.regions
     for rec in run.ticks():
+        # The hashes before the tick: while every digest matched they are the recorded ones
+        # too, so only a divergence needs them (with the tick's recorded chunks, they name
+        # what diverged). One copy a tick, not the recorded hashes kept up to date.
+        before = [r.hashes for r in digest_regions]
+        kept = np.concatenate(before)
         out = step(world, rec)
-        chunks = rec.chunks if rec.chunks is not None else np.empty(0, dtype=CHUNK_RECORD)
-        lengths: dict[str, set[int]] = {}  # regions this tick touched: their possible lengths
-        for region_idx in np.unique(chunks["region"]):
-            key = regions[int(region_idx)]
-            sel = chunks[chunks["region"] == region_idx]
-            lengths[key] = recorded_lengths(len(recorded[key]), sel["chunk"])
-            arr = recorded[key]
-            need = int(sel["chunk"].max()) + 1
-            if need > len(arr):
-                arr = np.concatenate([arr, np.zeros(need - len(arr), dtype=np.uint64)])
-                recorded[key] = arr
-            arr[sel["chunk"].astype(np.int64)] = sel["hash"]
         n += 1
         if progress is not None:
             progress(n, total)
         if out.digest != rec.digest:
+            recorded, lengths = recorded_after(regions, kept, [len(h) for h in before],
+                                               rec.chunks)
             div = _locate(world, recorded, regions, rec.tick, rec.digest, out.digest, lengths)
             return VerifyResult(False, n, rec.tick, div, warnings)
-        # The digests match, lengths included: a region that changed length this tick has
-        # the replayed length (and hashes), which the chunk records alone cannot say.
-        for key in lengths:
-            mine = world.digest.region(key).hashes
-            if len(mine) != len(recorded[key]):
-                recorded[key] = mine.copy()
     return VerifyResult(True, n, world.tick, None, warnings)
+
+
+def recorded_after(regions: list[str], kept: np.ndarray, lens: list[int],
+                   chunks: np.ndarray | None) -> tuple[dict[str, np.ndarray],
+                                                      dict[str, set[int]]]:
+    """The recorded chunk hashes after a tick, from those before it (``kept``, the regions'
+    hashes end to end, ``lens`` long each) and the chunks the tick recorded as changed;
+    and, for the regions it touched, the lengths they may have (``recorded_lengths``)."""
+    recorded = dict(zip(regions, np.split(kept.copy(), np.cumsum(lens)[:-1]), strict=True))
+    chunks = chunks if chunks is not None else np.empty(0, dtype=CHUNK_RECORD)
+    lengths: dict[str, set[int]] = {}
+    for region_idx in np.unique(chunks["region"]):
+        key = regions[int(region_idx)]
+        sel = chunks[chunks["region"] == region_idx]
+        lengths[key] = recorded_lengths(len(recorded[key]), sel["chunk"])
+        arr = recorded[key]
+        need = int(sel["chunk"].max()) + 1
+        if need > len(arr):
+            arr = np.concatenate([arr, np.zeros(need - len(arr), dtype=np.uint64)])
+            recorded[key] = arr
+        arr[sel["chunk"].astype(np.int64)] = sel["hash"]
+    return recorded, lengths
 
 
 def recorded_lengths(before: int, changed: np.ndarray) -> set[int]:
