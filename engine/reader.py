@@ -33,6 +33,7 @@ class RunJournal:
     last_tick: int = 0
     tick_frames: int = 0
     torn_tail_bytes: int = 0
+    tick_offsets: list[int] = field(default_factory=list)  # byte offset of each tick frame
 
     @property
     def path(self) -> Path:
@@ -105,6 +106,7 @@ def open_run(path: str | Path) -> RunJournal:
             run.last_tick = header.get("t0", 0)
         elif frame.kind == journal.KIND_TICK:
             run.tick_frames += 1
+            run.tick_offsets.append(frame.offset)
             run.last_tick = int(unpack(frame.payload)["t"])
         elif frame.kind == journal.KIND_SNAPSHOT:
             doc = unpack(frame.payload)

@@ -115,11 +115,15 @@ def _raw_bytes(arr: np.ndarray) -> np.ndarray:
     return arr.reshape(-1).view(np.uint8)
 
 
-def write_snapshot(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], meta: dict) -> None:
+def write_snapshot(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], meta: dict,
+                   *, compression: str | None = None) -> None:
     """Write ``arrays`` and ``meta`` to ``path`` atomically.
 
     Arrays may have any shape (0-d and empty included) and any non-object dtype: numeric,
     bool, fixed-width bytes or str, structured. They are read back C-ordered.
+    ``compression`` ("zstd", "lz4"): Arrow IPC buffer compression, for derived caches
+    where size matters more than a zero-copy read (``read_snapshot`` reads either; the
+    hashes are of the uncompressed bytes). The run's own snapshots stay uncompressed.
     """
     p = os.fspath(path)
     manifest: list[dict[str, Any]] = []
@@ -154,7 +158,9 @@ def write_snapshot(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], 
     batch = pa.RecordBatch.from_arrays(columns, schema=schema)
     tmp = f"{p}.tmp-{os.getpid()}"
     try:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        options = pa.ipc.IpcWriteOptions(compression=compression)
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema,
+                                                          options=options) as writer:
             writer.write_batch(batch)
         _fsync_path(tmp, os.O_RDONLY)
         os.replace(tmp, p)

@@ -72,6 +72,26 @@ def cmd_replay_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if result.matched else EXIT_DIVERGED
 
 
+def cmd_replay_index(args: argparse.Namespace) -> int:
+    """Build the run's seek index: a derived snapshot every K ticks (``replays/index.py``)."""
+    from norn.replays import index
+    from norn.replays.session import Replay
+
+    with Replay(args.dir, use_index=False) as r, Progress(not args.json, "index") as bar:
+        out = index.build(r, args.every, bar.update)
+        entries, reason = index.load(r)
+    if reason is not None:  # just written: a refusal now is a bug
+        raise AssertionError(f"the seek index just built is refused: {reason}")
+    size = sum(p.stat().st_size for p in out.iterdir())
+    if args.json:
+        print_json({"index": str(out), "every": args.every, "bytes": size,
+                    "ticks": [e.tick for e in entries]})
+    else:
+        print(f"seek index: {len(entries)} snapshots every {args.every} ticks in {out} "
+              f"({size / 1e6:.1f} MB); a seek now replays at most {args.every - 1} ticks")
+    return EXIT_OK
+
+
 # -- seek and inspect -----------------------------------------------------------------------
 def cmd_replay_show(args: argparse.Namespace) -> int:
     """The world at a tick: every table's rows, or one table's readable rows."""
@@ -80,6 +100,8 @@ def cmd_replay_show(args: argparse.Namespace) -> int:
 
     with Replay(args.dir) as r, Progress(not args.json, f"seek to tick {args.tick}") as bar:
         at = r.at(args.tick, bar.update)
+        for w in r.warnings:
+            print(f"warning: {w}", file=sys.stderr)
         if args.table is None:
             counts = at.summary()
             if args.json:
@@ -268,6 +290,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dir")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay_verify)
+    p = rsub.add_parser("index", help="a seek index: the world every K ticks, so a seek "
+                        "replays fewer than K ticks (a cache beside the run)")
+    p.add_argument("dir")
+    p.add_argument("--every", type=int, default=50, help="ticks between snapshots (50)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_replay_index)
 
     p = rsub.add_parser("show", help="the world at a tick: tables with readable columns")
     p.add_argument("dir")

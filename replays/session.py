@@ -11,7 +11,9 @@ journaled: they are a function of the journal, recomputed by one verified replay
 as Parquet beside the run (``derive.py``), so asking twice costs one replay.
 
 Tick frames are found by an index of their byte offsets built when the run is opened (one
-scan that checks every frame's CRC); a seek reads only the frames it steps.
+scan that checks every frame's CRC); a seek reads only the frames it steps. A seek index
+(``norn replay index``, ``index.py``) adds derived snapshots between the run's own, each
+checked against the journal's digest before it is used.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from norn.engine import journal, snapshot_io, state
+from norn.engine import snapshot_io, state
 from norn.engine.errors import Diverged, JournalError, UserError
 from norn.engine.reader import RunJournal, open_run
 from norn.engine.recorder import decode_tick, event_table
 from norn.engine.tick import TickRecord, step
 from norn.engine.world import World
+from norn.replays import index
 from norn.replays.labels import Vocabulary, columns_table, world_table
 
 _HEADER = struct.Struct("<IB3xI")
@@ -88,8 +91,11 @@ class WorldAt:
 class Replay:
     """A run directory opened for seeking and reading (``norn.replays.open``)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, use_index: bool = True) -> None:
         self.run: RunJournal = open_run(path)
+        self.use_index = use_index
+        self.warnings: list[str] = []  # e.g. a seek index refused, and why
+        self._entries: list[Any] | None = None  # the seek index's, loaded at the first seek
         self.dir = self.run.dir
         self.header = self.run.header
         self.kinds = event_table(self.header)
@@ -103,8 +109,7 @@ class Replay:
 
     # -- the journal -------------------------------------------------------------------
     def _index(self) -> np.ndarray:
-        offsets = [f.offset for f in journal.JournalReader(self.run.path).frames()
-                   if f.kind == journal.KIND_TICK]
+        offsets = self.run.tick_offsets  # found by open_run's scan, which checked every CRC
         if len(offsets) != self.last_tick - self.first_tick:
             raise JournalError(f"{self.run.path}: tick frames are not consecutive from tick "
                                f"{self.first_tick + 1}")
@@ -160,11 +165,21 @@ class Replay:
         snap = max((s for s in self.run.snapshots if s[0] <= tick), default=None,
                    key=lambda s: s[0])
         snap_tick = snap[0] if snap is not None else self.first_tick
+        entry = max((e for e in self.index_entries() if e.tick <= tick), default=None,
+                    key=lambda e: e.tick)
+        base = max(snap_tick, entry.tick if entry is not None else self.first_tick)
         world = self._world
-        if world is None or world.tick > tick or world.tick < snap_tick:
+        if world is None or world.tick > tick or world.tick < base:
             if world is None:
                 world = self._world = self.fresh_world()
-            if snap is not None and snap_tick > self.first_tick:
+            if entry is not None and entry.tick > snap_tick:
+                try:
+                    index.restore(self, world, entry)
+                except index.StaleIndex as e:
+                    self._refuse_index(str(e))
+                    self._world = None
+                    return self.world_at(tick, progress)
+            elif snap is not None and snap_tick > self.first_tick:
                 self._restore(world, snap)
             elif world.tick != self.first_tick:
                 world = self._world = self.fresh_world()
@@ -178,6 +193,24 @@ class Replay:
             if progress is not None:
                 progress(rec.tick - start, tick - start)
         return world
+
+    def index_entries(self) -> list[Any]:
+        """The seek index's entries (``norn replay index``), checked against the journal;
+        empty without one, or when it was refused (the reason is in ``warnings``)."""
+        if self._entries is None:
+            self._entries = []
+            if self.use_index:
+                entries, reason = index.load(self)
+                if reason is not None:
+                    self._refuse_index(reason)
+                else:
+                    self._entries = entries
+        return self._entries
+
+    def _refuse_index(self, reason: str) -> None:
+        self._entries = []
+        self.warnings.append(f"seek index not used: {reason}; rebuild it with "
+                             f"'norn replay index {self.dir}'")
 
     def _restore(self, world: World, snap: tuple[int, str, int]) -> None:
         arrays, meta = snapshot_io.read_snapshot(self.dir / snap[1])
