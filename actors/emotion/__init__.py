@@ -71,6 +71,7 @@ from norn.rules.emotion import (
     Emotion,
     infer,
 )
+from norn.rules.grouping import add_at, last_index, unique_inverse
 from norn.rules.keyed import claim
 
 __all__ = ["STAT_COLUMNS", "EmotionPlugin"]
@@ -84,8 +85,7 @@ PLACING = (("login", "map_id"), ("map_change", "to_map_id"), ("player_move", "ma
 
 def _last(keys: np.ndarray) -> np.ndarray:
     """Indices of the last occurrence of each key."""
-    _, rev = np.unique(keys[::-1], return_index=True)
-    return len(keys) - 1 - rev
+    return last_index(keys)
 
 
 class EmotionPlugin:
@@ -175,7 +175,7 @@ class EmotionPlugin:
         tick = world.tick
         counts = None
         if len(chars):
-            uk, inv = np.unique(chars, return_inverse=True)
+            uk, inv = unique_inverse(chars)
 
             def evictable() -> np.ndarray:  # offline, longest unseen, then slot
                 live = t.live_slots()
@@ -190,7 +190,7 @@ class EmotionPlugin:
             row, code = row[ok], code[ok]
             counts = np.zeros((t.hwm, len(FEATURES)), np.int32)
             f = code >= 0
-            np.add.at(counts, (row[f], code[f].astype(np.int64)), 1)
+            add_at(counts, (row[f], code[f].astype(np.int64)), np.int32(1))
             t["seen"][row] = tick
             t["active"][row[code != LEFT]] = tick
             t["online"][row[code != LEFT]] = 1

@@ -25,6 +25,7 @@ from norn.actors.faction.schema import FactionRules
 from norn.engine.table import Column
 from norn.engine.world import World
 from norn.rules import spread as sp
+from norn.rules.grouping import add_at, unique_inverse
 from norn.rules.reputation import Reputation
 from norn.rules.tables import lookup, room
 
@@ -177,7 +178,7 @@ class FactionPlugin:
             owner = np.full(len(m), -1, np.int64)
             owner[ok] = terr["owner"][m[ok]]
             held = owner >= 0
-            np.add.at(terr["deeds"], (m[held], owner[held]), np.float32(1.0))
+            add_at(terr["deeds"], (m[held], owner[held]), np.float32(1.0))
             _mark_slots(world, "territory", m[held])
             stats["kills"][0] += len(m)
             facs.append(owner[held])
@@ -236,9 +237,9 @@ class FactionPlugin:
         """Add deltas to (faction, char) rows, creating rows while there is room."""
         fr = self.rules
         keys = (facs.astype(np.int64) << 32) | chars.astype(np.int64)
-        uk, inv = np.unique(keys, return_inverse=True)
+        uk, inv = unique_inverse(keys)
         total = np.zeros(len(uk), dtype=np.int64)
-        np.add.at(total, inv, deltas)
+        add_at(total, inv, deltas)
         t = world.tables["reputation"]
         live = t.live_slots()
         live_keys = (t["faction"][live].astype(np.int64) << 32) | t["char_id"][live].astype(

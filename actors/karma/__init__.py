@@ -49,6 +49,7 @@ from norn.engine.kinds import ActionKind, int_field
 from norn.engine.rathena import CHAR
 from norn.engine.table import Column
 from norn.engine.world import World
+from norn.rules.grouping import unique_inverse
 from norn.rules.karma import Karma
 from norn.rules.keyed import claim
 
@@ -129,7 +130,7 @@ class KarmaPlugin:
         stats = world.tables["karma_stats"]
         chars, delta, code = self._deeds(world)
         if len(chars):
-            uk, inv = np.unique(chars, return_inverse=True)
+            uk, inv = unique_inverse(chars)
 
             def evictable() -> np.ndarray:  # offline, karma nearest 0, longest unseen, slot
                 live = t.live_slots()
