@@ -17,6 +17,7 @@ from norn.bridge import protocol as proto
 from norn.bridge.cli import main as bridge_main
 from norn.bridge.client import BridgeClient, ClientConfig
 from norn.bridge.codec import ActionsFrame, EventDecoder, encode_columns
+from norn.bridge.config import BridgeConfig
 from norn.bridge.loadgen import MiniEngine, journal_ticks, measure_ingest, measure_round_trip
 from norn.bridge.sim_server import ACCOUNT_ID_BASE, CHAR_ID_BASE, SIM_MAPS, SimWorld
 from norn.engine import clock
@@ -163,6 +164,21 @@ def test_measure_round_trip_smoke():
     assert r["goal_p99_ms"] == 55
     assert (r["goal_met"] == (r["p99_ms"] <= r["goal_p99_ms"])
             or abs(r["p99_ms"] - r["goal_p99_ms"]) <= 0.0005)  # p99_ms is rounded to 1 us
+
+
+def test_round_trip_probe_loses_nothing_while_it_answers_a_worlds_actions():
+    """Issue 16: through the real world the probe "lost 114 of 150 events". Its client got
+    every action of the world and, batching one event a batch, sent each result as a batch
+    of its own: thousands a tick against a credit of 64, and the quests waited behind them
+    in the client, never reaching the engine. Nothing was lost in the engine; now the
+    results go one batch per poll and every quest comes back."""
+    engine = MiniEngine("tcp://127.0.0.1:0", tick_ms=50, moves=300,
+                        config=BridgeConfig(heartbeat_ms=200, peer_timeout_ms=2000))
+    r = measure_round_trip(ticks=8, tick_ms=50, events_per_tick=3, engine=engine)
+    assert r["received"] == r["events"] == 24 and r["lost"] == r["unsent"] == 0
+    st = engine.server.stats()
+    assert st["events_accepted"] == 24 and st["actions_dropped"] == 0
+    assert st["results_received"] >= 300  # it did answer the world's moves
 
 
 # -- SIGKILL the engine in the middle of a stream --------------------------------------------------
