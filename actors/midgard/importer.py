@@ -353,7 +353,9 @@ def import_scenario(root: Path, *, mode: str | None = None, maps: list[str] | No
         if (sell * 124 + 74) // 75 > price:
             notes.count("price_below_floor", f"{it.name} ({iid}): {price}z, sells for {sell}z")
         name = (it.name or it.aegis or str(iid))[:64]
-        relief = round(min(0.9, 0.05 + 0.1 * np.log10(max(price, 1))), 3)
+        # dearer items relieve more: 0.1 per decimal digit of the price (integer digits,
+        # not a logarithm: the written file must not depend on the machine's libm)
+        relief = round(min(0.9, 0.05 + 0.1 * (len(str(max(price, 1))) - 1)), 3)
         items.append({"id": iid, "name": name, "price_zeny": int(min(price, lim.zeny_max)),
                       "sell_zeny": int(min(sell, lim.zeny_max)), "use": use_of(it),
                       "relief": float(relief)})
