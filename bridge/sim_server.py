@@ -597,9 +597,12 @@ class SimWorld:
                 self.failed[key] = self.failed.get(key, 0) + int((reason == code).sum())
             ids_out.append(ids)
             reason_out.append(reason)
-        if len(frame.reflected):  # the sync already showed them: done, in their turn
-            ids_out.append(frame.reflected)
+        if len(frame.reflected):  # the sync already showed them: done, in their turn, in
+            ids_out.append(frame.reflected)  # the frame's id order like all its answers
             reason_out.append(np.zeros(len(frame.reflected), np.int16))
+            ids, why = np.concatenate(ids_out), np.concatenate(reason_out)
+            order = np.argsort(ids, kind="stable")
+            ids_out, reason_out = [ids[order]], [why[order]]
         if len(frame.unsupported):  # kinds our client does not know, answered in turn
             ids_out.append(frame.unsupported)
             reason_out.append(np.full(len(frame.unsupported), proto.ResultReason.UNSUPPORTED,
@@ -721,6 +724,11 @@ def run_sim_server(
     def on_sync(tick: int, parts: list[SyncFrame]) -> None:
         if "world" not in holder:
             return  # it answers our first hello (every map): the one for our maps follows
+        if lockstep and holder["world"].syncs:
+            # A certification run keeps its own mirror across the engine's restarts: a
+            # second sync would make what it does next depend on when the engine died.
+            # (The actions it reflects are still answered done, in their turn.)
+            return
         holder["world"].apply_sync(tick, parts)
         for frame in waiting:  # lockstep: frames not yet in their turn that it reflects
             reflect(frame, tick)
