@@ -150,3 +150,27 @@ def test_parallel_path_is_bit_identical_under_one_and_two_numba_threads():
     assert serial["calls"]["parallel"] == 0
     assert len(one["worlds"]) == len(WORLDS) and all(len(w) == TICKS for w in one["worlds"])
     assert one["worlds"] == two["worlds"] == serial["worlds"]
+
+
+@pytest.mark.parametrize("rows", [1, 7, 1023, 1025, 3001, 4096 + 3])
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, np.int16])
+def test_a_region_of_part_words_hashes_as_its_padded_copy(rows, dtype):
+    """Sizes that are not whole words hash the last chunk from a padded copy of it alone:
+    the hashes are those of the whole padded array, for every chunk subset."""
+    arr = np.random.default_rng(rows).integers(0, 100, rows).astype(dtype)
+    chunk_rows = 512
+    wpc = -(-(chunk_rows * arr.itemsize) // 8)
+    n_chunks = -(-rows // chunk_rows)
+    want = np.zeros(n_chunks, dtype=np.uint64)
+    digest.hash_chunks_serial(digest.as_words(arr), wpc, np.arange(n_chunks), want)
+    for persistent in (False, True):
+        d = digest.Digest()
+        region = digest.Region("t", "c", lambda: arr, chunk_rows, persistent)
+        d.add(region)
+        np.testing.assert_array_equal(region.hashes, want)
+        if persistent and n_chunks > 1:  # only the first and the last chunk dirty
+            region.hashes[:] = 0
+            region.dirty[[0, n_chunks - 1]] = True
+            d._rehash(region, full=False)
+            np.testing.assert_array_equal(region.hashes[[0, n_chunks - 1]],
+                                          want[[0, n_chunks - 1]])
