@@ -255,6 +255,8 @@ class DecisionBook:
 
     def settle(self, tick: int, results: np.ndarray) -> np.ndarray:
         """Live path: validate arrived results, fall back at deadlines; returns RECORD rows."""
+        if not len(results) and not len(self.pending):  # nothing filed, nothing arrived
+            return np.empty(0, dtype=RECORD)
         ids = self.pending["request_id"]
         pos = np.searchsorted(ids, results["request_id"])
         pos_c = np.minimum(pos, max(len(ids) - 1, 0))
@@ -290,6 +292,10 @@ class DecisionBook:
 
         ``applied_text[i]`` is the text of ``applied[i]`` (empty when it has none).
         """
+        if not len(records):  # most ticks: the general path's ~25 numpy calls cost ~0.1 ms
+            self.applied = np.empty(0, dtype=APPLIED)
+            self.applied_text = np.zeros(0, dtype=TEXT.fields["text"][0])
+            return
         ids = self.pending["request_id"]
         pos = np.searchsorted(ids, records["request_id"])
         ok = (pos < len(ids)) & (
