@@ -55,7 +55,7 @@ def cmd_replay_verify(args: argparse.Namespace) -> int:
     from norn.replays.verify import verify
 
     with Progress(not args.json, "verify") as bar:
-        result = verify(args.dir, bar.update)
+        result = verify(args.dir, bar.update, index_every=args.index_every)
     if args.json:
         print_json(result.as_dict())
     else:
@@ -288,6 +288,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_replay_info)
     p = rsub.add_parser("verify", help="re-simulate and compare every tick's digest")
     p.add_argument("dir")
+    p.add_argument("--index-every", dest="index_every", type=int, default=0, metavar="K",
+                   help="also write the seek index (a snapshot every K ticks) from the "
+                   "same replay, as 'norn replay index --every K' would")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay_verify)
     p = rsub.add_parser("index", help="a seek index: the world every K ticks, so a seek "

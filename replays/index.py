@@ -17,7 +17,8 @@ tampered file, an index of another run, a journal rewritten since) is refused: t
 falls back to the run's own snapshots and says why (``Replay.warnings``), and
 ``norn replay index`` builds the index again. Other checks refuse it earlier, for a
 clearer message: the manifest names the run (seed, config and scenario hashes, the
-initial digest) and each entry's journal digest.
+initial digest) and each entry's journal digest. ``norn replay verify --index-every K``
+writes the index in the same pass as it verifies, so a run verified once seeks fast.
 
 Layout: ``seek-index/manifest.json`` (``version``, ``run``, ``every``, ``entries``: tick,
 file, journal digest, output region hashes) and ``seek-index/tick-<T>.arrow`` (the
@@ -42,6 +43,7 @@ from norn.engine.errors import Diverged, EnvironmentFailure, NornError, UserErro
 from norn.engine.tick import step
 
 if TYPE_CHECKING:
+    from norn.engine.reader import RunJournal
     from norn.engine.world import World
     from norn.replays.session import Replay
 
@@ -68,58 +70,77 @@ class Entry:
     outputs: dict[str, np.ndarray]  # chunk hashes of the tick's output regions
 
 
-def run_identity(replay: Replay) -> dict[str, Any]:
+def run_identity(run: RunJournal) -> dict[str, Any]:
     """What names the run an index was made from (its journal's header)."""
-    h = replay.header
+    h = run.header
     return {"seed": int(h["seed"]), "config_hash": h["config_hash"],
             "scenario_hash": h["scenario"]["hash"], "d0": f"{int(h['d0']):016x}",
-            "first_tick": replay.first_tick}
+            "first_tick": int(h.get("t0", 0))}
 
 
-def index_dir(replay: Replay) -> Path:
-    return replay.dir / INDEX_DIR
+def index_dir(replay: Replay | RunJournal) -> Path:
+    return Path(replay.dir) / INDEX_DIR
+
+
+class Writer:
+    """Writes a run's seek index while something replays it with every digest checked
+    (``build``, or ``norn replay verify --index-every K``): ``tick`` after each matched
+    tick, then ``finish``. Written beside the index and renamed into place, so a reader
+    sees the old index or the new one. Ticks a recorded snapshot holds are left out."""
+
+    def __init__(self, run: RunJournal, every: int) -> None:
+        if every < 1:
+            raise UserError(f"--every must be at least 1, got {every}")
+        self.run = run
+        self.every = every
+        self.out = index_dir(run)
+        self.tmp = self.out.with_name(INDEX_DIR + ".tmp")
+        try:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp.mkdir(parents=True)
+        except OSError as e:
+            raise EnvironmentFailure.from_os(self.tmp, "cannot write the seek index", e) from e
+        self.recorded = {s[0] for s in run.snapshots}
+        self.entries: list[dict[str, Any]] = []
+
+    def tick(self, world: World, digest: int) -> None:
+        """After a tick whose digest matched the journal's (``digest``)."""
+        if world.tick % self.every == 0 and world.tick not in self.recorded:
+            self.entries.append(_write_entry(self.tmp, world, digest))
+
+    def finish(self) -> Path:
+        manifest = {"version": INDEX_VERSION, "run": run_identity(self.run),
+                    "every": self.every, "last_tick": self.run.last_tick,
+                    "entries": self.entries}
+        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        old = self.out.with_name(INDEX_DIR + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.out.exists():
+            os.replace(self.out, old)
+        os.replace(self.tmp, self.out)
+        shutil.rmtree(old, ignore_errors=True)
+        return self.out
+
+    def abandon(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def build(replay: Replay, every: int = DEFAULT_EVERY, progress: Progress = None) -> Path:
-    """Replay the whole run once (every digest checked) and write ``RUN/seek-index``.
-
-    Written beside it first and renamed into place, so a reader sees the old index or the
-    new one. Ticks a recorded snapshot already holds are left out.
-    """
-    if every < 1:
-        raise UserError(f"--every must be at least 1, got {every}")
-    out = index_dir(replay)
-    tmp = out.with_name(INDEX_DIR + ".tmp")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    except OSError as e:
-        raise EnvironmentFailure.from_os(tmp, "cannot write the seek index", e) from e
-    recorded = {s[0] for s in replay.run.snapshots}
+    """Replay the whole run once (every digest checked) and write ``RUN/seek-index``."""
+    writer = Writer(replay.run, every)
     world = replay.fresh_world()
-    entries: list[dict[str, Any]] = []
     total = replay.last_tick - replay.first_tick
     for i, rec in enumerate(replay.records(), 1):
         got = step(world, rec)
         if got.digest != rec.digest:
-            shutil.rmtree(tmp, ignore_errors=True)
+            writer.abandon()
             raise Diverged(f"{replay.dir}: the replay diverges from the journal, so no index "
                            f"can be made; run 'norn replay verify {replay.dir}'",
                            seed=world.seed, tick=rec.tick)
-        if rec.tick % every == 0 and rec.tick not in recorded:
-            entries.append(_write_entry(tmp, world, rec.digest))
+        writer.tick(world, rec.digest)
         if progress is not None:
             progress(i, total)
-    manifest = {"version": INDEX_VERSION, "run": run_identity(replay), "every": every,
-                "last_tick": replay.last_tick, "entries": entries}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    old = out.with_name(INDEX_DIR + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+    return writer.finish()
 
 
 def _write_entry(directory: Path, world: World, digest: int) -> dict[str, Any]:
@@ -146,7 +167,7 @@ def load(replay: Replay) -> tuple[list[Entry], str | None]:
         return [], f"{path}: unreadable ({e})"
     if not isinstance(doc, dict) or doc.get("version") != INDEX_VERSION:
         return [], f"{path}: index version {doc.get('version') if isinstance(doc, dict) else '?'}"
-    if doc.get("run") != run_identity(replay):
+    if doc.get("run") != run_identity(replay.run):
         return [], f"{path}: made from another run (seed, config, scenario or start differ)"
     entries = []
     try:

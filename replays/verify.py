@@ -74,7 +74,13 @@ class VerifyResult:
         return d
 
 
-def verify(run_dir: str | Path, progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+def verify(run_dir: str | Path, progress: Callable[[int, int], None] | None = None, *,
+           index_every: int = 0) -> VerifyResult:
+    """Replay ``run_dir`` and compare every tick's digest with the journal's.
+
+    ``index_every`` K > 0 also writes the run's seek index (``replays/index.py``) from the
+    same replay, a snapshot every K ticks; kept only if every digest matched.
+    """
     run = open_run(run_dir)
     header = run.header
     now = fingerprint()
@@ -98,6 +104,11 @@ def verify(run_dir: str | Path, progress: Callable[[int, int], None] | None = No
     n = 0
     total = run.tick_frames
     digest_regions = world.digest.regions
+    writer = None
+    if index_every:
+        from norn.replays.index import Writer
+
+        writer = Writer(run, index_every)
     for rec in run.ticks():
         # The hashes before the tick: while every digest matched they are the recorded ones
         # too, so only a divergence needs them (with the tick's recorded chunks, they name
@@ -112,7 +123,13 @@ def verify(run_dir: str | Path, progress: Callable[[int, int], None] | None = No
             recorded, lengths = recorded_after(regions, kept, [len(h) for h in before],
                                                rec.chunks)
             div = _locate(world, recorded, regions, rec.tick, rec.digest, out.digest, lengths)
+            if writer is not None:
+                writer.abandon()
             return VerifyResult(False, n, rec.tick, div, warnings)
+        if writer is not None:
+            writer.tick(world, rec.digest)
+    if writer is not None:
+        writer.finish()
     return VerifyResult(True, n, world.tick, None, warnings)
 
 

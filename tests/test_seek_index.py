@@ -190,6 +190,9 @@ def test_the_cli_warns_of_a_refused_index_and_rebuilds_it(indexed):
     built = subprocess.run([*cli, "index", str(out), "--every", "10", "--json"],
                            capture_output=True, text=True, check=True)
     assert json.loads(built.stdout)["ticks"] == [10, 30]
+    checked = subprocess.run([*cli, "verify", str(out), "--index-every", "10", "--json"],
+                             capture_output=True, text=True, check=True)
+    assert json.loads(checked.stdout)["matched"] is True
     show = subprocess.run([*cli, "show", str(out), "--tick", "25", "--json"],
                           capture_output=True, text=True, check=True)
     assert "warning" not in show.stderr
@@ -203,3 +206,36 @@ def test_every_must_be_positive(recorded):
 
     with Replay(recorded[0]) as r, pytest.raises(UserError, match="at least 1"):
         index.build(r, 0)
+
+
+def test_verify_writes_the_index_in_its_own_pass(recorded, tmp_path):
+    from norn.replays.verify import verify
+
+    out = tmp_path / "run"
+    shutil.copytree(recorded[0], out)
+    assert verify(out, index_every=EVERY).matched
+    with Replay(out) as r:
+        assert [e.tick for e in r.index_entries()] == [6, 12, 18, 24, 30, 36]
+        for t in (13, 37, 7):
+            assert r.world_at(t).digest.combine(t, state_only=True) == recorded[1][t]
+        assert r.warnings == []
+
+
+def test_a_verify_that_diverges_keeps_no_index(recorded, tmp_path, monkeypatch):
+    import norn.replays.verify as verify_mod
+
+    out = tmp_path / "run"
+    shutil.copytree(recorded[0], out)
+    real = verify_mod.step
+
+    def wrong_at_15(world, rec):
+        got = real(world, rec)
+        if got.tick == 15:
+            got.digest ^= 1
+        return got
+
+    monkeypatch.setattr(verify_mod, "step", wrong_at_15)
+    res = verify_mod.verify(out, index_every=EVERY)
+    assert not res.matched and res.last_tick == 15
+    assert not (out / index.INDEX_DIR).exists()
+    assert not (out / (index.INDEX_DIR + ".tmp")).exists()
