@@ -51,6 +51,7 @@ reports it per map. Resources read: ``geography``.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from norn.actors.emotion.schema import EmotionRules
@@ -71,7 +72,7 @@ from norn.rules.emotion import (
     Emotion,
     infer,
 )
-from norn.rules.grouping import add_at, last_index, unique_inverse
+from norn.rules.grouping import last_index, unique_inverse
 from norn.rules.keyed import claim
 
 __all__ = ["STAT_COLUMNS", "EmotionPlugin"]
@@ -81,6 +82,30 @@ STAT_COLUMNS = ("refused", "evicted", "updates")
 #: Event kinds that place a character on a map, in the order they are applied.
 PLACING = (("login", "map_id"), ("map_change", "to_map_id"), ("player_move", "map_id"),
            ("mob_kill", "map_id"), ("player_death", "map_id"), ("npc_shop", "map_id"))
+
+
+@numba.njit(cache=True, nogil=True)
+def _tally(rows, inv, code, counts, seen, active, online, tick):  # pragma: no cover
+    """Per event, in one pass (issue 16): its feature counted for its character's row,
+    seen and (unless it is a logout) active and online now; a logout in the tick wins."""
+    n = len(inv)
+    for i in range(n):
+        r = rows[inv[i]]
+        if r < 0:
+            continue
+        if r >= counts.shape[0]:
+            raise IndexError("an emotion row past the table's high-water mark")
+        c = code[i]
+        if c >= 0:
+            counts[r, c] += 1
+        seen[r] = tick
+        if c != LEFT:
+            active[r] = tick
+            online[r] = 1
+    for i in range(n):
+        r = rows[inv[i]]
+        if r >= 0 and code[i] == LEFT:
+            online[r] = 0
 
 
 def _last(keys: np.ndarray) -> np.ndarray:
@@ -185,16 +210,8 @@ class EmotionPlugin:
             cl = claim(t, "char_id", uk, evictable)
             stats["refused"][0] += cl.refused
             stats["evicted"][0] += cl.evicted
-            row = cl.rows[inv]
-            ok = row >= 0
-            row, code = row[ok], code[ok]
             counts = np.zeros((t.hwm, len(FEATURES)), np.int32)
-            f = code >= 0
-            add_at(counts, (row[f], code[f].astype(np.int64)), np.int32(1))
-            t["seen"][row] = tick
-            t["active"][row[code != LEFT]] = tick
-            t["online"][row[code != LEFT]] = 1
-            t["online"][row[code == LEFT]] = 0
+            _tally(cl.rows, inv, code, counts, t["seen"], t["active"], t["online"], tick)
             self._place(world, t, cl.rows, uk)
         if not t.hwm:
             return

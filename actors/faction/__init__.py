@@ -173,17 +173,14 @@ class FactionPlugin:
         deltas: list[np.ndarray] = []
         kills = world.events["mob_kill"]
         if len(kills["char_id"]):
-            m = kills["map_id"].astype(np.int64)
-            ok = (m >= 0) & (m < n_maps)
-            owner = np.full(len(m), -1, np.int64)
-            owner[ok] = terr["owner"][m[ok]]
-            held = owner >= 0
-            add_at(terr["deeds"], (m[held], owner[held]), np.float32(1.0))
-            _mark_slots(world, "territory", m[held])
-            stats["kills"][0] += len(m)
-            facs.append(owner[held])
-            chars.append(kills["char_id"][held].astype(np.int64))
-            deltas.append(np.full(int(held.sum()), fr.reputation_per_kill, np.int64))
+            # one pass over the kills (issue 16): each on a held map is a deed of its owner
+            k_fac, k_char = _kill_deeds(kills["map_id"], kills["char_id"],
+                                        terr["owner"][:n_maps], terr["deeds"],
+                                        world.chunk_mask("territory"), world.chunk_rows)
+            stats["kills"][0] += len(kills["map_id"])
+            facs.append(k_fac)
+            chars.append(k_char)
+            deltas.append(np.full(len(k_fac), fr.reputation_per_kill, np.int64))
         talk = world.events["npc_talk"]
         if len(talk["char_id"]):
             npc = world.tables["npc"]
@@ -342,6 +339,31 @@ class FactionPlugin:
                     ),
                 )
                 world.emit("broadcast", map_id=np.full(len(loud), -1), text=text)
+
+
+@numba.njit(cache=True, nogil=True)
+def _kill_deeds(map_id, char_id, owner_of, deeds, mask, chunk_rows):  # pragma: no cover
+    """Kills on held maps: ``deeds[map, owner] += 1`` in event order (as ``np.add.at``),
+    their chunks marked; returns (owner, char) of each, in event order."""
+    n = len(map_id)
+    facs = np.empty(n, np.int64)
+    chars = np.empty(n, np.int64)
+    k = 0
+    for i in range(n):
+        m = np.int64(map_id[i])
+        if m < 0 or m >= len(owner_of):
+            continue
+        o = np.int64(owner_of[m])
+        if o < 0:
+            continue
+        if o >= deeds.shape[1]:
+            raise IndexError("a territory's owner is not a faction")
+        deeds[m, o] += np.float32(1.0)
+        mask[m // chunk_rows] = True
+        facs[k] = o
+        chars[k] = char_id[i]
+        k += 1
+    return facs[:k], chars[:k]
 
 
 def _mark_slots(world: World, table: str, slots: np.ndarray) -> None:

@@ -42,6 +42,7 @@ quest offers), markets (prices), NPC memory (affinity) and quests. Resources rea
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from norn.actors.karma.schema import KarmaRules, karma_bound_max, price_pct_bound_max
@@ -75,6 +76,28 @@ KILL, DEATH, QUEST, TRADE, VEND, GOUGE, PRESENT, LEFT = range(8)
 COUNT_COLUMNS = ("kills", "deaths", "quests", "trades", "vends", "gouges")
 STAT_COLUMNS = (*COUNT_COLUMNS, "refused", "evicted", "announced", "decays")
 INT32_MAX = 2**31 - 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _tally(inv, delta, code, n_keys, n_counted):  # pragma: no cover
+    """Per character, in one pass over the deeds (issue 16): the karma change (summed in
+    deed order, as ``np.bincount`` sums), the deeds of each counted code, whether it did
+    anything but leave, and whether it left."""
+    total = np.zeros(n_keys, np.float64)
+    per_code = np.zeros((n_counted, n_keys), np.int64)
+    active = np.zeros(n_keys, np.bool_)
+    left = np.zeros(n_keys, np.bool_)
+    for i in range(len(inv)):
+        k = inv[i]
+        total[k] += delta[i]
+        c = code[i]
+        if c == LEFT:
+            left[k] = True
+        else:
+            active[k] = True
+            if c < n_counted:
+                per_code[c, k] += 1
+    return total, per_code, active, left
 
 
 def price_pct_of(value: np.ndarray, karma_max: float, pct_max: int, step: int) -> np.ndarray:
@@ -142,16 +165,17 @@ class KarmaPlugin:
             stats["evicted"][0] += cl.evicted
             ok = cl.rows >= 0
             rows = cl.rows[ok]
-            total = np.bincount(inv, weights=delta, minlength=len(uk))[ok]
+            total, per_code, active, left = _tally(inv, delta, code, len(uk),
+                                                   len(COUNT_COLUMNS))
+            total = total[ok]
             v = t["value"][rows].astype(np.float64) + total
             t["value"][rows] = np.clip(v, -kr.karma_max, kr.karma_max).astype(np.float32)
             for j, col in enumerate(COUNT_COLUMNS):  # six lifetime counters
-                n = np.bincount(inv[code == j], minlength=len(uk))[ok]
+                n = per_code[j][ok]
                 stats[col][0] += int(n.sum())
                 t[col][rows] = np.minimum(t[col][rows].astype(np.int64) + n, INT32_MAX)
             t["seen"][rows] = world.tick
-            active = np.bincount(inv[code != LEFT], minlength=len(uk))[ok] > 0
-            left = np.bincount(inv[code == LEFT], minlength=len(uk))[ok] > 0
+            active, left = active[ok], left[ok]
             t["online"][rows[active]] = 1
             t["online"][rows[left]] = 0  # a logout in the tick wins
         if world.tick % kr.decay_every_ticks == 0 and t.hwm:
