@@ -58,6 +58,12 @@ def event_table(header: dict[str, Any]) -> EventTable:
     return V1_EVENTS if table is None else EventTable.from_journal(table)
 
 
+def _raw(column: np.ndarray) -> memoryview:
+    """A column's bytes for msgpack's bin without copying them first (msgpack packs a
+    buffer exactly as the ``bytes`` it holds: the frame is byte for byte the same)."""
+    return memoryview(np.ascontiguousarray(column).reshape(-1).view(np.uint8))
+
+
 def encode_tick(rec: TickRecord, kinds: EventTable | Kinds | None = None) -> bytes:
     """A tick frame; inputs numbered by ``kinds`` (the world's; protocol v1 by default)."""
     table = EventTable.of(kinds) if isinstance(kinds, Kinds) else kinds or V1_EVENTS
@@ -73,7 +79,7 @@ def encode_tick(rec: TickRecord, kinds: EventTable | Kinds | None = None) -> byt
             b.source,
             int(b.seq),
             kind_id,
-            [np.ascontiguousarray(b.columns[name]).tobytes() for name, _ in table.schemas[kind_id]],
+            [_raw(b.columns[name]) for name, _ in table.schemas[kind_id]],
         ])
     chunks = rec.chunks if rec.chunks is not None else np.empty(0, dtype=CHUNK_RECORD)
     doc = {
