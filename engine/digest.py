@@ -196,7 +196,8 @@ class Digest:
         if len(r.hashes) != n_chunks:
             r.hashes = np.zeros(n_chunks, dtype=np.uint64)
             r.dirty = np.ones(n_chunks, dtype=np.bool_)
-            self._dirty_layout = None
+            if r.persistent:  # per-tick regions change length most ticks; not in the layout
+                self._dirty_layout = None
             full = True
         chunks = np.arange(n_chunks, dtype=np.int64) if full else r.dirty.nonzero()[0]
         if len(chunks):
