@@ -28,7 +28,13 @@ import msgpack
 import numpy as np
 
 from norn.bridge import protocol as proto
-from norn.bridge.codec import EventDecoder, encode_actions, encode_columns, encode_rows
+from norn.bridge.codec import (
+    EventDecoder,
+    encode_actions,
+    encode_columns,
+    encode_rows,
+    encode_sync,
+)
 from norn.bridge.config import BridgeConfig
 from norn.engine import rathena
 from norn.engine.kinds import Field, Kinds
@@ -194,6 +200,31 @@ def build_vectors() -> list[dict[str, Any]]:
         "A frame dropped unread: 4096 frames of this connection already wait.",
         proto.encode_overloaded(4096, 52_428_800, cfg.peer_inbound_frames_max,
                                 cfg.peer_inbound_bytes_max))
+    # the join sync (section 16)
+    add("hello_sync", c2e, "Handshake from 'map04' hosting prontera, izlude and geffen, asking "
+        "for the join sync: the state to mirror on those maps comes before any action.",
+        proto.encode_hello("map04", caps=("columns", "rows", proto.SYNC_CAP),
+                           maps=[n for n, _, _ in WORLD_MAPS]))
+    sync_frames = encode_sync(42, {
+        "spawn_npc": {"npc_id": _u("<i8", [(3 << 32) | 5, 7]), "map_id": _u("<i2", [0, 2]),
+                      "x": _u("<i2", [150, 120]), "y": _u("<i2", [180, 95]),
+                      "sprite": _u("<i2", [105, 64]),
+                      "name": np.array([b"Prontera Knights", b"Geffen Mages"], dtype="S24")},
+        "set_price": {"market_id": _u("<i4", [0]), "map_id": _u("<i2", [0]),
+                      "item_id": _u("<i4", [501]), "price_zeny": _u("<i4", [52]),
+                      "stock": _u("<i4", [120])},
+        "set_weather": {"map_id": _u("<i2", [2]), "weather": _u("<i2", [4]),
+                        "on": _u("u1", [1])},
+        "set_hazard": {"map_id": _u("<i2", [1]), "hazard_type": _u("<i2", [0]),
+                       "intensity": _u("<f4", [0.75]), "on": _u("u1", [1])},
+    }, [n for n, _, _ in WORLD_MAPS])
+    assert len(sync_frames) == 1
+    add("sync", e2c,
+        "The join sync at tick 42 in one part: two NPCs (one with generation 3, so an npc_id "
+        "above 2^32) with sprite and name, a shop price with its stock, snow on geffen and a "
+        "fire on izlude. Replaces what the server mirrors; actions of mirrored kinds of "
+        "ticks <= 42 are answered done unexecuted.",
+        sync_frames[0])
     return v
 
 
@@ -478,6 +509,37 @@ def _cpp_field(f: proto.WireField) -> str:
     return f'{{"{f.name}", WType::{wtype}, {lo_s}, {hi_s}}}'
 
 
+def sync_row_kinds(schema: proto.WireSchema) -> list[str]:
+    """The action kinds a join sync has rows of (section 16): the mirrored kinds that show a
+    thing (not the ones that only move or remove one), in the action table's order."""
+    return [k for k in schema.actions if k in proto.MIRRORED_KINDS
+            and not k.startswith(("despawn", "move"))]
+
+
+def cpp_sync_lines(schema: proto.WireSchema) -> list[str]:
+    """The join sync's part of ``kinds_v1.hpp``: each sync row kind's columns, and which
+    action kinds are mirrored (an action of one, from a tick <= a sync's, is reflected)."""
+    out = ["// The join sync (PROTOCOL.md section 16): a sync row's columns are its action",
+           "// kind's, less action_id, then the sync's own (an NPC's name, a shop's stock)."]
+    names = sync_row_kinds(schema)
+    for name in names:
+        ident = "k" + "".join(w.capitalize() for w in name.split("_")) + "SyncFields"
+        out.append(f"inline constexpr Field {ident}[] = {{")
+        out += [f"    {_cpp_field(f)}," for f in proto.sync_fields(schema, name)]
+        out.append("};")
+    out.append("inline constexpr Kind kSyncKinds[] = {")
+    for name in names:
+        ident = "k" + "".join(w.capitalize() for w in name.split("_")) + "SyncFields"
+        nf = len(proto.sync_fields(schema, name))
+        out.append(f'    {{"{name}", {ident}, {nf}, -1, -1, -1}},')
+    out.append("};")
+    out.append(f"inline constexpr int kSyncKindCount = {len(names)};")
+    out.append("/// Per ActionKind: a mirrored kind, whose effect a join sync reflects.")
+    flags = ", ".join("true" if k in proto.MIRRORED_KINDS else "false" for k in schema.actions)
+    out.append(f"inline constexpr bool kActionMirrored[] = {{{flags}}};")
+    return out
+
+
 def cpp_kinds_header(schema: proto.WireSchema = proto.WIRE_V1) -> str:
     """``bridge/cpp/include/norn/kinds_v1.hpp``: every kind's wire fields, for the C++ client."""
     out = [
@@ -532,6 +594,8 @@ def cpp_kinds_header(schema: proto.WireSchema = proto.WIRE_V1) -> str:
     out.append("")
     out.append('inline constexpr Kind kResultKind = {"action_result", kResultFields, '
                f"{len(schema.result)}, -1, -1, -1}};")
+    out.append("")
+    out += cpp_sync_lines(schema)
     out += ["", "}  // namespace norn::v1", ""]
     return "\n".join(out)
 

@@ -118,6 +118,31 @@ def test_golden_vectors_decode_to_the_index_and_reencode_to_their_bytes(cpp):
         assert g["reencoded"] == v["hex"], v["name"]
 
 
+def test_the_sync_vector_gives_the_rows_python_decodes(cpp):
+    """The join sync vector (section 16): the rows the C++ client hands to on_sync are the
+    ones the Python client's decode_sync reads, field by field (names, stock, npc_id > 2^32)."""
+    from norn.bridge.codec import decode_sync
+
+    path = ROOT / "bridge" / "vectors" / "sync.msgpack"
+    r = subprocess.run([str(cpp / "norn_golden"), str(path)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    part = decode_sync(proto.unpack(path.read_bytes(), 1 << 20))
+    want = []
+    for kind, cols in part.kinds.items():
+        for j in range(len(next(iter(cols.values())))):
+            row: dict = {"kind": kind}
+            for f in proto.sync_fields(proto.WIRE_V1, kind):
+                v = cols[f.name][j]
+                row[f.name] = (part.maps[int(v)] if f.kind == "map" else bytes(v).decode()
+                               if f.kind == "text" else float(v) if f.kind == "float" else int(v))
+            want.append(row)
+    assert rows == want
+    assert {r["kind"] for r in rows} == {"spawn_npc", "set_price", "set_weather", "set_hazard"}
+    assert rows[0]["npc_id"] == (3 << 32) | 5 and rows[0]["name"] == "Prontera Knights"
+
+
 def test_unit(cpp):
     r = subprocess.run([str(cpp / "norn_unit")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stdout + r.stderr

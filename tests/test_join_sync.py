@@ -179,3 +179,17 @@ def test_a_server_joining_late_gets_the_roster_and_no_move_fails_not_here(tmp_pa
     assert report["bridge"]["syncs_sent"] >= 2, report["bridge"]
     v = norn("replay", "verify", str(out))
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_the_sync_golden_vector_decodes_to_its_rows():
+    """bridge/vectors/sync.msgpack (the C++ golden test reads the same rows from it)."""
+    part = decode_sync(proto.unpack((golden.VECTORS_DIR / "sync.msgpack").read_bytes(), 1 << 20))
+    assert (part.tick, part.part, part.parts) == (42, 0, 1) and not part.unknown
+    npc = part.kinds["spawn_npc"]
+    assert npc["npc_id"].tolist() == [(3 << 32) | 5, 7]
+    assert [part.maps[m] for m in npc["map"].tolist()] == ["prontera", "geffen"]
+    assert npc["name"].tolist() == [b"Prontera Knights", b"Geffen Mages"]
+    assert part.kinds["set_price"]["stock"].tolist() == [120]
+    assert part.kinds["set_hazard"]["intensity"].tolist() == [0.75]
+    hello = proto.unpack((golden.VECTORS_DIR / "hello_sync.msgpack").read_bytes(), 1 << 20)
+    assert proto.SYNC_CAP in hello["caps"]

@@ -153,6 +153,29 @@ Actions decode_actions(const Obj& m) {
     return a;
 }
 
+Sync decode_sync(const Obj& m) {
+    Sync s;
+    s.tick = req_int(m, "tick");
+    s.part = req_int(m, "part");
+    s.parts = req_int(m, "parts");
+    if (s.tick < 0) bad("tick must be >= 0");
+    if (s.parts < 1 || s.part < 0 || s.part >= s.parts) bad("part must lie in [0, parts)");
+    s.maps = str_list(m, "maps", false);
+    const Obj* kinds = get(m, "kinds");
+    if (kinds == nullptr || kinds->type != msgpack::type::MAP) bad("kinds must be a map");
+    for (std::uint32_t i = 0; i < kinds->via.map.size; ++i) {
+        const auto& kv = kinds->via.map.ptr[i];
+        if (kv.key.type != msgpack::type::STR || kv.val.type != msgpack::type::MAP)
+            bad("kinds: each entry must be a kind name and a map of columns");
+        ActionColumns ac;
+        ac.kind.assign(str_of(kv.key));
+        ac.n = req_int(kv.val, "n");
+        ac.cols = columns(kv.val, "kinds");
+        s.kinds.push_back(std::move(ac));
+    }
+    return s;
+}
+
 Welcome decode_welcome(const Obj& m) {
     Welcome w;
     w.v = req_int(m, "v");
@@ -327,6 +350,32 @@ void encode_actions(Packer& pk, const Actions& a) {
     }
 }
 
+void encode_sync(Packer& pk, const Sync& s) {
+    pk.pack_map(6);
+    p_str(pk, "t"); p_str(pk, "sync");
+    p_str(pk, "tick"); p_int(pk, s.tick);
+    p_str(pk, "part"); p_int(pk, s.part);
+    p_str(pk, "parts"); p_int(pk, s.parts);
+    p_str(pk, "maps"); p_strs(pk, s.maps);
+    p_str(pk, "kinds");
+    // kinds in the action table's order; those without v1 sync rows after, as given
+    std::vector<const ActionColumns*> order;
+    for (const Kind& k : v1::kSyncKinds)
+        for (const auto& ac : s.kinds)
+            if (ac.kind == k.name) order.push_back(&ac);
+    for (const auto& ac : s.kinds)
+        if (find_sync_kind(ac.kind) == nullptr) order.push_back(&ac);
+    pk.pack_map(static_cast<std::uint32_t>(order.size()));
+    for (const ActionColumns* ac : order) {
+        p_str(pk, ac->kind);
+        auto cols = canonical_cols(ac->cols, find_sync_kind(ac->kind));
+        pk.pack_map(static_cast<std::uint32_t>(1 + cols.size()));
+        p_str(pk, "n");
+        p_int(pk, ac->n);
+        for (const Column* c : cols) { p_str(pk, c->name); p_bin(pk, c->data); }
+    }
+}
+
 const char* kLimitOrder[] = {"frame_bytes_max", "events_per_batch_max", "text_bytes_max",
                              "unacked_batches_max", "events_per_s_max", "map_dict_max"};
 
@@ -411,6 +460,7 @@ struct Encoder {
     }
     void operator()(const Batch& b) const { encode_batch(pk, b); }
     void operator()(const Actions& a) const { encode_actions(pk, a); }
+    void operator()(const Sync& sy) const { encode_sync(pk, sy); }
 };
 
 // -- JSON ------------------------------------------------------------------------------------
@@ -594,13 +644,31 @@ struct JsonWriter {
         }
         j.out += "}}";
     }
+    void operator()(const Sync& s) const {
+        j.out += '{';
+        j.key("t"); j.str("sync");
+        j.key("tick"); j.num(s.tick);
+        j.key("part"); j.num(s.part);
+        j.key("parts"); j.num(s.parts);
+        j.key("maps"); j.strs(s.maps);
+        j.key("kinds");
+        j.out += '{';
+        for (const auto& ac : s.kinds) {
+            j.key(ac.kind);
+            j.out += '{';
+            j.key("n"); j.num(ac.n);
+            for (const auto& c : ac.cols) { j.key(c.name); j.bin(c.data); }
+            j.out += '}';
+        }
+        j.out += "}}";
+    }
 };
 
 }  // namespace
 
 const char* message_type(const Message& m) {
     static const char* names[] = {"hello", "welcome", "ack", "hb", "bye", "progress", "error",
-                                  "events", "actions"};
+                                  "events", "actions", "sync"};
     if (const Batch* b = std::get_if<Batch>(&m)) return b->results ? "results" : "events";
     return names[m.index()];
 }
@@ -639,6 +707,7 @@ Message decode(const void* data, std::size_t size, std::size_t max_bytes) {
     if (type == "events") return decode_batch(m, false);
     if (type == "results") return decode_batch(m, true);
     if (type == "actions") return decode_actions(m);
+    if (type == "sync") return decode_sync(m);
     throw WireError("unknown message type '" + std::string(type.substr(0, 40)) + "'");
 }
 

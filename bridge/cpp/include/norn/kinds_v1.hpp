@@ -213,4 +213,42 @@ enum class ActionKind : int {
 
 inline constexpr Kind kResultKind = {"action_result", kResultFields, 3, -1, -1, -1};
 
+// The join sync (PROTOCOL.md section 16): a sync row's columns are its action
+// kind's, less action_id, then the sync's own (an NPC's name, a shop's stock).
+inline constexpr Field kSpawnNpcSyncFields[] = {
+    {"npc_id", WType::i8, 0LL, INT64_MAX},
+    {"map", WType::map, 0LL, 32767LL},
+    {"x", WType::i2, 0LL, 32767LL},
+    {"y", WType::i2, 0LL, 32767LL},
+    {"sprite", WType::i2, 0LL, 32767LL},
+    {"name", WType::text, 1LL, 23LL},
+};
+inline constexpr Field kSetPriceSyncFields[] = {
+    {"market_id", WType::i4, 0LL, 2147483647LL},
+    {"map", WType::map, 0LL, 32767LL},
+    {"item_id", WType::i4, 1LL, 2147483647LL},
+    {"price_zeny", WType::i4, 1LL, 2147483647LL},
+    {"stock", WType::i4, 0LL, 2147483647LL},
+};
+inline constexpr Field kSetWeatherSyncFields[] = {
+    {"map", WType::map, 0LL, 32767LL},
+    {"weather", WType::i2, 1LL, 8LL},
+    {"on", WType::u1, 0LL, 1LL},
+};
+inline constexpr Field kSetHazardSyncFields[] = {
+    {"map", WType::map, 0LL, 32767LL},
+    {"hazard_type", WType::i2, 0LL, 32767LL},
+    {"intensity", WType::f4, 0LL, INT64_MAX},
+    {"on", WType::u1, 0LL, 1LL},
+};
+inline constexpr Kind kSyncKinds[] = {
+    {"spawn_npc", kSpawnNpcSyncFields, 6, -1, -1, -1},
+    {"set_price", kSetPriceSyncFields, 5, -1, -1, -1},
+    {"set_weather", kSetWeatherSyncFields, 3, -1, -1, -1},
+    {"set_hazard", kSetHazardSyncFields, 4, -1, -1, -1},
+};
+inline constexpr int kSyncKindCount = 4;
+/// Per ActionKind: a mirrored kind, whose effect a join sync reflects.
+inline constexpr bool kActionMirrored[] = {true, true, true, false, false, true, true, true, false, false};
+
 }  // namespace norn::v1

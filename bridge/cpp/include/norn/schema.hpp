@@ -109,5 +109,12 @@ inline const Kind* find_action_kind(std::string_view name) {
         if (name == k.name) return &k;
     return nullptr;
 }
+/// The columns of a join sync's rows of action kind ``name``; nullptr when a sync has none
+/// (or the kind is not v1's).
+inline const Kind* find_sync_kind(std::string_view name) {
+    for (const Kind& k : v1::kSyncKinds)
+        if (name == k.name) return &k;
+    return nullptr;
+}
 
 }  // namespace norn

@@ -183,7 +183,17 @@ struct Actions {
     std::vector<ActionColumns> kinds;
 };
 
-using Message = std::variant<Hello, Welcome, Ack, Hb, Bye, Progress, Error, Batch, Actions>;
+/// ``sync`` (section 16): one part of a join sync, the state a map server mirrors on its maps.
+/// Per kind, its row columns (as in ``actions``, without action_id; see v1::kSyncKinds).
+struct Sync {
+    std::int64_t tick = 0;   // every action of ticks <= tick is reflected in it
+    std::int64_t part = 0;   // 0 .. parts-1, in order
+    std::int64_t parts = 1;
+    std::vector<std::string> maps;
+    std::vector<ActionColumns> kinds;
+};
+
+using Message = std::variant<Hello, Welcome, Ack, Hb, Bye, Progress, Error, Batch, Actions, Sync>;
 
 /// The ``t`` of a message.
 const char* message_type(const Message& m);
