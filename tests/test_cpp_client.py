@@ -387,6 +387,83 @@ def test_repeated_expired_and_unknown_actions(cpp):
     assert st["actions_expired"] == 1 and st["actions_received"] == 7
 
 
+def test_the_join_sync_in_parts_replaces_the_mirror_and_reflects_older_actions(cpp):
+    """A scripted engine that announces ``sync``: the driver's hello asks for it; a sync cut
+    short (part 0 of 2 only) is dropped; the next one, in two parts, is applied whole; then
+    an NPC it showed moves and talks (done), an NPC it never showed fails ``not_here``, and
+    a ``spawn_npc`` of the sync's own tick (a re-sent frame) is answered done unexecuted,
+    while a reward of that tick (not a mirrored kind) is executed."""
+    from norn.bridge.codec import encode_actions, encode_sync
+
+    eng = ScriptedEngine()
+    names = ["prontera", "izlude"]
+    a_npc, b_npc, c_npc, d_npc = (2 << 32) | 1, 5, 6, 9
+    npc = lambda ids, m, x, y: {  # noqa: E731
+        "npc_id": np.array(ids, np.int64), "map_id": np.array(m, np.int16),
+        "x": np.array(x, np.int16), "y": np.array(y, np.int16),
+        "sprite": np.full(len(ids), 105, np.int16),
+        "name": np.array([b"Prontera Knights"] * len(ids), dtype="S24")}
+    cut = encode_sync(19, {"spawn_npc": npc([c_npc, d_npc], [0, 0], [3, 4], [3, 4])}, names,
+                      rows_per_frame=1)
+    whole = encode_sync(20, {
+        "spawn_npc": npc([a_npc, b_npc], [0, 1], [10, 20], [10, 20]),
+        "set_weather": {"map_id": np.array([1], np.int16), "weather": np.array([4], np.int16),
+                        "on": np.ones(1, np.uint8)}}, names, rows_per_frame=2)
+    assert len(cut) == 2 and len(whole) == 2
+    t20, t21 = 20 << 24, 21 << 24
+    late = encode_actions(21, 70, {
+        "move_npc": {"action_id": np.array([t21, t21 + 1], np.int64),
+                     "npc_id": np.array([a_npc, c_npc], np.int64),
+                     "map_id": np.array([0, 0], np.int16), "x": np.array([11, 12], np.int16),
+                     "y": np.array([11, 12], np.int16)},
+        "npc_say": {"action_id": np.array([t21 + 2], np.int64),
+                    "npc_id": np.array([b_npc], np.int64),
+                    "text": np.array([b"Snow again!"], dtype="S255")}}, names)
+    resent = encode_actions(20, 70, {
+        "spawn_npc": {k: v[:1] for k, v in npc([d_npc], [0], [5], [5]).items()
+                      if k != "name"} | {"action_id": np.array([t20], np.int64)},
+        "give_reward": {"action_id": np.array([t20 + 1], np.int64),
+                        "char_id": np.array([150000], np.uint32),
+                        "item_id": np.array([501], np.int32), "amount": np.array([1], np.int32),
+                        "zeny": np.array([10], np.int32)}}, names)
+    results: dict[int, list[tuple[int, int]]] = {}
+
+    def on(msg: dict) -> None:
+        if msg["t"] == "hello":
+            assert proto.SYNC_CAP in msg["caps"]
+            w = eng.welcome(0, tick=21)
+            w["caps"] = [*w["caps"], proto.SYNC_CAP]
+            eng.send(w)
+            for frame in (cut[0], *whole, resent, late):  # in order, like the engine's
+                eng.send(frame, delay=0.1)
+        elif msg["t"] in ("events", "results"):
+            if msg["t"] == "results":
+                cols = msg["cols"]
+                for i, st, r in zip(np.frombuffer(cols["action_id"], "<i8").tolist(),
+                                    np.frombuffer(cols["status"], "u1").tolist(),
+                                    np.frombuffer(cols["reason"], "<i2").tolist(), strict=True):
+                    results.setdefault(i, []).append((st, r))
+            eng.send(proto.encode_ack(msg["seq"], 64))
+
+    proc = _driver(cpp, eng.endpoint, "--mode", "stream", "--duration-s", "1", "--batch-ms",
+                   "0", "--drain-timeout-s", "2")
+    try:
+        eng.run(proc, on)
+        out = _summary(proc)
+    finally:
+        eng.close()
+    R = proto.ResultReason
+    assert results == {t21: [(0, 0)], t21 + 1: [(1, int(R.NOT_HERE))], t21 + 2: [(0, 0)],
+                       t20: [(0, 0)], t20 + 1: [(0, 0)]}
+    assert out["syncs"] == 1 and out["sync_rows"] == 3 and out["sync_invalid"] == {}
+    assert out["npcs_known"] == 2  # a and b: c and d came only in the sync cut short
+    assert out["failed_by_kind"] == {"move_npc/not_here": 1}
+    assert out["executed_ids"] == [t20 + 1, t21, t21 + 2]  # the reflected spawn is not run
+    st = out["stats"]
+    assert st["syncs"] == 1 and st["sync_rows"] == 3 and st["syncs_dropped"] == 1
+    assert st["actions_reflected"] == 1
+
+
 # -- the real engine --------------------------------------------------------------------------
 def _norn(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "norn.engine.cli", *args], cwd=ROOT,

@@ -41,7 +41,8 @@ bool valid_server_id(const std::string& s) {
     X(actions_failed) X(actions_deferred) X(actions_duplicate) X(actions_reanswered)          \
     X(actions_expired) X(actions_unsupported) X(actions_malformed) X(hellos) X(welcomes)      \
     X(reconnects) X(superseded) X(errors) X(overloaded) X(tick_ahead) X(progress_sent)        \
-    X(inbound_dropped)
+    X(inbound_dropped) X(syncs) X(sync_rows) X(sync_rows_unknown) X(syncs_dropped)           \
+    X(actions_reflected)
 
 struct Client::Counters {
 #define NORN_DECLARE(name) std::atomic<std::uint64_t> name{0};
@@ -371,7 +372,10 @@ void Client::answer(std::int64_t id, ResultStatus status, Reason reason) {
 }
 
 void Client::finish(const Action& a, ResultStatus status, Reason reason) {
-    if (status == ResultStatus::done) {
+    if (a.reflected) {  // nothing was executed: nothing to store
+        status = ResultStatus::done;
+        reason = Reason::ok;
+    } else if (status == ResultStatus::done) {
         // recorded with its effect before the answer can leave
         if (cfg_.store != nullptr) cfg_.store->executed(a);
         bump(counters_->actions_executed);
@@ -398,6 +402,24 @@ bool Client::handle(const Action& a, const Executor& execute) {
     }
     if (in_progress_.count(a.id)) {
         bump(counters_->actions_duplicate);
+        return false;
+    }
+    if (a.mirrored() && synced_tick_ >= 0 && (a.id >> 24) <= synced_tick_) {
+        // the join sync already shows its effect (section 16): done, not executed again
+        bump(counters_->actions_reflected);
+        if (cfg_.lockstep) {  // answered by the map server in the frame's turn
+            Action r = a;
+            r.reflected = true;
+            Outcome o = execute(r);
+            if (o.later) {
+                in_progress_.insert(a.id);
+                return true;
+            }
+            finish(r, ResultStatus::done, Reason::ok);
+            return true;
+        }
+        remember(a.id, {ResultStatus::done, Reason::ok, false, false});
+        answer(a.id, ResultStatus::done, Reason::ok);
         return false;
     }
     if (a.expires_tick < engine_tick()) {
@@ -460,6 +482,14 @@ std::size_t Client::drain(const Executor& execute, std::size_t max_actions) {
             case InItem::Type::welcome:
                 if (item.welcome) world_maps_ = item.welcome->maps;
                 break;
+            case InItem::Type::sync:
+                if (item.sync) {
+                    // replaces the mirror: the state at its tick, even one older than the
+                    // last (an engine resumed from a snapshot)
+                    synced_tick_ = item.sync->tick;
+                    if (cfg_.on_sync) cfg_.on_sync(*item.sync);
+                }
+                break;
             case InItem::Type::none:
                 break;
         }
@@ -518,6 +548,8 @@ private:
     void on_ack(std::int64_t seq, std::int64_t credit);
     void on_error(const Error& e);
     void on_actions(const Actions& a);
+    void on_sync(const Sync& s);
+    void drop_sync(const char* why);
     void rewind(std::int64_t seq);
     void drop_acked();
     void rebase(std::int64_t start);
@@ -547,6 +579,8 @@ private:
     std::optional<std::int64_t> hold_ack_, hold_tick_;
     double rto_, srtt_ = -1;
     std::deque<InItem> backlog_;
+    std::unique_ptr<JoinSync> sync_;  // a join sync whose parts are arriving
+    std::int64_t sync_next_part_ = 0;
 };
 
 void Net::log(LogLevel level, std::string text) {
@@ -596,6 +630,7 @@ void Net::new_socket() {
     c_.connected_.store(false, std::memory_order_release);
     hello_pending_ = true;
     hello_sent_ = false;
+    drop_sync("the connection was renewed");  // the next welcome brings a whole new one
 }
 
 bool Net::send(const std::string& data) {
@@ -776,6 +811,7 @@ void Net::handshake(TimePoint now) {
     h.server_id = cfg_.server_id;
     h.caps = {"columns", "rows"};
     if (cfg_.lockstep) h.caps.emplace_back("lockstep");
+    if (cfg_.sync && cfg_.on_sync) h.caps.emplace_back("sync");
     h.maps = cfg_.maps;
     if (!send(encode(h))) return;  // EAGAIN: no connection yet; next round
     hello_pending_ = false;
@@ -892,6 +928,8 @@ void Net::on_frame(const zmq::message_t& msg) {
         if (h->acked) on_ack(*h->acked, 0);
     } else if (auto* act = std::get_if<Actions>(&m)) {
         on_actions(*act);
+    } else if (auto* sy = std::get_if<Sync>(&m)) {
+        on_sync(*sy);
     } else if (auto* e = std::get_if<Error>(&m)) {
         on_error(*e);
     } else {
@@ -1020,6 +1058,7 @@ void Net::on_error(const Error& e) {
                 bump(ctr_.reconnects);
                 hello_pending_ = true;
                 hello_sent_ = false;
+                drop_sync("the engine asked for a new hello");
             }
             level = LogLevel::info;
             break;
@@ -1040,6 +1079,110 @@ void Net::on_error(const Error& e) {
             break;
     }
     log(level, "norn: engine error " + std::to_string(e.code) + " " + e.name + ": " + e.message);
+}
+
+namespace {
+/// The rows of one kind's columns (an ``actions`` kind, or a ``sync`` kind's rows) appended
+/// to ``out`` as Actions of v1 kind ``kind_index``; false (and why) when malformed.
+bool decode_rows(const ActionColumns& ac, const Kind& kd, int kind_index,
+                 const std::vector<std::string>& maps, std::int64_t tick, std::int64_t expires,
+                 std::vector<Action>& out, std::string& why) {
+    if (ac.n < 0 || ac.n > (1 << 24)) { why = ac.kind + ": bad n"; return false; }
+    const auto n = static_cast<std::size_t>(ac.n);
+    const Kind* k = &kd;
+    std::vector<const Column*> cols(k->nfields, nullptr), lens(k->nfields, nullptr);
+    std::vector<std::size_t> text_at(k->nfields, 0);
+    for (int f = 0; f < k->nfields; ++f) {
+        const Field& fd = k->fields[f];
+        cols[f] = ac.col(fd.name);
+        if (cols[f] == nullptr) { why = ac.kind + " has no column " + fd.name; return false; }
+        if (fd.type == WType::text) {
+            lens[f] = ac.col(std::string(fd.name) + "_len");
+            if (lens[f] == nullptr || lens[f]->data.size() != 2 * n) {
+                why = ac.kind + "." + fd.name + "_len";
+                return false;
+            }
+            std::size_t sum = 0;
+            for (std::size_t i = 0; i < n; ++i) sum += get_le(lens[f]->data.data() + 2 * i, 2);
+            if (sum != cols[f]->data.size()) { why = ac.kind + "." + fd.name + " bytes"; return false; }
+        } else if (cols[f]->data.size() != wtype_size(fd.type) * n) {
+            why = ac.kind + "." + fd.name + " length";
+            return false;
+        }
+    }
+    const std::size_t first = out.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        Action x;
+        x.kind = kind_index;
+        x.kind_name = k->name;
+        x.tick = tick;
+        x.expires_tick = expires;
+        for (int f = 0; f < k->nfields; ++f) {
+            const Field& fd = k->fields[f];
+            const char* p = cols[f]->data.data();
+            std::string_view name = fd.name;
+            if (fd.type == WType::text) {
+                std::size_t len = get_le(lens[f]->data.data() + 2 * i, 2);
+                (name == "name" ? x.name : x.text).assign(p + text_at[f], len);
+                text_at[f] += len;
+                continue;
+            }
+            if (fd.type == WType::f4) {
+                x.intensity = get_f4(p + 4 * i);
+                continue;
+            }
+            std::int64_t v = get_int(p + wtype_size(fd.type) * i, fd.type);
+            if (fd.type == WType::map) {
+                if (v == -1 && fd.lo == -1) {
+                    x.map.clear();
+                } else if (v < 0 || v >= static_cast<std::int64_t>(maps.size())) {
+                    out.resize(first);
+                    why = ac.kind + ".map index out of range";
+                    return false;
+                } else {
+                    x.map = maps[static_cast<std::size_t>(v)];
+                }
+                continue;
+            }
+            if (name == "action_id") x.id = v;
+            else if (name == "npc_id") x.npc_id = v;
+            else if (name == "x") x.x = static_cast<std::int16_t>(v);
+            else if (name == "y") x.y = static_cast<std::int16_t>(v);
+            else if (name == "sprite") x.sprite = static_cast<std::int16_t>(v);
+            else if (name == "weather") x.weather = static_cast<std::int16_t>(v);
+            else if (name == "hazard_type") x.hazard_type = static_cast<std::int16_t>(v);
+            else if (name == "market_id") x.market_id = static_cast<std::int32_t>(v);
+            else if (name == "item_id") x.item_id = static_cast<std::int32_t>(v);
+            else if (name == "price_zeny") x.price_zeny = static_cast<std::int32_t>(v);
+            else if (name == "stock") x.stock = static_cast<std::int32_t>(v);
+            else if (name == "quest_id") x.quest_id = static_cast<std::int32_t>(v);
+            else if (name == "amount") x.amount = static_cast<std::int32_t>(v);
+            else if (name == "zeny") x.zeny = static_cast<std::int32_t>(v);
+            else if (name == "char_id") x.char_id = static_cast<std::uint32_t>(v);
+            else if (name == "on") x.on = v != 0;
+        }
+        out.push_back(std::move(x));
+    }
+    return true;
+}
+}  // namespace
+
+void append_sync_rows(const Sync& part, JoinSync& out) {
+    for (const ActionColumns& ac : part.kinds) {
+        const Kind* k = find_sync_kind(ac.kind);
+        const Kind* action = find_action_kind(ac.kind);
+        if (k == nullptr || action == nullptr) {  // a world's own kind: not ours to mirror
+            if (ac.n > 0) out.unknown_rows += static_cast<std::uint64_t>(ac.n);
+            if (std::find(out.unknown_kinds.begin(), out.unknown_kinds.end(), ac.kind) ==
+                out.unknown_kinds.end())
+                out.unknown_kinds.push_back(ac.kind);
+            continue;
+        }
+        std::string why;
+        if (!decode_rows(ac, *k, static_cast<int>(action - v1::kActionKinds), part.maps,
+                         part.tick, 0, out.rows, why))
+            throw WireError("sync: " + why);
+    }
 }
 
 void Net::on_actions(const Actions& a) {
@@ -1072,75 +1215,58 @@ void Net::on_actions(const Actions& a) {
             }
             continue;
         }
-        std::vector<const Column*> cols(k->nfields, nullptr), lens(k->nfields, nullptr);
-        std::vector<std::size_t> text_at(k->nfields, 0);
-        for (int f = 0; f < k->nfields; ++f) {
-            const Field& fd = k->fields[f];
-            cols[f] = ac.col(fd.name);
-            if (cols[f] == nullptr) return malformed(ac.kind + " has no column " + fd.name);
-            if (fd.type == WType::text) {
-                lens[f] = ac.col(std::string(fd.name) + "_len");
-                if (lens[f] == nullptr || lens[f]->data.size() != 2 * n)
-                    return malformed(ac.kind + "." + fd.name + "_len");
-                std::size_t sum = 0;
-                for (std::size_t i = 0; i < n; ++i) sum += get_le(lens[f]->data.data() + 2 * i, 2);
-                if (sum != cols[f]->data.size()) return malformed(ac.kind + "." + fd.name + " bytes");
-            } else if (cols[f]->data.size() != wtype_size(fd.type) * n) {
-                return malformed(ac.kind + "." + fd.name + " length");
-            }
-        }
-        const int kind_index = static_cast<int>(k - v1::kActionKinds);
-        for (std::size_t i = 0; i < n; ++i) {
-            Action x;
-            x.kind = kind_index;
-            x.kind_name = k->name;
-            x.tick = a.tick;
-            x.expires_tick = a.expires_tick;
-            for (int f = 0; f < k->nfields; ++f) {
-                const Field& fd = k->fields[f];
-                const char* p = cols[f]->data.data();
-                std::string_view name = fd.name;
-                if (fd.type == WType::text) {
-                    std::size_t len = get_le(lens[f]->data.data() + 2 * i, 2);
-                    x.text.assign(p + text_at[f], len);
-                    text_at[f] += len;
-                    continue;
-                }
-                if (fd.type == WType::f4) {
-                    x.intensity = get_f4(p + 4 * i);
-                    continue;
-                }
-                std::int64_t v = get_int(p + wtype_size(fd.type) * i, fd.type);
-                if (fd.type == WType::map) {
-                    if (v == -1 && fd.lo == -1) {
-                        x.map.clear();
-                    } else if (v < 0 || v >= static_cast<std::int64_t>(a.maps.size())) {
-                        return malformed(ac.kind + ".map index out of range");
-                    } else {
-                        x.map = a.maps[static_cast<std::size_t>(v)];
-                    }
-                    continue;
-                }
-                if (name == "action_id") x.id = v;
-                else if (name == "npc_id") x.npc_id = v;
-                else if (name == "x") x.x = static_cast<std::int16_t>(v);
-                else if (name == "y") x.y = static_cast<std::int16_t>(v);
-                else if (name == "sprite") x.sprite = static_cast<std::int16_t>(v);
-                else if (name == "weather") x.weather = static_cast<std::int16_t>(v);
-                else if (name == "hazard_type") x.hazard_type = static_cast<std::int16_t>(v);
-                else if (name == "market_id") x.market_id = static_cast<std::int32_t>(v);
-                else if (name == "item_id") x.item_id = static_cast<std::int32_t>(v);
-                else if (name == "price_zeny") x.price_zeny = static_cast<std::int32_t>(v);
-                else if (name == "quest_id") x.quest_id = static_cast<std::int32_t>(v);
-                else if (name == "amount") x.amount = static_cast<std::int32_t>(v);
-                else if (name == "zeny") x.zeny = static_cast<std::int32_t>(v);
-                else if (name == "char_id") x.char_id = static_cast<std::uint32_t>(v);
-                else if (name == "on") x.on = v != 0;
-            }
-            item.actions.push_back(std::move(x));
-        }
+        std::string why;
+        if (!decode_rows(ac, *k, static_cast<int>(k - v1::kActionKinds), a.maps, a.tick,
+                         a.expires_tick, item.actions, why))
+            return malformed(why);
     }
     to_game(std::move(item));
+}
+
+void Net::drop_sync(const char* why) {
+    if (!sync_) return;
+    bump(ctr_.syncs_dropped);
+    log(LogLevel::warning, "norn: join sync of tick " + std::to_string(sync_->tick) + " dropped after " +
+                               std::to_string(sync_next_part_) + " parts (" + why + ")");
+    sync_.reset();
+    sync_next_part_ = 0;
+}
+
+void Net::on_sync(const Sync& s) {
+    // parts arrive in order; part 0 starts a sync (and drops one cut short before it)
+    if (s.part == 0) {
+        drop_sync("a new sync began");
+        sync_ = std::make_unique<JoinSync>();
+        sync_->tick = s.tick;
+    } else if (!sync_ || sync_->tick != s.tick || s.part != sync_next_part_) {
+        // a part of a sync whose start we missed: the next hello brings a whole one
+        if (sync_) drop_sync("a part is missing");
+        else bump(ctr_.syncs_dropped);
+        return;
+    }
+    try {
+        append_sync_rows(s, *sync_);
+    } catch (const WireError& e) {
+        bump(ctr_.errors);
+        log(LogLevel::error, std::string("norn: malformed sync frame: ") + e.what());
+        drop_sync("malformed");
+        return;
+    }
+    sync_next_part_ = s.part + 1;
+    if (s.part + 1 < s.parts) return;
+    set_tick(s.tick);
+    bump(ctr_.syncs);
+    bump(ctr_.sync_rows, sync_->rows.size());
+    bump(ctr_.sync_rows_unknown, sync_->unknown_rows);
+    log(LogLevel::info, "norn: join sync of tick " + std::to_string(s.tick) + ": " +
+                            std::to_string(sync_->rows.size()) + " rows in " +
+                            std::to_string(s.parts) + " parts");
+    InItem it;
+    it.type = InItem::Type::sync;
+    it.tick = s.tick;
+    it.sync = std::move(sync_);
+    sync_next_part_ = 0;
+    to_game(std::move(it));
 }
 
 // -- lifecycle ------------------------------------------------------------------------------

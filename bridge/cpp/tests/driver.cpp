@@ -9,6 +9,13 @@
 //
 // --store FILE keeps executed action ids in a FileExecutedStore; --crash-after-execute N kills
 // the process (SIGKILL) right after the Nth id is stored, before its result can leave.
+//
+// Actions are validated as `norn sim-server` validates them (bridge/sim_server.py): a map it
+// does not host fails unknown_map, a cell outside the map out_of_bounds, and an NPC action
+// (move_npc, despawn_npc, npc_say) for an NPC it was never shown not_here. It mirrors what it
+// is shown: spawn_npc actions and the join sync (PROTOCOL.md section 16, asked for unless
+// --no-sync), which replaces the mirror (in lockstep only the first one: a certification run
+// keeps its own mirror across the engine's restarts, as the simulator does).
 #include <signal.h>
 #include <unistd.h>
 
@@ -42,7 +49,7 @@ struct Options {
     int steps = 40, step_ms = 20, players = 50, result_lag = 2, crash_after = 0;
     std::uint64_t seed = 1;
     double connect_timeout_s = 30, drain_timeout_s = 30, duration_s = 0;
-    bool rows = false, lockstep = false, quiet_log = false;
+    bool rows = false, lockstep = false, quiet_log = false, sync = true;
     std::uint32_t retransmit_ms = 3000, retransmit_max_ms = 60000, hello_retry_ms = 1000;
     std::uint32_t batch_events = 4096, batch_ms = 20;
 };
@@ -188,6 +195,136 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
+std::string json_counts(const std::map<std::string, std::uint64_t>& m) {
+    std::ostringstream o;
+    o << "{";
+    bool first = true;
+    for (const auto& kv : m) {
+        o << (first ? "" : ",") << "\"" << kv.first << "\":" << kv.second;
+        first = false;
+    }
+    o << "}";
+    return o.str();
+}
+
+/// What the engine showed on our maps, and the checks a real map server makes.
+class Mirror {
+public:
+    struct Npc { std::string map; int x, y; std::string name; };
+
+    void set_maps(const std::vector<norn::MapInfo>& world, const std::vector<std::string>& hosted) {
+        maps_.clear();
+        for (const norn::MapInfo& m : world)
+            if (hosted.empty() || std::find(hosted.begin(), hosted.end(), m.name) != hosted.end())
+                maps_[m.name] = {m.width, m.height};
+    }
+
+    /// Replace everything with the sync's rows (each validated like an action).
+    void apply(const norn::JoinSync& js) {
+        npcs.clear();
+        prices.clear();
+        weather.clear();
+        hazards.clear();
+        ++syncs;
+        sync_rows += js.rows.size() + js.unknown_rows;
+        for (const norn::Action& r : js.rows) {
+            norn::Reason why = check(r);
+            if (why == norn::Reason::ok && r.action_kind() == Kind::spawn_npc &&
+                (r.name.empty() || r.name.size() > 23))
+                why = norn::Reason::invalid;
+            if (why != norn::Reason::ok) {
+                ++sync_invalid[reason_name(why)];
+                continue;
+            }
+            switch (r.action_kind()) {
+                case Kind::spawn_npc: npcs[r.npc_id] = {r.map, r.x, r.y, r.name}; break;
+                case Kind::set_price: prices[r.market_id] = {r.price_zeny, r.stock}; break;
+                case Kind::set_weather: weather.insert({r.map, r.weather}); break;
+                case Kind::set_hazard: hazards[{r.map, r.hazard_type}] = r.intensity; break;
+                default: break;
+            }
+        }
+    }
+
+    /// Validate and apply one action; its answer.
+    norn::Reason execute(const norn::Action& a) {
+        norn::Reason why = check(a);
+        if (why == norn::Reason::ok) {
+            switch (a.action_kind()) {
+                case Kind::spawn_npc: {
+                    std::string name = npcs.count(a.npc_id) ? npcs[a.npc_id].name : "";
+                    npcs[a.npc_id] = {a.map, a.x, a.y, name};
+                    break;
+                }
+                case Kind::move_npc:
+                case Kind::despawn_npc:
+                case Kind::npc_say: {
+                    auto it = npcs.find(a.npc_id);
+                    if (it == npcs.end()) { why = norn::Reason::not_here; break; }
+                    if (a.action_kind() == Kind::despawn_npc) npcs.erase(it);
+                    else if (a.action_kind() == Kind::move_npc) it->second = {a.map, a.x, a.y, it->second.name};
+                    break;
+                }
+                case Kind::set_price: {
+                    auto it = prices.find(a.market_id);
+                    prices[a.market_id] = {a.price_zeny, it == prices.end() ? -1 : it->second.second};
+                    break;
+                }
+                case Kind::set_weather:
+                    if (a.on) weather.insert({a.map, a.weather});
+                    else weather.erase({a.map, a.weather});
+                    break;
+                case Kind::set_hazard:
+                    if (a.on) hazards[{a.map, a.hazard_type}] = a.intensity;
+                    else hazards.erase({a.map, a.hazard_type});
+                    break;
+                default: break;
+            }
+        }
+        if (why == norn::Reason::ok) ++executed[a.kind_name];
+        else ++failed[a.kind_name + "/" + reason_name(why)];
+        return why;
+    }
+
+    std::map<std::int64_t, Npc> npcs;
+    std::map<std::int32_t, std::pair<std::int32_t, std::int32_t>> prices;  // price, stock
+    std::set<std::pair<std::string, int>> weather;
+    std::map<std::pair<std::string, int>, float> hazards;
+    std::uint64_t syncs = 0, sync_rows = 0;
+    std::map<std::string, std::uint64_t> sync_invalid, executed, failed;
+
+private:
+    using Kind = norn::v1::ActionKind;
+
+    static std::string reason_name(norn::Reason r) {
+        static const char* names[] = {"ok", "unknown_map", "out_of_bounds", "reward_cap", "not_here",
+                                      "expired", "zeny_overflow", "invalid", "unsupported"};
+        return names[static_cast<int>(r)];
+    }
+
+    /// The map and the cell, as a map server checks them before it acts.
+    norn::Reason check(const norn::Action& a) const {
+        switch (a.action_kind()) {
+            case Kind::spawn_npc: case Kind::move_npc: case Kind::set_price: case Kind::set_weather:
+            case Kind::set_hazard: {
+                auto it = maps_.find(a.map);
+                if (it == maps_.end()) return norn::Reason::unknown_map;
+                if (a.action_kind() == Kind::spawn_npc || a.action_kind() == Kind::move_npc) {
+                    if (a.x < 0 || a.y < 0 || a.x >= it->second.first || a.y >= it->second.second)
+                        return norn::Reason::out_of_bounds;
+                }
+                return norn::Reason::ok;
+            }
+            case Kind::broadcast:
+                return a.map.empty() || maps_.count(a.map) ? norn::Reason::ok : norn::Reason::unknown_map;
+            default:
+                return norn::Reason::ok;
+        }
+    }
+
+    std::map<std::string, std::pair<std::int64_t, std::int64_t>> maps_;
+};
+
 std::string json_stats(const norn::Stats& s) {
     std::ostringstream o;
     o << "{";
@@ -198,7 +335,8 @@ std::string json_stats(const norn::Stats& s) {
     F(actions_failed) F(actions_deferred) F(actions_duplicate) F(actions_reanswered)
     F(actions_expired) F(actions_unsupported) F(actions_malformed) F(hellos) F(welcomes)
     F(reconnects) F(superseded) F(errors) F(overloaded) F(tick_ahead) F(progress_sent)
-    F(inbound_dropped)
+    F(inbound_dropped) F(syncs) F(sync_rows) F(sync_rows_unknown) F(syncs_dropped)
+    F(actions_reflected)
 #undef F
     o << "\"errors_by_code\":{";
     bool first = true;
@@ -229,26 +367,59 @@ int run(const Options& opt) {
     cfg.curve_public_key = opt.curve_public;
     cfg.curve_secret_key = opt.curve_secret;
     cfg.store = store.get();
+    cfg.sync = opt.sync;
+    Mirror mirror;
+    std::vector<norn::Action> waiting;  // lockstep: until their tick's turn
+    bool ls = opt.mode == "lockstep";
+    norn::Client* live = nullptr;  // the client, once it exists (the callbacks run after)
+    bool maps_known = false;
+    auto know_maps = [&] {  // our maps and their sizes: the welcome's, cut to --maps
+        if (maps_known || live == nullptr) return;
+        mirror.set_maps(live->world_maps(), cfg.maps);
+        maps_known = true;
+    };
+    cfg.on_sync = [&](const norn::JoinSync& js) {
+        know_maps();
+        if (!(ls && mirror.syncs)) {  // lockstep: the first sync only (see the top)
+            mirror.apply(js);
+        } else {
+            ++mirror.syncs;
+        }
+        for (norn::Action& a : waiting)  // drained before it, not yet in their turn
+            if (a.mirrored() && (a.id >> 24) <= js.tick) a.reflected = true;
+    };
     std::vector<std::string> logs;
     cfg.on_log = [&](norn::LogLevel level, const std::string& text) {
         if (!opt.quiet_log) std::cerr << static_cast<int>(level) << " " << text << "\n";
         if (logs.size() < 200) logs.push_back(text);
     };
     norn::Client client(cfg);
+    live = &client;
 
     std::map<std::string, std::uint64_t> executed_by_kind;
     std::set<std::int64_t> executed_ids;
-    std::vector<norn::Action> waiting;  // lockstep: until their tick's turn
-    bool ls = opt.mode == "lockstep";
+    std::uint64_t reflected = 0;
+    auto run_one = [&](const norn::Action& a) -> norn::Reason {
+        know_maps();
+        if (a.reflected) {  // the sync shows it already: done, not executed again
+            ++reflected;
+            return norn::Reason::ok;
+        }
+        norn::Reason why = mirror.execute(a);
+        if (why == norn::Reason::ok) {
+            ++executed_by_kind[a.kind_name];
+            executed_ids.insert(a.id);
+        }
+        return why;
+    };
     norn::Client::Executor execute = [&](const norn::Action& a) {
         if (ls) {
             waiting.push_back(a);
             return norn::Outcome::deferred();
         }
         if (a.kind < 0) return norn::Outcome::failed(norn::Reason::unsupported);
-        ++executed_by_kind[a.kind_name];
-        executed_ids.insert(a.id);
-        return norn::Outcome::done();
+        norn::Reason why = run_one(a);
+        return why == norn::Reason::ok ? norn::Outcome::done() : norn::Outcome::failed(why);
     };
     auto report_due = [&](std::int64_t upto) {
         std::vector<norn::Action> keep;
@@ -260,9 +431,8 @@ int run(const Options& opt) {
                 client.report(a, norn::ResultStatus::failed, norn::Reason::unsupported);
                 continue;
             }
-            ++executed_by_kind[a.kind_name];
-            executed_ids.insert(a.id);
-            client.report(a, norn::ResultStatus::done, norn::Reason::ok);
+            norn::Reason why = run_one(a);
+            client.report(a, why == norn::Reason::ok ? norn::ResultStatus::done : norn::ResultStatus::failed, why);
         }
         waiting.swap(keep);
     };
@@ -346,7 +516,10 @@ int run(const Options& opt) {
         o << (f1 ? "" : ",") << id;
         f1 = false;
     }
-    o << "],\"unexecuted\":" << waiting.size() << ",\"stats\":" << json_stats(st) << "}";
+    o << "],\"unexecuted\":" << waiting.size() << ",\"syncs\":" << mirror.syncs
+      << ",\"sync_rows\":" << mirror.sync_rows << ",\"sync_invalid\":" << json_counts(mirror.sync_invalid)
+      << ",\"npcs_known\":" << mirror.npcs.size() << ",\"reflected\":" << reflected
+      << ",\"failed_by_kind\":" << json_counts(mirror.failed) << ",\"stats\":" << json_stats(st) << "}";
     std::cout << o.str() << std::endl;
     return 0;
 }
@@ -385,6 +558,7 @@ int main(int argc, char** argv) {
         else if (a == "--curve-secret-key") opt.curve_secret = next();
         else if (a == "--rows") opt.rows = true;
         else if (a == "--lockstep") opt.lockstep = true;
+        else if (a == "--no-sync") opt.sync = false;
         else if (a == "--quiet") opt.quiet_log = true;
         else { std::cerr << "unknown option " << a << "\n"; return 2; }
     }

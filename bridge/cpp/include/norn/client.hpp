@@ -61,9 +61,42 @@ struct Action {
     float intensity = 0;
     bool on = false;
     std::string text;
+    // join sync rows only (section 16): an NPC's shown name, a shop's stock (-1: not given)
+    std::string name;
+    std::int32_t stock = -1;
+    /// Lockstep only: the last join sync already reflects this action (a mirrored kind of a
+    /// tick <= the sync's). Answer it done in its turn WITHOUT executing it. (Outside
+    /// lockstep the client answers such actions itself; the executor never sees them.)
+    bool reflected = false;
 
     v1::ActionKind action_kind() const { return static_cast<v1::ActionKind>(kind); }
+    /// Whether the map server mirrors this kind's effect (spawn_npc, despawn_npc, move_npc,
+    /// set_price, set_weather, set_hazard): the state a join sync carries.
+    bool mirrored() const { return kind >= 0 && v1::kActionMirrored[kind]; }
 };
+
+/// A whole join sync (PROTOCOL.md section 16), handed to Config::on_sync on the game thread
+/// once its last part has arrived, before any action that came after it. It is everything
+/// the engine shows on this server's maps at ``tick``: the handler REPLACES its mirror with
+/// it (NPCs, prices, weather and hazards it shows from the engine and the sync does not name
+/// are removed / turned off), validating each row like an action (a map it does not host, a
+/// cell outside the map: skip and log the row).
+struct JoinSync {
+    std::int64_t tick = 0;
+    /// One row per thing, as the Action of its kind would show it (id 0, tick = the sync's):
+    /// spawn_npc (npc_id, map, x, y, sprite, name), set_price (market_id, map, item_id,
+    /// price_zeny, stock), set_weather (map, weather, on), set_hazard (map, hazard_type,
+    /// intensity, on). Kinds in the action table's order.
+    std::vector<Action> rows;
+    /// Rows of kinds this client does not know (a world's own kinds: spawn_monster,
+    /// mark_dig_site, set_mapflag ...), skipped; their actions reach the executor as kind -1.
+    std::uint64_t unknown_rows = 0;
+    std::vector<std::string> unknown_kinds;
+};
+
+/// Decode one ``sync`` part's rows into ``out`` (its tick is the caller's). Throws WireError
+/// when a column is missing or of the wrong length, or a map index is out of range.
+void append_sync_rows(const Sync& part, JoinSync& out);
 
 /// What the executor says about an action.
 struct Outcome {
@@ -128,6 +161,11 @@ struct Config {
     std::vector<std::string> maps;         // maps this server hosts; empty = every map
     bool lockstep = false;                 // ask for a lockstep session (section 14)
     bool rows = false;                     // send batches as rows instead of columns
+    /// Ask for the join sync after each hello (section 16): before any action, the engine
+    /// sends the state to mirror on this server's maps (NPCs, prices, weather, hazards), so
+    /// moves and lines of NPCs that exist since before this server came never fail
+    /// not_here. On by default; asked for only when on_sync is set (someone must apply it).
+    bool sync = true;
 
     // batching, on the game thread
     std::uint32_t batch_events = 4096;     // close a kind's batch at this many events...
@@ -163,6 +201,11 @@ struct Config {
     /// Log lines of the client (connects, errors from the engine, refusals), delivered on
     /// the game thread from drain(). Without it they are dropped.
     std::function<void(LogLevel, const std::string&)> on_log;
+    /// The join sync, delivered on the game thread from drain(), in order with the actions
+    /// (every action drained after it is newer state). Replace your mirror with it. Mirrored
+    /// actions of ticks <= its tick that come after it are answered done by the client
+    /// without reaching the executor (lockstep: they reach it with Action::reflected set).
+    std::function<void(const JoinSync&)> on_sync;
 };
 
 /// Counters (a snapshot). "events" are game events; "results" answers to actions.
@@ -176,6 +219,10 @@ struct Stats {
                   actions_expired = 0, actions_unsupported = 0, actions_malformed = 0;
     std::uint64_t hellos = 0, welcomes = 0, reconnects = 0, superseded = 0, errors = 0,
                   overloaded = 0, tick_ahead = 0, progress_sent = 0, inbound_dropped = 0;
+    // join sync: syncs applied, their rows, rows of unknown kinds skipped, syncs dropped
+    // (cut short or malformed), actions answered done because a sync reflects them
+    std::uint64_t syncs = 0, sync_rows = 0, sync_rows_unknown = 0, syncs_dropped = 0,
+                  actions_reflected = 0;
     std::uint64_t errors_by_code[18] = {};
 };
 
@@ -213,12 +260,13 @@ struct OutItem {
 };
 
 struct InItem {
-    enum class Type : std::uint8_t { none, actions, mark, log, welcome } type = Type::none;
+    enum class Type : std::uint8_t { none, actions, mark, log, welcome, sync } type = Type::none;
     std::int64_t tick = 0;
     std::vector<Action> actions;
     LogLevel level = LogLevel::info;
     std::string text;
     std::unique_ptr<Welcome> welcome;
+    std::unique_ptr<JoinSync> sync;
 };
 
 class Client {
@@ -288,6 +336,8 @@ public:
     bool events_durable() const;
     /// The world's maps, from the last welcome this drain() saw (empty before it).
     const std::vector<MapInfo>& world_maps() const { return world_maps_; }
+    /// The tick of the last join sync drain() delivered (-1: none yet).
+    std::int64_t synced_tick() const { return synced_tick_; }
     Stats stats() const;
 
 private:
@@ -318,6 +368,7 @@ private:
     std::int64_t stamp_ = 0;
     std::int64_t drained_mark_ = 0;
     std::vector<MapInfo> world_maps_;
+    std::int64_t synced_tick_ = -1;
     std::unique_ptr<InItem> current_;                 // a frame drained part way
     std::size_t current_pos_ = 0;
     std::unordered_map<std::int64_t, LedgerEntry> ledger_;
