@@ -520,6 +520,46 @@ def test_end_to_end_against_the_engine_columns_and_rows(cpp, tmp_path):
         assert s["stats"]["results_acked"] <= results <= s["stats"]["results_queued"]
 
 
+@pytest.mark.slow
+def test_a_driver_joining_a_running_engine_mirrors_its_npcs(cpp, tmp_path):
+    """The join sync end to end (issue 14): the engine has ticked a while (its NPCs exist,
+    spawned before any map server came) when the C++ driver joins. Without the sync it fails
+    NPC moves not_here (it was never shown those NPCs); with it (the default) it gets the
+    roster first and no NPC action fails, while actions the sync already reflects are
+    answered done unexecuted."""
+    ep = f"tcp://127.0.0.1:{_free_port()}"
+    run = tmp_path / "run"
+    engine = _norn("run", "--serve", ep, "--clock", "realtime", "--tick-ms", "50", "--ticks",
+                   "100000", "--out", str(run), "--json")
+    try:
+        deadline = time.monotonic() + 240
+        while _last_tick(run) < 30:
+            assert engine.poll() is None, engine.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "the engine never started ticking"
+            time.sleep(0.1)
+        common = ("--steps", "50", "--step-ms", "50", "--players", "40", "--seed", "7",
+                  "--connect-timeout-s", "60")
+        blind = _summary(_driver(cpp, ep, "--server-id", "blind", "--no-sync", *common), 120)
+        synced = _summary(_driver(cpp, ep, "--server-id", "map01", *common), 120)
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        _, err = engine.communicate(timeout=60)
+    assert engine.returncode == 0, err[-3000:]
+    npc_kinds = ("spawn_npc", "move_npc", "despawn_npc", "npc_say")
+    assert blind["syncs"] == 0 and blind["stats"]["actions_reflected"] == 0
+    assert blind["failed_by_kind"].get("move_npc/not_here", 0) > 0, blind["failed_by_kind"]
+    s = synced
+    assert s["all_acked"] and s["stats"]["errors"] == 0 and s["stats"]["events_rejected"] == 0
+    assert s["syncs"] == 1 and s["sync_rows"] > 100 and s["sync_invalid"] == {}, s
+    assert s["npcs_known"] > 0 and s["stats"]["syncs_dropped"] == 0
+    npc_failed = {k: n for k, n in s["failed_by_kind"].items() if k.split("/")[0] in npc_kinds}
+    assert npc_failed == {}, s["failed_by_kind"]
+    assert s["failed_by_kind"] == {}, s["failed_by_kind"]
+    assert s["executed_by_kind"].get("move_npc", 0) > 0, s["executed_by_kind"]
+    # the recent ticks a joining server is sent include actions the sync already shows
+    assert s["stats"]["actions_reflected"] > 0
+
+
 def _lockstep_driver(cpp: Path, ep: str, step_ms: int) -> subprocess.Popen:
     return _driver(cpp, ep, "--mode", "lockstep", "--steps", "40", "--players", "40",
                    "--step-ms", str(step_ms), "--seed", "5", "--connect-timeout-s", "60",

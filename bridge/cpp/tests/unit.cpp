@@ -179,8 +179,40 @@ void test_store() {
 }
 }  // namespace
 
+void test_sync_rows() {
+    // a sync part: one NPC (name as text), one kind of a world's own, one NPC on a bad map
+    auto le = [](std::uint64_t v, int n) {
+        std::string o(n, '\0');
+        norn::put_le(&o[0], v, n);
+        return o;
+    };
+    norn::Sync part;
+    part.tick = 9;
+    part.maps = {"prontera"};
+    norn::ActionColumns npc{"spawn_npc", 1, {{"npc_id", le((1ULL << 33) | 4, 8)}, {"map", le(0, 2)},
+                                             {"x", le(10, 2)}, {"y", le(11, 2)}, {"sprite", le(105, 2)},
+                                             {"name_len", le(5, 2)}, {"name", "Orc H"}}};
+    part.kinds = {npc, {"spawn_monster", 3, {}}};
+    norn::JoinSync js;
+    norn::append_sync_rows(part, js);
+    CHECK(js.rows.size() == 1 && js.rows[0].npc_id == static_cast<std::int64_t>((1ULL << 33) | 4));
+    CHECK(js.rows[0].name == "Orc H" && js.rows[0].text.empty() && js.rows[0].map == "prontera");
+    CHECK(js.rows[0].mirrored() && js.rows[0].id == 0 && js.rows[0].tick == 9);
+    CHECK(js.unknown_rows == 3 && js.unknown_kinds == std::vector<std::string>{"spawn_monster"});
+    norn::Sync bad = part;
+    bad.kinds = {npc};
+    bad.kinds[0].cols[1].data = le(3, 2);  // map index 3 of a one-map dictionary
+    CHECK(throws([&] { norn::JoinSync j; norn::append_sync_rows(bad, j); }));
+    bad.kinds[0].cols.pop_back();  // no name bytes
+    CHECK(throws([&] { norn::JoinSync j; norn::append_sync_rows(bad, j); }));
+    norn::Action say;
+    say.kind = static_cast<int>(norn::v1::ActionKind::npc_say);
+    CHECK(!say.mirrored());
+}
+
 int main() {
     test_ring();
+    test_sync_rows();
     test_codec();
     test_validation();
     test_store();
