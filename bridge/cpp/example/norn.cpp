@@ -9,7 +9,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <unordered_map>
@@ -163,6 +165,91 @@ Outcome give_reward(const norn::Action& a, map_session_data* sd) {
     return Outcome::done();  // the client then calls CharRecordStore::executed: saved together
 }
 
+// A shop's price (and, from a join sync, its stock: a marketshop's qty).
+Outcome set_price(const norn::Action& a) {
+    auto name = settings.markets.find(a.market_id);
+    if (name == settings.markets.end()) return Outcome::failed(Reason::not_here);
+    npc_data* nd = npc_name2id(name->second.c_str());
+    if (nd == nullptr || (nd->subtype != NPCTYPE_SHOP && nd->subtype != NPCTYPE_MARKETSHOP))
+        return Outcome::failed(Reason::not_here);
+    for (int i = 0; i < nd->u.shop.count; i++)
+        if (nd->u.shop.shop_item[i].nameid == static_cast<t_itemid>(a.item_id)) {
+            nd->u.shop.shop_item[i].value = a.price_zeny;
+#if PACKETVER >= 20131223
+            if (a.stock >= 0 && nd->subtype == NPCTYPE_MARKETSHOP)
+                nd->u.shop.shop_item[i].qty = static_cast<uint16>(std::min(a.stock, 65535));
+#endif
+            return Outcome::done();
+        }
+    return Outcome::failed(Reason::invalid);
+}
+
+// Weather mapflags Norn turned on, (map, code): a join sync turns off those it does not name.
+std::set<std::pair<int16, int>> weather_on;
+
+Outcome set_weather(int16 m, int weather, bool on) {
+    static const e_mapflag flags[] = {MF_CLOUDS, MF_CLOUDS2, MF_FOG, MF_SNOW, MF_SAKURA,
+                                      MF_LEAVES, MF_FIREWORKS};
+    if (weather < 1 || weather > 7)  // 8 (rain): no mapflag clif_weather shows
+        return Outcome::failed(Reason::unsupported);
+    map_setmapflag(m, flags[weather - 1], on);
+    clif_weather(m);
+    if (on) weather_on.insert({m, weather});
+    else weather_on.erase({m, weather});
+    return Outcome::done();
+}
+
+// -- the join sync (PROTOCOL.md section 16) ---------------------------------------------------
+// After each welcome, before any action, the engine sends what stands on our maps. It
+// REPLACES what this server shows from Norn: NPCs it names stay (moved to their cell) or are
+// duplicated, the others are unloaded; weather it names is on, the rest Norn set is off;
+// prices and stock are set. A row for a map we do not host or a cell that is not walkable
+// is skipped and logged, like the action would fail. Moves and lines of NPCs the engine
+// spawned before this server came then find their NPC (no not_here), and the client answers
+// older mirrored actions done itself (they are in the sync).
+void apply_sync(const norn::JoinSync& js) {
+    std::unordered_set<int64> named;
+    std::set<std::pair<int16, int>> weather;
+    int skipped = 0;
+    for (const norn::Action& r : js.rows) {
+        int16 m = map_mapname2mapid(r.map.c_str());
+        if (m < 0 || (!hosted.empty() && !hosted.count(r.map))) {
+            ++skipped;
+            continue;
+        }
+        switch (r.action_kind()) {
+            case Kind::spawn_npc:
+                if (!map_getcell(m, r.x, r.y, CELL_CHKPASS) ||
+                    spawn_npc(r, m).status != norn::ResultStatus::done) {
+                    ++skipped;
+                    continue;
+                }
+                named.insert(r.npc_id);  // r.name: the faction's name, for the NPC's label
+                break;
+            case Kind::set_price:
+                if (set_price(r).status != norn::ResultStatus::done) ++skipped;
+                break;
+            case Kind::set_weather:
+                if (r.on) weather.insert({m, r.weather});
+                break;
+            default:  // set_hazard: no rAthena counterpart (see execute)
+                break;
+        }
+    }
+    for (auto it = npc_block.begin(); it != npc_block.end();) {  // not named: gone since
+        if (named.count(it->first)) { ++it; continue; }
+        if (npc_data* nd = map_id2nd(it->second)) npc_unload(nd, true);
+        npc_norn_id.erase(it->second);
+        it = npc_block.erase(it);
+    }
+    for (auto w : std::set<std::pair<int16, int>>(weather_on))
+        if (!weather.count(w)) set_weather(w.first, w.second, false);
+    for (auto w : weather)
+        if (!weather_on.count(w)) set_weather(w.first, w.second, true);
+    ShowInfo("Norn: join sync of tick %lld: %d NPCs, %zu rows, %d skipped\n",
+             static_cast<long long>(js.tick), static_cast<int>(named.size()), js.rows.size(), skipped);
+}
+
 int broadcast_sub(block_list* bl, va_list ap) {
     const char* text = va_arg(ap, const char*);
     size_t len = va_arg(ap, size_t);
@@ -210,28 +297,11 @@ Outcome execute(const norn::Action& a) {
             map_foreachinmap(broadcast_sub, m, BL_PC, a.text.c_str(), len);
             return Outcome::done();
         }
-        case Kind::set_price: {
-            auto name = settings.markets.find(a.market_id);
-            if (name == settings.markets.end()) return Outcome::failed(Reason::not_here);
-            npc_data* nd = npc_name2id(name->second.c_str());
-            if (nd == nullptr || nd->subtype != NPCTYPE_SHOP) return Outcome::failed(Reason::not_here);
-            for (int i = 0; i < nd->u.shop.count; i++)
-                if (nd->u.shop.shop_item[i].nameid == static_cast<t_itemid>(a.item_id)) {
-                    nd->u.shop.shop_item[i].value = a.price_zeny;
-                    return Outcome::done();
-                }
-            return Outcome::failed(Reason::invalid);
-        }
-        case Kind::set_weather: {
+        case Kind::set_price:
+            return set_price(a);
+        case Kind::set_weather:
             if (m < 0) return Outcome::failed(Reason::unknown_map);
-            static const e_mapflag flags[] = {MF_CLOUDS, MF_CLOUDS2, MF_FOG, MF_SNOW, MF_SAKURA,
-                                              MF_LEAVES, MF_FIREWORKS};
-            if (a.weather < 1 || a.weather > 7)  // 8 (rain): no mapflag clif_weather shows
-                return Outcome::failed(Reason::unsupported);
-            map_setmapflag(m, flags[a.weather - 1], a.on);
-            clif_weather(m);
-            return Outcome::done();
-        }
+            return set_weather(m, a.weather, a.on);
         case Kind::start_quest: {
             map_session_data* sd = map_charid2sd(a.char_id);  // a char id, not an account id
             if (sd == nullptr) return Outcome::failed(Reason::not_here);
@@ -331,6 +401,7 @@ void do_init_norn(void) {
     store = std::make_unique<CharRecordStore>();
     cfg.store = store.get();
     cfg.on_log = log_line;
+    cfg.on_sync = apply_sync;  // and cfg.sync (on by default): the join sync is asked for
     client = std::make_unique<norn::Client>(cfg);
     client->start();  // restores the executed ids, starts the network thread
 
