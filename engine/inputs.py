@@ -80,6 +80,10 @@ def check_batch(batch: InputBatch, schemas: Mapping[str, Schema] = EVENT_SCHEMAS
         raise BoundError("batch_events_max", limits.batch_events_max, len(batch), batch.kind)
 
 
+def _column_bytes(batch: InputBatch) -> int:
+    return sum(c.nbytes for c in batch.columns.values())
+
+
 class InputQueue:
     """Bounded multi-producer, single-consumer queue of input batches."""
 
@@ -111,13 +115,17 @@ class InputQueue:
             self._events += len(batch)
             return True
 
-    def drain(self, tick: int | None = None) -> list[InputBatch]:
+    def drain(self, tick: int | None = None,
+              bytes_max: int | None = None) -> list[InputBatch]:
         """What is due at ``tick`` (None: everything), in canonical (source, seq) order.
 
-        Per source, batches leave in seq order up to the first one stamped after ``tick``;
-        that one and the rest of its source stay queued for a later tick. (A loop over
-        batches, never over events.)
+        Per source, batches leave in seq order up to the first one stamped after ``tick``,
+        or the first that would take the tick past ``bytes_max`` column bytes (default
+        ``limits.tick_input_bytes_max``, so the tick's journal frame fits its bound; the
+        first batch of a tick is always taken); that one and the rest of its source stay
+        queued for a later tick. (A loop over batches, never over events.)
         """
+        budget = limits.tick_input_bytes_max if bytes_max is None else bytes_max
         with self._lock:
             batches = sorted(self._batches, key=lambda b: (b.source, b.seq))
             if tick is None:
@@ -125,12 +133,15 @@ class InputQueue:
             else:
                 due, keep = [], []
                 held: str | None = None
+                taken = 0
                 for b in batches:
-                    if b.source == held or b.tick > tick:
+                    nb = _column_bytes(b)
+                    if b.source == held or b.tick > tick or (due and taken + nb > budget):
                         held = b.source
                         keep.append(b)
                     else:
                         due.append(b)
+                        taken += nb
             self._batches = keep
             self._events = sum(len(b) for b in keep)
         return due

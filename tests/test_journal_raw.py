@@ -51,3 +51,31 @@ def test_commit_writes_every_byte_through_short_writes(tmp_path, monkeypatch):
         w.commit()
     got = [f.payload for f in journal.JournalReader(tmp_path / "j").frames()]
     assert [bytes(p) for p in got] == payloads
+
+
+def test_a_tick_takes_no_more_input_than_its_journal_frame_holds():
+    """Issue 16: a slow tick found 4M mob kills queued (input_events_max), 75 MB of columns,
+    and its journal frame passed journal_frame_bytes_max: the run stopped. A tick now
+    takes at most tick_input_bytes_max column bytes; the rest (per source, a seq suffix)
+    waits for the next tick, nothing lost or reordered."""
+    from norn.engine import limits
+    from norn.engine.inputs import InputQueue
+
+    q = InputQueue(batches_max=1000, events_max=1 << 24)
+    per = _batch(0, 65536)
+    nb = sum(c.nbytes for c in per.columns.values())
+    for s in range(1, 41):
+        for src in ("a", "b"):
+            assert q.offer(InputBatch(src, s, "mob_kill", per.columns))
+    ticks = []
+    while len(q):
+        got = q.drain(len(ticks) + 1)
+        assert got and sum(sum(c.nbytes for c in b.columns.values()) for b in got) <= max(
+            limits.tick_input_bytes_max, nb)
+        ticks.append(got)
+    assert len(ticks) > 1
+    for src in ("a", "b"):
+        seqs = [b.seq for t in ticks for b in t if b.source == src]
+        assert seqs == list(range(1, 41))
+    big = encode_tick(TickRecord(1, ticks[0], np.zeros(0, RECORD)))
+    assert len(big) <= limits.journal_frame_bytes_max
