@@ -10,6 +10,7 @@ sync only reads the world: digests do not change with it.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -159,6 +160,7 @@ def test_a_server_joining_late_gets_the_roster_and_no_move_fails_not_here(tmp_pa
                 cwd=ROOT, capture_output=True, text=True, timeout=240)
             assert sim.returncode == 0, sim.stderr[-3000:]
             summaries.append(json.loads(sim.stdout))
+        engine.send_signal(signal.SIGTERM)  # a clean stop: journal closed, report printed
         e_out, e_err = engine.communicate(timeout=240)
     finally:
         if engine.poll() is None:
