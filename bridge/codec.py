@@ -595,7 +595,8 @@ def encode_actions(
 
 @dataclass
 class ActionsFrame:
-    """A decoded ``actions`` frame: per kind, wire columns (map fields index ``maps``);
+    """A decoded ``actions`` frame: per kind, wire columns (map fields index ``maps``),
+    executed in ``action_id`` order across kinds (``in_order``; PROTOCOL.md section 8);
     ``unsupported``: ids of its actions of kinds the client does not know, which a lockstep
     map server answers ``unsupported`` in the frame's turn (``BridgeClient``); ``reflected``:
     likewise, those the join sync already reflects, answered ``done``."""
@@ -611,6 +612,20 @@ class ActionsFrame:
 
     def count(self) -> int:
         return sum(len(c["action_id"]) for c in self.kinds.values())
+
+    def in_order(self) -> list[tuple[str, int]]:
+        """(kind, row) of each action in ``action_id`` order across kinds: the order a map
+        server executes them in (PROTOCOL.md section 8; the frame holds them by kind)."""
+        kinds = list(self.kinds)
+        if not kinds:
+            return []
+        ids = np.concatenate([self.kinds[k]["action_id"] for k in kinds])
+        which = np.concatenate([np.full(len(self.kinds[k]["action_id"]), i, np.int64)
+                                for i, k in enumerate(kinds)])
+        row = np.concatenate([np.arange(len(self.kinds[k]["action_id"])) for k in kinds])
+        by_id = np.argsort(ids, kind="stable")
+        return [(kinds[i], j) for i, j in zip(which[by_id].tolist(), row[by_id].tolist(),
+                                              strict=True)]
 
     def map_names(self, kind: str, field_name: str = "map") -> np.ndarray:
         """Map names of a map field ('' for -1, i.e. every map)."""

@@ -117,7 +117,7 @@ def frames_for(
     map_names: Sequence[str],
     schema: WireSchema = WIRE_V1,
 ) -> list[PendingFrame]:
-    """Encode selected actions as frames of at most ``per`` actions, kind order kept."""
+    """Encode selected actions as frames of at most ``per`` actions, in id order."""
     out = []
     for part in split_actions(sel, per):
         ids = np.concatenate([c["action_id"] for c in part.values()])
@@ -129,23 +129,24 @@ def frames_for(
 def split_actions(
     sel: dict[str, dict[str, np.ndarray]], per: int
 ) -> list[dict[str, dict[str, np.ndarray]]]:
-    """Cut one tick's actions into frames of at most ``per`` actions, kind order kept."""
-    frames: list[dict[str, dict[str, np.ndarray]]] = []
-    cur: dict[str, dict[str, np.ndarray]] = {}
-    room = per
+    """Cut one tick's actions into frames of at most ``per`` actions, in ``action_id``
+    order: every id of a frame is below every id of the next (a map server that executes
+    each frame in id order, frame after frame, executes the tick in id order; PROTOCOL.md
+    section 8). Within a frame, kinds keep their order and each kind's rows their id order."""
+    n = sum(len(c["action_id"]) for c in sel.values())
+    if n <= per:
+        return [{k: c for k, c in sel.items() if len(c["action_id"])}] if n else []
+    ids = np.concatenate([c["action_id"] for c in sel.values()])
+    cut = np.sort(ids)[per::per]  # the first id of each frame after the first
+    frames: list[dict[str, dict[str, np.ndarray]]] = [{} for _ in range(len(cut) + 1)]
     for kind, cols in sel.items():
-        n = len(cols["action_id"])
-        start = 0
-        while start < n:
-            take = min(room, n - start)
-            cur[kind] = {k: v[start : start + take] for k, v in cols.items()}
-            start += take
-            room -= take
-            if room == 0:
-                frames.append(cur)
-                cur, room = {}, per
-    if cur:
-        frames.append(cur)
+        # each kind's ids ascend (the engine numbers in emission order, kind by kind)
+        which = np.searchsorted(cut, cols["action_id"], side="right")
+        bounds = np.searchsorted(which, np.arange(len(frames) + 1))
+        for f in range(len(frames)):
+            lo, hi = int(bounds[f]), int(bounds[f + 1])
+            if hi > lo:
+                frames[f][kind] = {k: v[lo:hi] for k, v in cols.items()}
     return frames
 
 

@@ -1,8 +1,9 @@
 """World actions: what the engine asks the game server to do, as typed column batches.
 
 Each action carries an ``action_id`` that is a pure function of (tick, position in the
-tick's canonical action order), so a retransmitted action is recognisably the same one and
-the game server can execute it idempotently. Systems append actions through
+tick's emission order: the order systems emitted them, across kinds), so a retransmitted
+action is recognisably the same one and the game server can execute it idempotently, and in
+the order the world meant (PROTOCOL.md section 8). Systems append actions through
 ``World.emit`` (checked against the kind's declaration and the model's own checks, then
 ``ActionBuffer.add``); the emit phase numbers them into one ``ActionBatch`` per tick, which
 leaves the engine with the tick's ``Committed`` notice (``engine/commit.py``).
@@ -66,6 +67,7 @@ class ActionBuffer:
         self.strict = kinds is not None
         self._parts: dict[str, list[dict[str, np.ndarray]]] = {}
         self._priors: dict[str, list[np.ndarray | None]] = {}
+        self._starts: dict[str, list[int]] = {}  # each part's position in emission order
         self._count = 0
         self.on_take: Callable[[ActionBatch, dict[str, np.ndarray]], None] | None = None
 
@@ -107,24 +109,30 @@ class ActionBuffer:
         self._priors.setdefault(kind, []).append(
             None if log_prior is None else np.atleast_1d(np.asarray(log_prior, np.int64))
         )
+        self._starts.setdefault(kind, []).append(self._count)
         self._count += count
 
     def __len__(self) -> int:
         return self._count
 
     def take(self, tick: int) -> ActionBatch:
-        """Number this tick's actions in canonical order (kind order, then insertion) and reset."""
+        """Number this tick's actions in emission order (the order systems emitted them,
+        across kinds) and reset. A map server executes them in that order (PROTOCOL.md
+        section 8), so an NPC that says a line and then dies in one tick is still there
+        when it speaks. The batch holds them by kind (the world's kind order), each kind's
+        rows in emission order, so each kind's ids ascend."""
         batch = ActionBatch(tick=tick)
         priors: dict[str, np.ndarray] = {}
-        seq = 0
         for kind, schema in self.kinds.action_schemas.items():
             parts = self._parts.get(kind)
             if not parts:
                 continue
             cols = {name: np.concatenate([p[name] for p in parts]) for name, _ in schema}
-            n = len(next(iter(cols.values())))
-            cols["action_id"] = action_id(tick, np.arange(seq, seq + n, dtype=np.int64))
-            seq += n
+            seq = np.concatenate([
+                np.arange(at, at + len(p[schema[0][0]]), dtype=np.int64)
+                for p, at in zip(parts, self._starts[kind], strict=True)
+            ])
+            cols["action_id"] = action_id(tick, seq)
             batch.kinds[kind] = cols
             priors[kind] = np.concatenate([
                 np.full(len(p[schema[0][0]]), -1, np.int64) if q is None else q
@@ -132,6 +140,7 @@ class ActionBuffer:
             ])
             parts.clear()
             self._priors[kind].clear()
+            self._starts[kind].clear()
         self._count = 0
         if self.on_take is not None:
             self.on_take(batch, priors)
@@ -254,7 +263,7 @@ class ActionLog:
         kinds = world.kinds.actions
         ids = [c["action_id"] for _, c, _ in parts]
         order_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
-        order = np.argsort(order_ids, kind="stable")  # kinds interleave only by kind order
+        order = np.argsort(order_ids, kind="stable")  # kinds interleave in emission order
         n = len(order_ids)
         m = min(n, self.per_tick_max)
 

@@ -8,7 +8,9 @@ engine and the Python reference client now behave.
 - the retransmission timer restarts only on an ack that advances and backs off;
 - repeated action ids: never executed twice; answered again only for ids restored from a
   durable record; unknown action kinds answered `unsupported`;
-- a batch stamped for a committed tick lands on the next one (`stamped_late`).
+- a batch stamped for a committed tick lands on the next one (`stamped_late`);
+- a frame's actions are executed in `action_id` order across kinds, and a tick cut into
+  several frames is cut in id order.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from norn.bridge import protocol as proto
 from norn.bridge.client import BridgeClient, ClientConfig
 from norn.bridge.codec import ActionsFrame, encode_actions
 from norn.bridge.config import BridgeConfig
+from norn.bridge.outbox import split_actions
 from norn.bridge.testing import Harness, RawPeer
 from norn.engine import clock
 from norn.engine.actions import ActionBatch
@@ -252,3 +255,24 @@ def test_repeats_restored_ids_and_unknown_kinds():
     finally:
         client.close()
         eng.close()
+
+
+def test_a_tick_is_cut_into_frames_in_action_id_order():
+    """Ids number the tick's emission order across kinds; frames of one tick carry
+    consecutive id ranges, so executing frame after frame, each in id order
+    (``ActionsFrame.in_order``), executes the tick in id order (PROTOCOL.md section 8)."""
+    t = 9 << 24
+    sel = {"despawn_npc": {"action_id": np.array([t + 2, t + 5]), "npc_id": np.array([1, 2])},
+           "npc_say": {"action_id": np.array([t + 0, t + 1, t + 4]),
+                       "npc_id": np.array([1, 1, 2]), "text": np.array([b"a", b"b", b"c"])},
+           "give_reward": {"action_id": np.array([t + 3]), "char_id": np.array([150000])}}
+    frames = split_actions(sel, 2)
+    got = [{k: (c["action_id"] - t).tolist() for k, c in f.items()} for f in frames]
+    assert got == [{"npc_say": [0, 1]}, {"despawn_npc": [2], "give_reward": [3]},
+                   {"despawn_npc": [5], "npc_say": [4]}]
+    assert frames[2]["npc_say"]["text"].tolist() == [b"c"]
+    assert split_actions(sel, 6) == [sel] and split_actions({}, 6) == []
+    order = []
+    for f in frames:
+        order += [int(f[k]["action_id"][j]) - t for k, j in ActionsFrame(9, 9, [], f).in_order()]
+    assert order == list(range(6))

@@ -443,6 +443,26 @@ def test_actions_bound_at_max_and_one_past_and_ids_are_deterministic():
     assert list(batch.kinds["despawn_npc"]["action_id"]) == [(7 << 24) + i for i in range(3)]
 
 
+def test_action_ids_follow_emission_order_across_kinds():
+    """An NPC says a line (talk answers, apply phase) and then dies (its burial, later): the
+    say's id is below the despawn's, so a map server executing in action_id order shows the
+    line before removing the NPC (PROTOCOL.md section 8). The batch stays grouped by kind."""
+    buf = ActionBuffer()
+    buf.add("npc_say", npc_id=np.array([5, 6], np.int64), text=np.array([b"hi", b"yo"]))
+    buf.add("despawn_npc", npc_id=np.array([5], np.int64))
+    buf.add("spawn_npc", npc_id=np.array([9], np.int64), map_id=np.array([0], np.int16),
+            x=np.array([1], np.int16), y=np.array([1], np.int16),
+            sprite=np.array([105], np.int16))
+    buf.add("npc_say", npc_id=np.array([9], np.int64), text=np.array([b"new"]))
+    batch = buf.take(7)
+    assert list(batch.kinds) == ["spawn_npc", "despawn_npc", "npc_say"]  # kind order
+    ids = {k: [int(i) - (7 << 24) for i in c["action_id"]] for k, c in batch.kinds.items()}
+    assert ids == {"npc_say": [0, 1, 4], "despawn_npc": [2], "spawn_npc": [3]}
+    assert len(buf) == 0
+    again = buf.take(8)  # the next tick starts at position 0
+    assert again.count() == 0
+
+
 def _stamped(seq: int, tick: int, source: str = "map01") -> InputBatch:
     b = _logins(1, seq, source)
     return InputBatch(b.source, b.seq, b.kind, b.columns, tick)

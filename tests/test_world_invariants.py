@@ -193,17 +193,20 @@ def action_violations(world, batch) -> list[str]:
         if mask.any():
             out.append(f"tick {tick} {kind}: {what} ({int(mask.sum())} of {len(mask)})")
 
-    # ids: tick << 24 | position, positions 0.. in kind order (protocol v1's kinds first,
-    # then the plugins'), no gaps
+    # ids: tick << 24 | position, positions 0.. in emission order across kinds (each
+    # kind's ascending), no gaps, no repeats; kinds in the world's order (protocol v1's
+    # kinds first, then the plugins')
     assert tuple(world.kinds.actions)[: len(ACTION_KINDS)] == ACTION_KINDS
-    seq = 0
+    assert list(batch.kinds) == [k for k in world.kinds.actions if k in batch.kinds]
+    every = [batch.kinds[k]["action_id"] for k in batch.kinds]
+    every = np.concatenate(every) if every else np.empty(0, np.int64)
+    bad("actions", "action ids are not this tick's positions 0..n-1",
+        np.sort(every) != (np.int64(tick) << 24) + np.arange(len(every)))
     for kind in world.kinds.actions:
         if kind not in batch.kinds:
             continue
         ids = batch.kinds[kind]["action_id"]
-        want = (np.int64(tick) << 24) + np.arange(seq, seq + len(ids))
-        bad(kind, "action ids are not this tick's positions in kind order", ids != want)
-        seq += len(ids)
+        bad(kind, "action ids do not ascend within the kind", np.diff(ids) <= 0)
         schema = ACTION_SCHEMAS.get(kind, world.kinds.action_schemas[kind])
         assert set(batch.kinds[kind]) == {n for n, _ in schema} | {"action_id"}
     gone = batch.kinds.get("despawn_npc", {}).get("npc_id", np.empty(0, np.int64))
@@ -227,6 +230,13 @@ def action_violations(world, batch) -> list[str]:
         if kind in ("move_npc", "npc_say"):  # an NPC alive now, or one that left this tick
             ok = npc.is_current(c["npc_id"]) | np.isin(c["npc_id"], gone)
             bad(kind, "npc_id not a live NPC", ~ok)
+            # one that left: before it left (a map server executes in action_id order)
+            if len(gone):
+                d = batch.kinds["despawn_npc"]
+                at = np.searchsorted(d["npc_id"], c["npc_id"], sorter=np.argsort(d["npc_id"]))
+                hit = np.isin(c["npc_id"], gone)
+                left = d["action_id"][np.argsort(d["npc_id"])][np.minimum(at, len(gone) - 1)]
+                bad(kind, "names an NPC after its despawn_npc", hit & (c["action_id"] > left))
         elif kind == "spawn_npc":
             h = c["npc_id"]
             ok = npc.is_current(h)
