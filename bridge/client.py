@@ -27,6 +27,11 @@ the application in the frame's turn (``ActionsFrame.unsupported``), so the answe
 a tick the stream decides. ``on_executed`` is told the ids the game reports done, for the
 map server to store with their effects.
 
+``on_actions`` gets each frame whole, as the engine sent it (columns grouped by kind), in
+the order frames arrive: the application executes a frame's actions in ``action_id`` order
+across kinds (``ActionsFrame.in_order``; PROTOCOL.md section 8), so an NPC that says a line
+and is despawned in the same tick speaks before it leaves.
+
 Lockstep (``ClientConfig.lockstep``, PROTOCOL.md section 14): ``set_tick`` stamps what is
 queued from then on, ``progress`` declares a tick complete (re-sent after every welcome
 and with heartbeats), and ``mark_tick`` is the engine's last per-tick mark: every action

@@ -3,9 +3,10 @@
 It plays the part of rAthena end to end: players log in, walk, change maps, kill mobs, die,
 level up, talk to NPCs, finish quests, trade, buy from vendors and NPC shops and log out;
 a map snapshot (players per map) goes out every ``SNAPSHOT_EVERY`` steps. It executes the
-actions the engine sends, validating them as the real server must (known maps, coordinates
-inside the map, reward caps, character online, zeny not overflowing int32), and reports a
-result for each.
+actions the engine sends, in ``action_id`` order across kinds where their effects meet
+(PROTOCOL.md section 8: an NPC's last line before its despawn), validating them as the real
+server must (known maps, coordinates inside the map, reward caps, character online, zeny
+not overflowing int32), and reports a result for each.
 
 Determinism: the events of step ``s`` are a pure function of (seed, players, maps, s), drawn
 from ``np.random.default_rng([seed, s])`` and vectorized over players, so two runs with the
@@ -124,6 +125,10 @@ quests_open_max = 32
 WORLD_EVENT_KINDS = {k.name: k for k in (DAILY_RESET, WOE_START, WOE_END, DIG, MVP_KILL)}
 #: Action kinds beyond protocol v1 it executes.
 WORLD_ACTION_KINDS = (SPAWN_MONSTER, DESPAWN_MONSTER, MARK_DIG_SITE, SET_MAPFLAG)
+#: Kinds whose effects meet (one NPC registry; a boss spawned and removed; a site or a
+#: flag set and cleared): executed across kinds in ``action_id`` order (PROTOCOL.md 8).
+NPC_KINDS = frozenset({"spawn_npc", "despawn_npc", "move_npc", "npc_say"})
+ORDERED_KINDS = NPC_KINDS | {k.name for k in WORLD_ACTION_KINDS}
 DAY_STEPS = 100  # a daily reset at steps 50, 150, 250, ...
 WOE_STEPS = (160, 260)  # the War of Emperium starts and ends (once a run)
 KILL_P = 0.05  # a boss with players on its map dies with this probability each step
@@ -522,8 +527,17 @@ class SimWorld:
 
     # -- executing the engine's actions -----------------------------------------------------
     def execute(self, frame: ActionsFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Validate and apply a frame of actions; returns (action ids, status, reason)."""
+        """Validate and apply a frame of actions; returns (action ids, status, reason).
+
+        Effects follow the frame's ``action_id`` order across kinds (PROTOCOL.md section 8),
+        where it matters: the kinds whose effects meet (``ORDERED_KINDS``: the NPC registry,
+        bosses, dig sites, map flags) are applied one action at a time, merged by id; the
+        rest (rewards, quests, prices, weather, hazards: each kind its own keys) kind by
+        kind, vectorised. Validation that reads no state the frame changes (maps, cells,
+        players online) is vectorised for every kind. Answers are grouped by kind."""
         ids_out, reason_out = [], []
+        ordered: list[tuple[str, dict[str, np.ndarray], np.ndarray | None, np.ndarray]] = []
+        done: list[tuple[str, np.ndarray]] = []
         # frame map index -> our map index (-1 unknown); the last slot is "every map" (-1)
         lut = np.array([self.map_index.get(m, -1) for m in frame.maps] + [-2], dtype=np.int64)
         for kind, cols in frame.kinds.items():
@@ -587,16 +601,17 @@ class SimWorld:
             elif kind == "start_quest":
                 fail(cols["quest_id"] <= 0, proto.ResultReason.INVALID)
                 self._offered(cols, reason)
-            elif kind in ("spawn_npc", "move_npc", "despawn_npc", "npc_say"):
-                self._npcs(kind, cols, m, reason)
-            elif kind in ("spawn_monster", "despawn_monster", "mark_dig_site", "set_mapflag"):
-                self._living(kind, cols, m, reason)
+            elif kind in ORDERED_KINDS:  # applied below, across kinds in id order
+                ordered.append((kind, cols, m, reason))
+            done.append((kind, reason))
+            ids_out.append(ids)
+            reason_out.append(reason)
+        self._in_order(ordered)
+        for kind, reason in done:
             self.executed[kind] = self.executed.get(kind, 0) + int((reason == 0).sum())
             for code in np.unique(reason[reason != 0]).tolist():
                 key = f"{kind}/{proto.ResultReason(code).name.lower()}"
                 self.failed[key] = self.failed.get(key, 0) + int((reason == code).sum())
-            ids_out.append(ids)
-            reason_out.append(reason)
         if len(frame.reflected):  # the sync already showed them: done, in their turn, in
             ids_out.append(frame.reflected)  # the frame's id order like all its answers
             reason_out.append(np.zeros(len(frame.reflected), np.int16))
@@ -612,42 +627,60 @@ class SimWorld:
         status = (reason != 0).astype(np.uint8)
         return ids, status, reason
 
-    def _npcs(self, kind: str, cols: dict[str, np.ndarray], m: np.ndarray | None,
-              reason: np.ndarray) -> None:
-        """NPC registry updates, in action order (few per tick, so a loop is fine)."""
+    def _in_order(self, ordered: list[tuple[str, dict[str, np.ndarray], np.ndarray | None,
+                                            np.ndarray]]) -> None:
+        """Apply the ``ORDERED_KINDS`` actions of a frame that passed validation, merged
+        across kinds in ``action_id`` order (a few a tick, so a loop is fine): an NPC that
+        says a line and is despawned in the same tick speaks first, then leaves."""
+        if not ordered:
+            return
+        which = np.concatenate([np.full(len(r), i, np.int64) for i, (_, _, _, r) in
+                                enumerate(ordered)])
+        row = np.concatenate([np.arange(len(r)) for _, _, _, r in ordered])
+        ids = np.concatenate([c["action_id"] for _, c, _, _ in ordered])
+        by_id = np.argsort(ids, kind="stable")
+        ok = np.concatenate([r == 0 for _, _, _, r in ordered])[by_id]
+        for i, j in zip(which[by_id][ok].tolist(), row[by_id][ok].tolist(), strict=True):
+            kind, cols, m, reason = ordered[i]
+            if kind in NPC_KINDS:
+                self._npc(kind, cols, m, reason, j)
+            else:
+                self._living(kind, cols, m, reason, j)
+
+    def _npc(self, kind: str, cols: dict[str, np.ndarray], m: np.ndarray | None,
+             reason: np.ndarray, j: int) -> None:
+        """One NPC registry update (npc_duplicate_npc, npc_unload, npc_movenpc, a line)."""
         self._npc_index = None
-        npc = cols["npc_id"].tolist()
-        for j in np.flatnonzero(reason == 0).tolist():
-            if kind == "spawn_npc":
-                self.npcs[npc[j]] = (int(m[j]), int(cols["x"][j]), int(cols["y"][j]))
-            elif npc[j] not in self.npcs:
-                reason[j] = proto.ResultReason.NOT_HERE
-            elif kind == "despawn_npc":
-                del self.npcs[npc[j]]
-            elif kind == "move_npc":
-                self.npcs[npc[j]] = (int(m[j]), int(cols["x"][j]), int(cols["y"][j]))
+        npc = int(cols["npc_id"][j])
+        if kind == "spawn_npc":
+            self.npcs[npc] = (int(m[j]), int(cols["x"][j]), int(cols["y"][j]))
+        elif npc not in self.npcs:
+            reason[j] = proto.ResultReason.NOT_HERE
+        elif kind == "despawn_npc":
+            del self.npcs[npc]
+        elif kind == "move_npc":
+            self.npcs[npc] = (int(m[j]), int(cols["x"][j]), int(cols["y"][j]))
 
     def _living(self, kind: str, cols: dict[str, np.ndarray], m: np.ndarray | None,
-                reason: np.ndarray) -> None:
-        """Bosses, dig sites and map flags the engine asked for, in action order (a few a
-        tick, so a loop is fine): mob_once_spawn, killmonster, viewpoint, setmapflag."""
-        for j in np.flatnonzero(reason == 0).tolist():
-            if kind == "spawn_monster":
-                self.bosses[int(cols["spawn_id"][j])] = (
-                    int(m[j]), int(cols["mob_id"][j]), int(cols["x"][j]), int(cols["y"][j]))
-            elif kind == "despawn_monster":
-                if self.bosses.pop(int(cols["spawn_id"][j]), None) is None:
-                    reason[j] = proto.ResultReason.NOT_HERE  # killed already
-            elif kind == "mark_dig_site":
-                if cols["on"][j]:
-                    self.sites[int(cols["site_id"][j])] = (int(m[j]), int(cols["x"][j]),
-                                                           int(cols["y"][j]))
-                else:
-                    self.sites.pop(int(cols["site_id"][j]), None)
-            elif cols["on"][j]:
-                self.flags[(int(m[j]), int(cols["flag"][j]))] = int(cols["value"][j])
+                reason: np.ndarray, j: int) -> None:
+        """One boss, dig site or map flag the engine asked for: mob_once_spawn,
+        killmonster, viewpoint, setmapflag."""
+        if kind == "spawn_monster":
+            self.bosses[int(cols["spawn_id"][j])] = (
+                int(m[j]), int(cols["mob_id"][j]), int(cols["x"][j]), int(cols["y"][j]))
+        elif kind == "despawn_monster":
+            if self.bosses.pop(int(cols["spawn_id"][j]), None) is None:
+                reason[j] = proto.ResultReason.NOT_HERE  # killed already
+        elif kind == "mark_dig_site":
+            if cols["on"][j]:
+                self.sites[int(cols["site_id"][j])] = (int(m[j]), int(cols["x"][j]),
+                                                       int(cols["y"][j]))
             else:
-                self.flags.pop((int(m[j]), int(cols["flag"][j])), None)
+                self.sites.pop(int(cols["site_id"][j]), None)
+        elif cols["on"][j]:
+            self.flags[(int(m[j]), int(cols["flag"][j]))] = int(cols["value"][j])
+        else:
+            self.flags.pop((int(m[j]), int(cols["flag"][j])), None)
 
 
 @dataclass

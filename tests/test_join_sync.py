@@ -85,6 +85,42 @@ def _frame(kind: str, maps: list[str], **cols) -> ActionsFrame:
     return ActionsFrame(7, 100, maps, {kind: {k: np.asarray(v) for k, v in cols.items()}})
 
 
+def test_the_simulated_server_executes_a_frame_in_action_id_order_across_kinds():
+    """An NPC says a line (a talk answer, apply phase) and dies (its burial, later) in one
+    tick: the say's id is lower, so it is said before the NPC leaves, not answered
+    ``not_here`` (the flake of the join test below). A move after the despawn (ids the
+    other way) fails ``not_here``; a spawn then a despawn of one NPC leaves it gone; a boss
+    spawned and removed in one frame is removed (PROTOCOL.md section 8)."""
+    sim = SimWorld(10, 1, [("prontera", 312, 392)])
+    a, b, c = 101, 102, 103
+    sim.npcs[a] = sim.npcs[b] = (0, 5, 5)
+    t = 7 << 24
+    frame = ActionsFrame(7, 100, ["prontera"], {
+        "spawn_npc": {"action_id": np.array([t + 3]), "npc_id": np.array([c]),
+                      "map": np.array([0]), "x": np.array([9]), "y": np.array([9]),
+                      "sprite": np.array([105])},
+        "despawn_npc": {"action_id": np.array([t + 1, t + 2, t + 5]),
+                        "npc_id": np.array([a, b, c])},
+        "move_npc": {"action_id": np.array([t + 4]), "npc_id": np.array([b]),
+                     "map": np.array([0]), "x": np.array([6]), "y": np.array([6])},
+        "npc_say": {"action_id": np.array([t + 0]), "npc_id": np.array([a]),
+                    "text": np.array([b"Farewell!"])},
+        "spawn_monster": {"action_id": np.array([t + 6]), "spawn_id": np.array([4]),
+                          "mob_id": np.array([1002]), "map": np.array([0]),
+                          "x": np.array([3]), "y": np.array([3]), "amount": np.array([1])},
+        "despawn_monster": {"action_id": np.array([t + 7]), "spawn_id": np.array([4]),
+                            "map": np.array([0])}})
+    assert [k for k, _ in frame.in_order()] == [
+        "npc_say", "despawn_npc", "despawn_npc", "spawn_npc", "move_npc", "despawn_npc",
+        "spawn_monster", "despawn_monster"]
+    ids, _, reason = sim.execute(frame)
+    got = dict(zip((ids - t).tolist(), reason.tolist(), strict=True))
+    assert got == {0: 0, 1: 0, 2: 0, 3: 0, 4: proto.ResultReason.NOT_HERE, 5: 0, 6: 0, 7: 0}
+    assert sim.npcs == {} and sim.bosses == {}
+    assert sim.failed == {"move_npc/not_here": 1}
+    assert sim.executed["npc_say"] == 1 and sim.executed["despawn_npc"] == 3
+
+
 def test_the_simulated_server_mirrors_the_sync_and_then_executes_moves_without_not_here():
     sim = SimWorld(10, 1, [("prontera", 312, 392), ("geffen", 238, 238)])
     npc = np.array([(3 << 32) | 5, 11], np.int64)
