@@ -20,7 +20,7 @@ import numpy as np
 import xxhash
 from numba.core import event as numba_event
 
-from norn.engine import clock, state
+from norn.engine import clock, state, threads
 from norn.engine.actions import ActionBatch
 from norn.engine.commit import Committed
 from norn.engine.config import RunConfig
@@ -328,7 +328,7 @@ def run(
         pacer = None
     if pacer is not None:
         pacer.start()
-    with CompileTimer() as compile_timer:
+    with threads.tick_priority(), CompileTimer() as compile_timer:
         world.clock = compile_timer.clock  # phase and system times without compiles
         for _ in range(n):
             if stop is not None and stop.is_set():

@@ -22,10 +22,17 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 #: the layer Norn asks numba for, unless the environment names one
 LAYER = "omp"
+#: CPython's switch interval while a run ticks (its default is 5 ms): how long the bridge's,
+#: the LLM tier's or the log writer's Python work may hold the GIL while the tick thread,
+#: back from a kernel, waits for it. A tick returns from dozens of kernels, so at 5 ms a busy
+#: background thread added milliseconds to the tick's tail (norn bench llm, bench bridge).
+SWITCH_INTERVAL_S = 0.0005
 #: libgomp's wait policy unless the environment sets one: workers sleep when idle
 WAIT_POLICY = "passive"
 
@@ -70,3 +77,15 @@ def describe() -> dict[str, Any]:
             "wait_policy": _chosen.get("OMP_WAIT_POLICY", "unknown"),
         },
     }
+
+
+@contextmanager
+def tick_priority() -> Iterator[None]:
+    """While a run ticks: a GIL switch interval of at most ``SWITCH_INTERVAL_S``, restored
+    after (the interval is process-wide; a library embedding the engine gets its own back)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(min(old, SWITCH_INTERVAL_S))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)

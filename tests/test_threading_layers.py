@@ -69,3 +69,22 @@ def test_digests_agree_under_tbb_when_it_is_installed():
     tbb = _run("tbb", 2)
     assert tbb["layer"] == "tbb"
     assert tbb["digests"] == _run("omp", 1)["digests"]
+
+
+def test_a_run_ticks_with_a_short_gil_switch_interval_and_gives_the_old_one_back():
+    """The tick thread must not wait CPython's default 5 ms for the GIL each time it returns
+    from a kernel while the bridge or the LLM tier runs Python (threads.tick_priority)."""
+    import sys
+
+    from norn.engine import threads
+    from norn.engine.config import make_config
+    from norn.engine.runner import build_world, run
+    from norn.engine.scenario import load_scenario
+
+    world = build_world(load_scenario("toy"), make_config(None, seed=1, ticks=3, fsync=False))
+    seen: list[float] = []
+    before = sys.getswitchinterval()
+    run(world, make_config(None, seed=1, ticks=3, fsync=False),
+        on_tick=lambda rec: seen.append(sys.getswitchinterval()))
+    assert seen and all(s <= threads.SWITCH_INTERVAL_S for s in seen)
+    assert sys.getswitchinterval() == before
