@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from norn.bench.machine import ROOT
+from norn.engine.errors import UserError
 
 RESULTS_DIR = ROOT / "bench" / "results"
 DOC_PATH = ROOT / "docs" / "benchmarks.md"
@@ -34,7 +35,7 @@ _START = re.compile(r"^<!-- bench: (?P<name>[A-Za-z0-9_.-]+) -->$")
 _END = "<!-- /bench -->"
 
 
-class DocError(ValueError):
+class DocError(UserError):
     """The page's markers are malformed, or name a result file that does not exist."""
 
 
@@ -279,6 +280,37 @@ def sec_bridge(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _fig(v: Any) -> str:
+    if isinstance(v, dict):
+        return _rng(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_fig(x) for x in v) + "]"
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return si(v)
+    return str(v)
+
+
+def sec_figures(scenario: str) -> Callable[[dict[str, Any]], list[str]]:
+    """A table of every case's figures as recorded, then the scenario's checks and notes:
+    for scenarios whose figures are read one by one (startup, llm, fuzz)."""
+
+    def render(doc: dict[str, Any]) -> list[str]:
+        lines = ["| case | figures |", "| --- | --- |"]
+        for c in _cases(doc, scenario):
+            figs = "; ".join(f"{k} {_fig(v)}" for k, v in c.get("figures", {}).items())
+            lines.append(f"| {c['name']} | {figs} |")
+        scen = doc["scenarios"][scenario]
+        if scen.get("checks") or scen.get("notes"):
+            lines.append("")
+        for chk in scen.get("checks", []):
+            lines.append(f"- check {'ok' if chk.get('ok') else '**FAILED**'}: {chk['name']} "
+                         f"({chk.get('detail', '')})")
+        lines += [f"Note: {n}." for n in scen.get("notes", [])]
+        return lines
+
+    return render
+
+
 #: result-file stem -> (scenario in it, renderer)
 RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "boltzmann": ("boltzmann", sec_boltzmann),
@@ -288,6 +320,9 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "core": ("core", sec_core),
     "journal": ("journal", sec_journal),
     "bridge": ("bridge", sec_bridge),
+    "startup": ("startup", sec_figures("startup")),
+    "llm": ("llm", sec_figures("llm")),
+    "fuzz": ("fuzz", sec_figures("fuzz")),
 }
 
 
