@@ -85,3 +85,14 @@ def test_the_shipped_scenario_builds():
     scenario = load_scenario("boltzmann")
     w = build_world(scenario, make_config(None, seed=1))
     assert w.tables["agent"].count == scenario.data["boltzmann"]["agents"]
+
+
+def test_wealth_is_int32_only_where_the_total_fits():
+    from norn.actors.boltzmann import BoltzmannConfig, wealth_dtype
+
+    assert wealth_dtype(BoltzmannConfig(agents=1_000_000, wealth=1)) is np.int32
+    assert wealth_dtype(BoltzmannConfig(agents=(1 << 21) - 1, wealth=1 << 10)) is np.int32
+    assert wealth_dtype(BoltzmannConfig(agents=1 << 21, wealth=1 << 10)) is np.int64  # 2**31
+    assert wealth_dtype(BoltzmannConfig(agents=1 << 22, wealth=1 << 20)) is np.int64
+    w, _, _ = world(1000)
+    assert w.tables["agent"]["wealth"].dtype == np.int32

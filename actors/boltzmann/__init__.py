@@ -32,6 +32,11 @@ Draws: ``uniform_index`` (multiply-shift) since issue 16; before, ``uniform_int`
 (modulo), whose 64-bit division was a fifth of the tick. The two give different
 receivers, so Boltzmann digests and final wealth changed with it (the model's update
 semantics and statistics did not).
+
+State layout: ``agent.wealth`` is int32 whenever agents x initial wealth fits in int32
+(``wealth_dtype``; the 1M-agent benchmark's does), else int64. Since issue 16; before it
+was always int64, so the digests of such Boltzmann runs changed with it (the wealth
+values did not).
 """
 
 from __future__ import annotations
@@ -171,6 +176,13 @@ def take_gifts(
     return starts[n_blocks]
 
 
+def wealth_dtype(cfg: BoltzmannConfig) -> type:
+    """int32 when the total wealth fits (no agent can hold more than all of it, gifts in
+    flight included), else int64. Issue 16: half the bytes for the give pass to read and
+    write and the digest to hash (the 1M-agent default: 4 MB instead of 8 a tick)."""
+    return np.int32 if cfg.agents * cfg.wealth <= np.iinfo(np.int32).max else np.int64
+
+
 class BoltzmannPlugin:
     """Adds the ``agent`` table, the ``gift`` channel and the ``boltzmann.give`` system."""
 
@@ -181,9 +193,10 @@ class BoltzmannPlugin:
 
     def build(self, world: World) -> None:
         cfg = self.cfg
-        agent = world.add_table("agent", [Column("wealth", np.int64)], cfg.agents)
+        dtype = wealth_dtype(cfg)
+        agent = world.add_table("agent", [Column("wealth", dtype)], cfg.agents)
         world.add_channel("gift", "agent", "agent", (), cfg.agents)
-        agent.spawn(cfg.agents, wealth=np.full(cfg.agents, cfg.wealth, np.int64))
+        agent.spawn(cfg.agents, wealth=np.full(cfg.agents, cfg.wealth, dtype))
         n_blocks = -(-cfg.agents // BLOCK_ROWS)
         # scratch, rebuilt with the world and never part of its state
         world.provide("boltzmann", {
@@ -223,7 +236,7 @@ def settled_wealth(world: World) -> np.ndarray:
     """Wealth per agent slot with the gifts in flight added to their receivers."""
     agent = world.tables["agent"]
     pending = world.channels["gift"].pending()
-    w = agent["wealth"][: agent.hwm].copy()
+    w = agent["wealth"][: agent.hwm].astype(np.int64)
     w += np.bincount(pending["dst"], minlength=agent.hwm)[: agent.hwm]
     return w
 
