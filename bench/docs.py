@@ -140,7 +140,9 @@ def sec_goals(results: dict[str, dict[str, Any]]) -> list[str]:
         for scen in doc.get("scenarios", {}).values():
             for g in scen.get("goals", []):
                 status = {True: "met", False: "**not met**", None: "unknown"}[g.get("met")]
-                lines.append(f"| {g['name']} | **{si(g.get('value'))}** {g.get('unit', '')} | "
+                against = f" (against `{g['against']}`)" if g.get("against") else ""
+                lines.append(f"| {g['name']}{against} | **{si(g.get('value'))}** "
+                             f"{g.get('unit', '')} | "
                              f"{g['op']} {si(g.get('target'))} | {status} | `{name}.json` |")
     return lines
 

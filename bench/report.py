@@ -9,6 +9,11 @@ from norn.bench.machine import describe
 from norn.bench.stats import compare, differences
 
 
+def _against(goal: dict) -> str:
+    """A ratio goal's reference case, where it names one (it may change from run to run)."""
+    return f" (against {goal['against']})" if goal.get("against") else ""
+
+
 def _num(x: Any) -> str:
     if x is None:
         return "-"
@@ -91,7 +96,8 @@ def render(result: dict[str, Any]) -> str:
         for g in scen.get("goals", []):
             state = {True: "MET", False: "NOT MET", None: "unknown"}[g["met"]]
             lines.append(
-                f"  goal {g['name']}: {_num(g['value'])} {g['op']} {_num(g['target'])} "
+                f"  goal {g['name']}{_against(g)}: {_num(g['value'])} {g['op']} "
+                f"{_num(g['target'])} "
                 f"{g['unit']} -> {state}"
             )
         for c in scen.get("checks", []):

@@ -235,6 +235,24 @@ def bridge(opts: Options) -> dict:
     return {"cases": cases, "goals": goals, "checks": []}
 
 
+def vs_fastest_hand_written(engine: dict, group: list[dict]) -> dict:
+    """Issue 16's goal line: the engine's rate over the fastest hand-written case's
+    (``HAND_WRITTEN``) in the same run; the goal dict names that case in ``against``."""
+    from norn.bench.scenarios.boltzmann import GOAL_VS_FASTEST_HAND_WRITTEN, HAND_WRITTEN
+
+    e_rate = _median(engine, "agent_steps_per_s")
+    hand = [(_median(c, "agent_steps_per_s"), c["name"]) for c in group
+            if c["name"].split("/")[0] in HAND_WRITTEN and c.get("available", True)]
+    hand = [(rate, name) for rate, name in hand if rate]
+    f_rate, f_name = max(hand) if hand else (None, None)
+    value = round(e_rate / f_rate, 3) if e_rate and f_rate else None
+    goal = _goal(f"engine >= {GOAL_VS_FASTEST_HAND_WRITTEN}x the fastest hand-written "
+                 "implementation in the same run", value, GOAL_VS_FASTEST_HAND_WRITTEN, ">=",
+                 "ratio")
+    goal["against"] = f_name
+    return goal
+
+
 def boltzmann(opts: Options) -> dict:
     from norn.bench.machine import LoadMeter
     from norn.bench.peers.envs import PeerUnavailable, run_peer
@@ -310,6 +328,7 @@ def boltzmann(opts: Options) -> dict:
                 if e_rate and c_rate:
                     goals.append(_goal(f"engine within 2x of {c['name']}",
                                        round(e_rate / c_rate, 3), 0.5, ">=", "ratio"))
+            goals.append(vs_fastest_hand_written(eng, group))
     notes.append(
         "update semantics: simultaneous (a gift sent in tick t is received in tick t+1); "
         "mesa activates agents one by one in place, so its Gini is checked against a "

@@ -203,3 +203,20 @@ def test_every_world_figure_has_bytes_per_update_and_triad_share(tiny_result):
     for c in world_cases:
         assert c["bytes_per_update"] > 0, c["name"]
         assert c["figures"]["efficiency"] >= 0, c["name"]
+
+
+def test_the_goal_against_the_fastest_hand_written_names_the_winner():
+    from norn.bench.suite import vs_fastest_hand_written
+
+    def case(name, rate):
+        return {"name": f"{name}/n=1000000", "figures": {"agent_steps_per_s": {"median": rate}}}
+
+    engine = case("engine", 120e6)
+    group = [engine, case("ceiling", 80e6), case("numba-rng", 70e6), case("numpy", 125e6),
+             case("mesa", 1e9)]  # a peer is not hand-written, however fast
+    g = vs_fastest_hand_written(engine, group)
+    assert g["against"] == "numpy/n=1000000" and g["value"] == 0.96 and g["met"] is False
+    assert g["target"] == 1.0 and g["op"] == ">="
+    group[3] = case("numpy", 100e6)
+    g = vs_fastest_hand_written(engine, group)
+    assert g["against"] == "numpy/n=1000000" and g["value"] == 1.2 and g["met"] is True

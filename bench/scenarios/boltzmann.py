@@ -40,6 +40,11 @@ from norn.engine.scenario import parse_scenario
 
 GOAL_AGENT_STEPS_PER_S = 80_000_000
 GOAL_AGENTS = 1_000_000
+#: issue 16: the engine (digest on) at least this fraction of the fastest hand-written
+#: implementation (``ceiling``, ``numba-rng``, ``numpy``: whichever wins) in the same run
+GOAL_VS_FASTEST_HAND_WRITTEN = 1.0
+#: the hand-written implementations among the cases (the peers are not hand-written)
+HAND_WRITTEN = ("ceiling", "numba-rng", "numpy")
 
 
 def gini_tolerance(agents: int) -> float:
