@@ -72,6 +72,12 @@ class ClientConfig:
     batch_ms: int = 50                # ...or when its oldest event is this old
     columnar: bool = True             # False: send column batches as rows (tests, benchmarks)
     heartbeat_ms: int = 1000
+    # A poll reads frames for at most this long, then sends what is due (batches, results,
+    # heartbeats) and returns; the rest wait in the socket for the next poll. Without it a
+    # poll read on while frames kept coming (a slow game thread, a world emitting faster
+    # than it executes) and sent nothing for seconds: the engine marked the server silent
+    # (peer_timeout_ms), and each hello brought its unanswered actions again (issue 16).
+    recv_ms_max: int = 50
     peer_timeout_ms: int = 5000       # engine silent this long: reconnect
     retransmit_ms: int = 3000         # unacked and no ack advanced this long: rewind...
     retransmit_max_ms: int = 60000    # ...doubling per stall up to this (PROTOCOL.md 4)
@@ -172,6 +178,7 @@ class BridgeClient:
         self._last_progress = now
         self._ledger = np.full(self.config.ledger_max, -1, dtype=np.int64)
         self._ledger_pos = 0
+        self._ledger_top = -1  # the highest id ever remembered: any id above it is new
         # Outcomes of ids executed by an earlier run (``restore_executed``): id -> (status,
         # reason); a repeat is answered once with it, then forgotten.
         self._restored: dict[int, tuple[int, int]] = {}
@@ -457,12 +464,16 @@ class BridgeClient:
         self._transmit()
         self._send_progress()
         if self._sock.poll(max(0, int(timeout_ms)), zmq.POLLIN):
+            until = clock.monotonic() + self.config.recv_ms_max / 1000
             for _ in range(10_000):
                 try:
                     data = self._sock.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 self._on_frame(data)
+                if clock.monotonic() >= until:
+                    break  # send what is due now; the rest is read by the next poll
+            self._flush_due(clock.monotonic())  # the results of what it read, if due
         self._transmit()
         self._timers(clock.monotonic())
 
@@ -728,6 +739,7 @@ class BridgeClient:
         return np.concatenate(out).astype(np.int64) if out else np.empty(0, np.int64)
 
     def _on_actions(self, msg: dict[str, Any]) -> None:
+        top = self._ledger_top  # ids above it are new (taken before this frame's own ids)
         unknown = self._unknown_kinds(msg)
         try:
             frame = decode_actions(msg, schema=self.schema)
@@ -761,7 +773,10 @@ class BridgeClient:
         fresh_ids = []
         for kind, cols in frame.kinds.items():
             ids = cols["action_id"]
-            new = ~np.isin(ids, self._ledger)
+            # ids only grow along the stream: above every id remembered is new, with no
+            # search of the whole ledger (a repeat after a reconnect is searched)
+            new = (np.ones(len(ids), bool) if not len(ids) or int(ids.min()) > top
+                   else ~np.isin(ids, self._ledger))
             self.stats["actions_duplicate"] += int(len(ids) - new.sum())
             if self._restored and not new.all():
                 self._reanswer(ids[~new])
@@ -829,6 +844,8 @@ class BridgeClient:
 
     def _remember(self, ids: np.ndarray) -> None:
         m = len(self._ledger)
+        if len(ids):
+            self._ledger_top = max(self._ledger_top, int(ids.max()))
         ids = ids[-m:]
         pos = (self._ledger_pos + np.arange(len(ids))) % m
         self._ledger[pos] = ids
