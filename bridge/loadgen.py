@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import numpy as np
 
 from norn.bridge.client import BridgeClient, ClientConfig
@@ -333,6 +334,65 @@ def measure_ingest(
 
 
 # -- event -> action round trip -------------------------------------------------------------------
+class _Ledger:
+    """What the engine did with the probe's quests, from the world's commit notices
+    (tick thread): the tick each ``quest_done`` was applied, the tick each ``start_quest``
+    was emitted, and when each tick committed."""
+
+    def __init__(self) -> None:
+        self.applied: dict[int, int] = {}
+        self.emitted: dict[int, int] = {}
+        self.commits: list[tuple[float, int]] = []
+
+    def __call__(self, notice: Committed) -> None:
+        self.commits.append((clock.monotonic(), notice.tick))
+        for b in notice.inputs:
+            if b.kind == "quest_done":
+                for q in b.columns["quest_id"].tolist():
+                    self.applied.setdefault(int(q), notice.tick)
+        sq = notice.actions.kinds.get("start_quest")
+        if sq is not None:
+            for q in sq["quest_id"].tolist():
+                self.emitted.setdefault(int(q), notice.tick)
+
+
+def _unsent_quests(client: BridgeClient) -> set[int]:
+    """Quest ids still in the client: in its batcher or in batches never transmitted."""
+    out: set[int] = set()
+    chunked = client._batches.get(("quest_done", "columns"))
+    if chunked is not None:
+        for cols in chunked.columns:
+            out.update(int(q) for q in np.asarray(cols["quest_id"]).tolist())
+    for fr in client._frames:
+        if fr.sent or fr.is_results:
+            continue
+        msg = msgpack.unpackb(fr.data, raw=False)
+        if msg.get("kind") == "quest_done" and isinstance(msg.get("cols"), dict):
+            out.update(np.frombuffer(msg["cols"]["quest_id"], "<i4").tolist())
+    return out
+
+
+def classify_unanswered(
+    unanswered: Any, unsent: set[int], applied: dict[int, int], emitted: dict[int, int],
+    seq_of: dict[int, int], *, acked: int, ttl: int, engine_tick: int,
+) -> dict[str, int]:
+    """What became of quests never answered (``measure_round_trip``): ``unsent``,
+    ``expired``, ``pending`` or ``lost``, from the client's queue (``unsent``), the ticks
+    the world applied each quest (``applied``) and emitted its action (``emitted``), each
+    quest's batch seq and the client's cumulative ack."""
+    out = {"unsent": 0, "pending": 0, "expired": 0, "lost": 0}
+    for q in unanswered:
+        if q in unsent:
+            out["unsent"] += 1
+        elif q in emitted:  # executable while the engine's tick <= emitted + ttl
+            out["expired" if emitted[q] + ttl < engine_tick else "pending"] += 1
+        elif q in applied or (q in seq_of and seq_of[q] <= acked):
+            out["lost"] += 1  # applied without its action, or acked and never applied
+        else:
+            out["pending"] += 1  # sent, not yet acked nor applied
+    return out
+
+
 def measure_round_trip(
     ticks: int = 100,
     tick_ms: int = 100,
@@ -345,25 +405,42 @@ def measure_round_trip(
 
     By default a MiniEngine stand-in ticks every ``tick_ms`` (drain, echo, commit without a
     journal: not the real engine's cost); ``engine`` is any other not yet started engine
-    with ``start()``, ``stop()`` and ``endpoint`` whose world echoes quests (``EchoPlugin``):
-    ``norn bench bridge`` passes the generated world with its journal and fsync. The
-    client sends single-event batches at seeded random instants, so events land uniformly
-    within ticks: the expected p99 is about one tick plus the bridge's own latency.
+    with ``start()``, ``stop()``, ``endpoint``, ``world`` and ``server`` whose world echoes
+    quests (``EchoPlugin``): ``norn bench bridge`` passes the generated world with its
+    journal and fsync. The client sends single-event batches at seeded random instants, so
+    events land uniformly within ticks: the expected p99 is about one tick plus the
+    bridge's own latency.
 
     Each quest is its own batch (flushed as it is added); the results the client owes for
     the actions it gets go as one batch per poll. (With ``batch_events=1`` for both, a
     client getting a real world's actions turned every result into a batch of its own,
     thousands a tick against a credit of 64 batches a tick: the quests waited behind them
     in the client and were counted lost, never having reached the engine; issue 16.)
-    ``lost``: quests never answered; ``unsent``: of them, still in the client's queue at
-    the end (never reached the engine: the probe's backlog, not the engine's loss).
+
+    After the last quest the probe waits for the answers, at least 5 ticks of the world
+    and 1 s (at most 30 s). A quest not answered by then is, from the world's commit
+    notices and the client's queue (issue 16: "lost 401" at 1M NPCs was 337 quests never
+    sent and a window of 64 in flight, none lost):
+
+    - ``unsent``: still in the client (never reached the engine: the probe's backlog);
+    - ``expired``: its ``start_quest`` was emitted but its ``expires_tick`` has passed
+      (``action_ttl_ticks``) without the client getting it in time: PROTOCOL.md section 8,
+      it is never executed (a world slower than its clients, not a loss);
+    - ``pending``: reached the engine, not answered yet, not expired (in flight: unacked,
+      in the input queue, or its action on its way);
+    - ``lost``: the engine acked or applied it and then never emitted its action, or acked
+      it and never applied it: a real loss (a bug; 0 is the only right figure).
     """
     standin = engine is None
     if engine is None:
         engine = MiniEngine("tcp://127.0.0.1:0", tick_ms=tick_ms,
                             config=BridgeConfig(heartbeat_ms=200, peer_timeout_ms=2000))
+    ledger = _Ledger()
+    engine.world.subscribe(ledger)
+    ttl = engine.server.config.action_ttl_ticks
     engine.start()
     sent_at: dict[int, float] = {}
+    seq_of: dict[int, int] = {}
     rtt_ms: list[float] = []
     n_events = ticks * events_per_tick
     rng = np.random.default_rng(seed)
@@ -395,29 +472,56 @@ def measure_round_trip(
             sent_at[q] = clock.monotonic()
             client.add_columns("quest_done", {"char_id": np.array([150000 + i % 1000]),
                                               "quest_id": np.array([q])})
+            before = client._next_seq
             client.flush()  # a batch of its own now: it never waits for a batch to fill
+            if client._next_seq > before:
+                seq_of[q] = client._next_seq - 1
             client.poll(0)
-        end = clock.monotonic() + 5 * tick_ms / 1000 + 1
-        while sent_at and clock.monotonic() < end:
+        sending_s = clock.monotonic() - t0
+        tick_sent = engine.world.tick
+        start = clock.monotonic()
+        end = start + 5 * tick_ms / 1000 + 1
+        while sent_at and clock.monotonic() - start < 30 and (
+                clock.monotonic() < end or engine.world.tick < tick_sent + 5):
             client.poll(5)
-        unsent = sum(f.n for f in client._frames if not (f.sent or f.is_results))
+        waited_s = clock.monotonic() - start
+        unsent_q = _unsent_quests(client)
+        acked = client.acked
+        engine_tick = max(engine.world.tick, client.engine_tick)
+        cstats = dict(client.stats)
     finally:
         client.close()
         engine.stop()
+    sstats = engine.server.stats()
+    fates = classify_unanswered(sent_at, unsent_q, ledger.applied, ledger.emitted, seq_of,
+                                acked=acked, ttl=ttl, engine_tick=engine_tick)
     arr = np.array(rtt_ms) if rtt_ms else np.array([np.nan])
     p99 = float(np.percentile(arr, 99))
+    during = [c for c in ledger.commits if c[0] <= t0 + sending_s]
+    achieved = ((len(during) - 1) / (during[-1][0] - during[0][0])
+                if len(during) > 1 and during[-1][0] > during[0][0] else 0.0)
     return {
         "ticks": ticks,
         "tick_ms": tick_ms,
         "events": n_events,
         "received": len(rtt_ms),
-        "lost": len(sent_at),
-        "unsent": unsent,
+        "unanswered": len(sent_at),
+        **fates,
+        "sending_s": round(sending_s, 3),
+        "waited_s": round(waited_s, 3),
+        # ticks/s the world committed while the quests were sent (realtime asks 1000/tick_ms)
+        "ticks_per_s": round(achieved, 3),
         "p50_ms": round(float(np.percentile(arr, 50)), 3),
         "p99_ms": round(p99, 3),
         "max_ms": round(float(np.max(arr)), 3),
         "goal_p99_ms": tick_ms + 5,
         "goal_met": bool(p99 <= tick_ms + 5),
+        "client": {k: cstats.get(k, 0) for k in (
+            "reconnects", "retransmits", "actions_received", "actions_expired",
+            "actions_duplicate")},
+        "server": {k: sstats.get(k, 0) for k in (
+            "events_accepted", "peers_timed_out", "actions_sent", "actions_expired",
+            "actions_dropped")},
         "engine": "stand-in (MiniEngine: no tables, no journal)" if standin else "given",
     }
 

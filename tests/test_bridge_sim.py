@@ -158,6 +158,8 @@ def test_measure_ingest_smoke(columnar):
 def test_measure_round_trip_smoke():
     r = measure_round_trip(ticks=6, tick_ms=50, events_per_tick=2)
     assert r["received"] == r["events"] == 12 and r["lost"] == 0
+    assert r["unanswered"] == r["unsent"] == r["pending"] == r["expired"] == 0
+    assert r["ticks_per_s"] > 0
     # an action comes back after its event left (a sign or pairing error shows here), and
     # the goal is one tick plus 5 ms, met exactly when the p99 is within it
     assert r["p50_ms"] > 0
@@ -179,6 +181,40 @@ def test_round_trip_probe_loses_nothing_while_it_answers_a_worlds_actions():
     st = engine.server.stats()
     assert st["events_accepted"] == 24 and st["actions_dropped"] == 0
     assert st["results_received"] >= 300  # it did answer the world's moves
+
+
+def test_round_trip_probe_says_what_became_of_each_unanswered_quest():
+    """Issue 16: "lost 401" at 1M NPCs was 337 quests never sent (the probe's client owed
+    the world more result batches than its credit lets through, the quests queued behind
+    them) and a window of 64 in flight; the engine lost none. A world whose actions the
+    client must answer in more batches than its credit (2) lets through shows it: the
+    quests left in the client are ``unsent``, nothing is ``lost`` (the old probe counted
+    them all lost)."""
+    engine = MiniEngine("tcp://127.0.0.1:0", tick_ms=50, moves=40_000,
+                        config=BridgeConfig(heartbeat_ms=200, peer_timeout_ms=2000,
+                                            unacked_batches_max=2))
+    r = measure_round_trip(ticks=12, tick_ms=50, events_per_tick=4, engine=engine)
+    assert r["received"] + r["unanswered"] == r["events"] == 48
+    assert r["unanswered"] == r["unsent"] + r["pending"] + r["expired"] + r["lost"]
+    assert r["unsent"] > 0 and r["lost"] == 0
+    assert r["server"]["events_accepted"] == r["events"] - r["unsent"] - r["pending"]
+
+
+def test_classify_unanswered_quests():
+    from norn.bridge.loadgen import classify_unanswered
+
+    applied = {2: 10, 3: 10, 4: 10, 6: 12}
+    emitted = {2: 10, 3: 10, 7: 40}
+    seq_of = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8}
+    got = classify_unanswered([1, 2, 3, 4, 5, 6, 7, 8], {1}, applied, emitted, seq_of,
+                              acked=7, ttl=20, engine_tick=31)
+    # 1 still in the client; 2, 3 emitted at 10, expired after tick 30; 7 emitted at 40
+    # (the ledger may see a later tick than the probe's end) is on its way; 4 and 6 applied
+    # with no action, 5 acked and never applied: lost; 8 sent, not acked: pending
+    assert got == {"unsent": 1, "expired": 2, "pending": 2, "lost": 3}
+    assert classify_unanswered([2], set(), applied, emitted, seq_of, acked=0, ttl=20,
+                               engine_tick=30) == {"unsent": 0, "pending": 1, "expired": 0,
+                                                   "lost": 0}  # tick 30 <= 10 + 20: not yet
 
 
 # -- SIGKILL the engine in the middle of a stream --------------------------------------------------
