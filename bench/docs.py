@@ -267,6 +267,11 @@ def sec_bridge(doc: dict[str, Any]) -> list[str]:
         else:
             figs = (f"p50 {f['rtt_ms_p50']:.3g} ms, **p99 {f['rtt_ms_p99']:.4g} ms**, max "
                     f"{f['rtt_ms_max']:.4g} ms, {f['lost']} lost")
+            if "unsent" in f:  # unanswered, said apart (issue 16): none of them lost
+                figs += (f" ({f['unsent']} unsent, {f['pending']} in flight, "
+                         f"{f['expired']} expired)")
+            if c.get("overloaded"):
+                figs += "; **overloaded** (tick rate not kept: no goal)"
             if "ticks_per_s" in f:
                 figs += (f"; ticks/s {f['ticks_per_s']:.3g} of "
                          f"{f['ticks_per_s_requested']:.3g} requested")
