@@ -26,22 +26,25 @@ WORLDS = [(20, 64), (700, 64), (5000, 256), (30000, 1024)]
 TICKS = 12
 
 
-class _Counting:
-    """Wraps a kernel, counting calls (a test must prove the path it claims to test ran)."""
+class _CountingPair:
+    """Counts the calls of a region kernel and of its one-launch-a-commit sibling
+    (``hash_chunks`` and ``hash_tasks``, or their serial versions) together."""
 
-    def __init__(self, fn) -> None:
-        self.fn = fn
+    def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, *args) -> None:
-        self.calls += 1
-        self.fn(*args)
+    def wrap(self, fn):
+        def counted(*args) -> None:
+            self.calls += 1
+            fn(*args)
+        return counted
 
 
-def _count_kernels(monkeypatch, threshold: int) -> tuple[_Counting, _Counting]:
-    par, ser = _Counting(digest.hash_chunks), _Counting(digest.hash_chunks_serial)
-    monkeypatch.setattr(digest, "hash_chunks", par)
-    monkeypatch.setattr(digest, "hash_chunks_serial", ser)
+def _count_kernels(monkeypatch, threshold: int) -> tuple[_CountingPair, _CountingPair]:
+    par, ser = _CountingPair(), _CountingPair()
+    for name, counter in (("hash_chunks", par), ("hash_tasks", par),
+                          ("hash_chunks_serial", ser), ("hash_tasks_serial", ser)):
+        monkeypatch.setattr(digest, name, counter.wrap(getattr(digest, name)))
     monkeypatch.setattr(digest, "PARALLEL_HASH_MIN_BYTES", threshold)
     return par, ser
 
@@ -109,7 +112,7 @@ from tests.helpers import toy_world
 mode, worlds, ticks = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 digest.PARALLEL_HASH_MIN_BYTES = 0 if mode == "parallel" else 1 << 62
 calls = {"parallel": 0, "serial": 0}
-for name in ("hash_chunks", "hash_chunks_serial"):
+for name in ("hash_chunks", "hash_chunks_serial", "hash_tasks", "hash_tasks_serial"):
     kernel = getattr(digest, name)
     def counted(*a, _k=kernel, _n="serial" if name.endswith("serial") else "parallel"):
         calls[_n] += 1
