@@ -103,6 +103,7 @@ class World:
         self.lockstep_timeout_s = 0.0
         self.step_context = None  # the tick being stepped (engine.tick.StepContext)
         self._chunk_masks: dict[str, np.ndarray] = {}
+        self._liveness_writers: dict[str, tuple] = {}  # system name -> tables it may churn
         self.phase_seconds: dict[str, float] = {}
         self.system_seconds: dict[str, float] = {}
         self._known: set[str] = set()
@@ -257,6 +258,7 @@ class World:
             dst.capacity,
             dst.columns["alive"],
             dst.columns["generation"],
+            dst,
         )
         self.channels[name] = ch
         for f, _ in ch.fields:
@@ -333,13 +335,34 @@ class World:
 
     # -- digest bookkeeping -----------------------------------------------------------
     def after_system(self, system: System) -> None:
-        """Mark what ``system`` wrote: its declared columns whole, or the rows it marked."""
+        """Mark what ``system`` wrote: its declared columns whole, or the rows it marked.
+
+        A system declaring writes to a table's alive or generation column bumps its
+        ``churn`` (``Table.all_fresh`` is asked again); the engine's sync bumps it itself
+        when it changes them.
+        """
+        tables = self._liveness_writers.get(system.name)
+        if tables is None:
+            tables = self._liveness_writers[system.name] = self._liveness_tables(system)
+        for t in tables:
+            t.churn += 1
         if system.marks_own_writes:
             self._apply_chunk_masks(system.writes)
         else:
             self.mark_written(system.writes)
             for mask in self._chunk_masks.values():  # filled needlessly: whole columns marked
                 mask[:] = False
+
+    def _liveness_tables(self, system: System) -> tuple:
+        if system.name == "engine.sync_spawns":  # Table.sync bumps churn when it changes them
+            return ()
+        out = []
+        for w in system.writes:
+            table, _, col = w.partition(".")
+            t = self.tables.get(table)
+            if t is not None and col in ("*", "alive", "generation") and t not in out:
+                out.append(t)
+        return tuple(out)
 
     def mark_rows(
         self, table: str, lo: int, hi: int, columns: tuple[str, ...] | None = None

@@ -184,3 +184,44 @@ def test_counts_are_read_only_and_offsets_summed_only_when_read():
     np.testing.assert_array_equal(counts, np.diff(offsets))
     assert_inbox_equal(inbox, want, offsets, stale)
     assert inbox._off.ready
+
+
+def test_table_all_fresh_is_remembered_until_alive_or_generation_may_change():
+    from norn.engine.table import Column, Table
+
+    t = Table("a", [Column("x", np.int64)], 64, 8)
+    t.spawn(40)
+    assert not t.all_fresh(1)  # spawned, not alive until the sync
+    t.sync()
+    assert t.all_fresh(40) and t.all_fresh(10) and not t.all_fresh(41)
+    t.despawn(t.handles(np.array([5])))
+    assert t.all_fresh(40)  # queued only: alive until the sync
+    t.sync()
+    assert t.all_fresh(5) and not t.all_fresh(6) and not t.all_fresh(40)
+    t.spawn(1)  # reuses slot 5, generation 1
+    t.sync()
+    assert not t.all_fresh(6) and t.all_fresh(5)
+    arrays = {k: v.copy() for k, v in t.state_arrays().items()}
+    arrays["generation"][5] = 0
+    t.restore_arrays(arrays, 40)
+    assert t.all_fresh(40)
+    t.columns["alive"][3] = False  # a direct write: the world bumps churn for a system
+    t.churn += 1  # declaring writes to alive (World.after_system)
+    assert not t.all_fresh(40)
+
+
+def test_a_system_declaring_writes_to_alive_makes_the_table_ask_again():
+    from tests.helpers import toy_world
+
+    w, _, _ = toy_world()
+    table = next(iter(w.tables.values()))
+
+    class S:
+        name, writes, marks_own_writes = "x.kill", (f"{table.name}.alive",), False
+
+    before = table.churn
+    w.after_system(S())
+    assert table.churn == before + 1
+    S.writes = (f"{table.name}.*",)
+    w.after_system(S())  # the answer is remembered per system name, as declared at build
+    assert table.churn == before + 2
