@@ -464,6 +464,67 @@ def test_the_join_sync_in_parts_replaces_the_mirror_and_reflects_older_actions(c
     assert st["actions_reflected"] == 1
 
 
+def test_a_frame_is_handed_to_the_executor_in_action_id_order_across_kinds(cpp):
+    """The wire groups a frame by kind (despawn_npc before npc_say); drain() hands it in
+    action_id order, the order the world emitted it (PROTOCOL.md section 8): an NPC that
+    says a line (id t) and is despawned (id t + 1) in the same tick speaks, then leaves
+    (no ``not_here``); a move after its despawn fails ``not_here``; an NPC spawned and
+    despawned in one tick is gone."""
+    from norn.bridge.codec import encode_actions
+
+    eng = ScriptedEngine()
+    names = ["prontera", "izlude"]
+    a_npc, b_npc = 7, 8
+    t20, t21 = 20 << 24, 21 << 24
+    one = lambda v, dt: np.array(v, dt)  # noqa: E731
+    shown = encode_actions(20, 70, {"spawn_npc": {
+        "action_id": one([t20], np.int64), "npc_id": one([a_npc], np.int64),
+        "map_id": one([0], np.int16), "x": one([10], np.int16), "y": one([10], np.int16),
+        "sprite": one([105], np.int16)}}, names)
+    same_tick = encode_actions(21, 70, {
+        "spawn_npc": {"action_id": one([t21 + 3], np.int64), "npc_id": one([b_npc], np.int64),
+                      "map_id": one([1], np.int16), "x": one([5], np.int16),
+                      "y": one([5], np.int16), "sprite": one([105], np.int16)},
+        "despawn_npc": {"action_id": one([t21 + 1, t21 + 4], np.int64),
+                        "npc_id": one([a_npc, b_npc], np.int64)},
+        "move_npc": {"action_id": one([t21 + 2], np.int64), "npc_id": one([a_npc], np.int64),
+                     "map_id": one([0], np.int16), "x": one([11], np.int16),
+                     "y": one([11], np.int16)},
+        "npc_say": {"action_id": one([t21], np.int64), "npc_id": one([a_npc], np.int64),
+                    "text": np.array([b"Farewell!"], dtype="S255")}}, names)
+    kinds = list(msgpack.unpackb(same_tick, raw=False)["kinds"])
+    assert kinds.index("despawn_npc") < kinds.index("npc_say")  # the wire's kind order
+    results: dict[int, list[tuple[int, int]]] = {}
+
+    def on(msg: dict) -> None:
+        if msg["t"] == "hello":
+            eng.send(eng.welcome(0, tick=21))
+            eng.send(shown, delay=0.1)
+            eng.send(same_tick, delay=0.2)
+        elif msg["t"] in ("events", "results"):
+            if msg["t"] == "results":
+                cols = msg["cols"]
+                for i, st, r in zip(np.frombuffer(cols["action_id"], "<i8").tolist(),
+                                    np.frombuffer(cols["status"], "u1").tolist(),
+                                    np.frombuffer(cols["reason"], "<i2").tolist(), strict=True):
+                    results.setdefault(i, []).append((st, r))
+            eng.send(proto.encode_ack(msg["seq"], 64))
+
+    proc = _driver(cpp, eng.endpoint, "--mode", "stream", "--duration-s", "1", "--batch-ms",
+                   "0", "--drain-timeout-s", "2", "--no-sync")
+    try:
+        eng.run(proc, on)
+        out = _summary(proc)
+    finally:
+        eng.close()
+    R = proto.ResultReason
+    assert results == {t20: [(0, 0)], t21: [(0, 0)], t21 + 1: [(0, 0)],
+                       t21 + 2: [(1, int(R.NOT_HERE))], t21 + 3: [(0, 0)], t21 + 4: [(0, 0)]}
+    assert out["executed_order"] == [t20, t21, t21 + 1, t21 + 3, t21 + 4]
+    assert out["out_of_order"] == 0
+    assert out["failed_by_kind"] == {"move_npc/not_here": 1} and out["npcs_known"] == 0
+
+
 # -- the real engine --------------------------------------------------------------------------
 def _norn(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "norn.engine.cli", *args], cwd=ROOT,

@@ -257,6 +257,9 @@ int broadcast_sub(block_list* bl, va_list ap) {
     return 1;
 }
 
+// drain() hands a frame's actions in action_id order across kinds, the order the world
+// emitted them (PROTOCOL.md section 8): each one runs here as it comes, so an NPC's last
+// line (npc_say) is shown before its npc_unload (despawn_npc) of the same tick.
 Outcome execute(const norn::Action& a) {
     int16 m = a.map.empty() ? -1 : map_mapname2mapid(a.map.c_str());
     switch (a.action_kind()) {

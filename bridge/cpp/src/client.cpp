@@ -1220,6 +1220,12 @@ void Net::on_actions(const Actions& a) {
                          a.expires_tick, item.actions, why))
             return malformed(why);
     }
+    // The frame holds its actions by kind; the game executes them in action_id order across
+    // kinds, the order the world emitted them (PROTOCOL.md section 8): an NPC that says a
+    // line and is despawned in the same tick speaks first. Each kind's ids ascend, so this
+    // merges a few runs (stable: a malformed frame with repeated ids keeps its wire order).
+    std::stable_sort(item.actions.begin(), item.actions.end(),
+                     [](const Action& x, const Action& y) { return x.id < y.id; });
     to_game(std::move(item));
 }
 

@@ -10,7 +10,8 @@
 // --store FILE keeps executed action ids in a FileExecutedStore; --crash-after-execute N kills
 // the process (SIGKILL) right after the Nth id is stored, before its result can leave.
 //
-// Actions are validated as `norn sim-server` validates them (bridge/sim_server.py): a map it
+// Actions are validated as `norn sim-server` validates them (bridge/sim_server.py), in the
+// order drain() hands them (action_id order across kinds, PROTOCOL.md section 8): a map it
 // does not host fails unknown_map, a cell outside the map out_of_bounds, and an NPC action
 // (move_npc, despawn_npc, npc_say) for an NPC it was never shown not_here. It mirrors what it
 // is shown: spawn_npc actions and the join sync (PROTOCOL.md section 16, asked for unless
@@ -398,9 +399,16 @@ int run(const Options& opt) {
 
     std::map<std::string, std::uint64_t> executed_by_kind;
     std::set<std::int64_t> executed_ids;
-    std::uint64_t reflected = 0;
+    std::vector<std::int64_t> executed_order;  // ids as executed: action_id order in a tick
+    std::uint64_t reflected = 0, out_of_order = 0;
+    std::int64_t last_id = -1;
     auto run_one = [&](const norn::Action& a) -> norn::Reason {
         know_maps();
+        // validated and applied in action_id order (PROTOCOL.md section 8): within a tick,
+        // never an id below one already run (a later tick's frame may come first only
+        // after a reconnect re-sends an older one)
+        if ((a.id >> 24) == (last_id >> 24) && a.id < last_id) ++out_of_order;
+        last_id = a.id;
         if (a.reflected) {  // the sync shows it already: done, not executed again
             ++reflected;
             return norn::Reason::ok;
@@ -409,6 +417,7 @@ int run(const Options& opt) {
         if (why == norn::Reason::ok) {
             ++executed_by_kind[a.kind_name];
             executed_ids.insert(a.id);
+            executed_order.push_back(a.id);
         }
         return why;
     };
@@ -423,8 +432,9 @@ int run(const Options& opt) {
     };
     auto report_due = [&](std::int64_t upto) {
         std::vector<norn::Action> keep;
+        // in tick order, each tick in action_id order (the id's high bits are its tick)
         std::stable_sort(waiting.begin(), waiting.end(),
-                         [](const norn::Action& a, const norn::Action& b) { return a.tick < b.tick; });
+                         [](const norn::Action& a, const norn::Action& b) { return a.id < b.id; });
         for (const norn::Action& a : waiting) {
             if (a.tick > upto) { keep.push_back(a); continue; }
             if (a.kind < 0) {  // a kind this map server does not know: answered in turn
@@ -516,7 +526,13 @@ int run(const Options& opt) {
         o << (f1 ? "" : ",") << id;
         f1 = false;
     }
-    o << "],\"unexecuted\":" << waiting.size() << ",\"syncs\":" << mirror.syncs
+    o << "],\"executed_order\":[";
+    f1 = true;
+    for (std::int64_t id : executed_order) {
+        o << (f1 ? "" : ",") << id;
+        f1 = false;
+    }
+    o << "],\"out_of_order\":" << out_of_order << ",\"unexecuted\":" << waiting.size() << ",\"syncs\":" << mirror.syncs
       << ",\"sync_rows\":" << mirror.sync_rows << ",\"sync_invalid\":" << json_counts(mirror.sync_invalid)
       << ",\"npcs_known\":" << mirror.npcs.size() << ",\"reflected\":" << reflected
       << ",\"failed_by_kind\":" << json_counts(mirror.failed) << ",\"stats\":" << json_stats(st) << "}";

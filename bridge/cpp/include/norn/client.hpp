@@ -7,8 +7,9 @@
 // never touches the socket: its calls append to per-kind column buffers it alone owns, and
 // batches, progress marks and actions cross between the threads through two bounded
 // lock-free single-producer single-consumer rings. A timer in the game loop calls drain(),
-// which hands the actions that arrived to an executor, queues their results, closes batches
-// that are old enough and passes them to the network thread.
+// which hands the actions that arrived to an executor (in action_id order, the order the
+// world emitted them), queues their results, closes batches that are old enough and passes
+// them to the network thread.
 //
 //   norn::Config cfg;
 //   cfg.endpoint = "tcp://127.0.0.1:7600";
@@ -320,6 +321,10 @@ public:
     /// Hand each new action to ``execute`` (at most ``max_actions``), queue the results,
     /// deliver log lines, close batches older than batch_ms and pass closed batches to the
     /// network thread. Returns the number of actions handed to ``execute``.
+    /// Order: frames in the order they arrived, each frame's actions in action_id order
+    /// across kinds (the order the world emitted them; PROTOCOL.md section 8), so an NPC
+    /// that says a line and is despawned in the same tick is handed the say first. Execute
+    /// them in that order (a deferred action's effect, too, before the next one's).
     std::size_t drain(const Executor& execute, std::size_t max_actions = SIZE_MAX);
     /// Answer an action the executor deferred (Outcome::deferred()).
     bool report(const Action& action, ResultStatus status, Reason reason);
