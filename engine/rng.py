@@ -55,7 +55,6 @@ from numba import float64, int64, types, uint32, uint64
 
 __all__ = [
     "STREAMS",
-    "block_inline",
     "draw_u32",
     "draw_u64",
     "normal",
@@ -66,7 +65,6 @@ __all__ = [
     "uniform_array",
     "uniform_f32",
     "uniform_index",
-    "uniform_inline",
     "uniform_int",
     "uniform_int_array",
 ]
@@ -168,46 +166,6 @@ def uniform_int(seed, tick, stream, entity, index, n):  # type: ignore[no-untype
     if n < 1:
         raise ValueError("uniform_int: n must be >= 1")
     return np.int64(draw_u64(seed, tick, stream, entity, index) % np.uint64(n))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def block_inline(seed, tick, stream, entity, index):  # type: ignore[no-untyped-def]
-    """``_block``'s four words (np.uint32, the same bits and types), inlined into the caller.
-
-    For kernels that draw inside a large per-entity body (the NPC step): called through
-    ``_block``'s compiled signature, each draw is a call the optimizer cannot see through,
-    so the caller's loop keeps its state in memory around it; inlined (numba IR inlining,
-    like ``uniform_index``), the rounds are scheduled with the caller's code (measured on
-    AMD EPYC, one thread, 1M NPCs: npc_step 15 % faster with its helpers inlined too;
-    issue 16). Same layout and arithmetic as ``philox4x32`` and ``_block``.
-    """
-    s = np.uint64(seed)
-    x0 = np.uint64(index) & _MASK32
-    x1 = np.uint64(entity) & _MASK32
-    x2 = np.uint64(stream) & _MASK32
-    x3 = np.uint64(tick) & _MASK32
-    key0 = s & _MASK32
-    key1 = s >> _SHIFT32
-    for _ in range(_ROUNDS):
-        p0 = _M0 * x0
-        p1 = _M1 * x2
-        x0, x1, x2, x3 = (
-            (p1 >> _SHIFT32) ^ x1 ^ key0,
-            p1 & _MASK32,
-            (p0 >> _SHIFT32) ^ x3 ^ key1,
-            p0 & _MASK32,
-        )
-        key0 = (key0 + _W0) & _MASK32
-        key1 = (key1 + _W1) & _MASK32
-    return np.uint32(x0), np.uint32(x1), np.uint32(x2), np.uint32(x3)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def uniform_inline(seed, tick, stream, entity, index):  # type: ignore[no-untyped-def]
-    """``uniform``'s float64 (the same bits), inlined into the caller (see ``block_inline``)."""
-    x0, x1, _x2, _x3 = block_inline(seed, tick, stream, entity, index)
-    x = (np.uint64(x1) << _SHIFT32) | np.uint64(x0)
-    return np.float64(x >> _SHIFT11) * _TWO_POW_M53
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

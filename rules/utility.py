@@ -68,7 +68,7 @@ def utility_vector(weights: object) -> np.ndarray:
     return np.array([float(getattr(weights, k)) for k in UTILITY_KEYS], dtype=np.float64)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def noise8(w0, w1, w2, w3):
     """Eight values in [0, 1) from the four 32-bit words of one Philox block."""
     s = 1.0 / 65536.0
@@ -84,7 +84,7 @@ def noise8(w0, w1, w2, w3):
     )
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def utilities(
     UW,
     hunger,
@@ -145,7 +145,7 @@ def utilities(
     return u
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def best_two(u, current, inertia):
     """(best, second) state ids after adding ``inertia`` to the current state; ties -> lower id."""
     b = -1

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from norn.engine.rng import block_inline, register_stream, uniform_inline
+from norn.engine.rng import _block, register_stream, uniform
 from norn.rules.grid import place, step_random, step_toward
 from norn.rules.utility import (
     COMFORT,
@@ -260,14 +260,14 @@ def _clamp01(v):
     return min(max(v, np.float32(0.0)), np.float32(1.0))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _duration(DUR, s, word):
     lo = DUR[s, 0]
     span = DUR[s, 1] - lo + 1
     return lo + np.int64(word % np.uint32(span))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _player_near(m, x, y, p_off, p_x, p_y, radius, scan_max):
     for n, k in enumerate(range(p_off[m], p_off[m + 1])):
         if n >= scan_max:
@@ -277,13 +277,13 @@ def _player_near(m, x, y, p_off, p_x, p_y, radius, scan_max):
     return 0.0
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def think_utilities(
     seed, tick, i, P, m, x, y, s, home, needs, traits, hp, wallet, carry_qty, is_town, danger,
     conflict, p_off, p_x, p_y,
 ):
     """The utilities NPC ``i`` on map ``m`` in state ``s`` compares this tick."""
-    w0, w1, w2, w3 = block_inline(seed, tick, S_THINK, i, 0)
+    w0, w1, w2, w3 = _block(seed, tick, S_THINK, i, 0)
     nz = noise8(w0, w1, w2, w3)
     inv = 1.0 / 255.0
     near = 0.0
@@ -315,13 +315,13 @@ def think_utilities(
     )
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _enter(
     i, s, seed, tick, DUR, mp, x, y, home, goal, via, timer, next_local, warp_off, warp_x,
     warp_y, warp_to, town_maps, danger,
 ):
     """Switch NPC ``i`` to state ``s``: its timer, and where it heads. Returns the state set."""
-    w0, w1, _w2, _w3 = block_inline(seed, tick, S_NPC, i, 1)
+    w0, w1, _w2, _w3 = _block(seed, tick, S_NPC, i, 1)
     m = mp[i]
     via[i] = -1
     if s == TRAVEL:
@@ -522,7 +522,7 @@ def npc_step(seed, tick, hwm, P, cols, geo, goods, sig, out, chunk_rows, written
                     # of two goods drawn from the home town's markets, make the one that sells
                     # dearer against its base price (supply follows prices); about
                     # produce_value zeny of it at base price: many cheap ones or a rare dear one
-                    w0, w1, w2, _w3 = block_inline(seed, tick, S_NPC, i, 4)
+                    w0, w1, w2, _w3 = _block(seed, tick, S_NPC, i, 4)
                     k = market_off[hm] + np.int64(w0 % np.uint32(n_goods))
                     k2 = market_off[hm] + np.int64(w2 % np.uint32(n_goods))
                     if m_price[k2] * item_price[market_item[k]] > m_price[k] * item_price[
@@ -576,7 +576,7 @@ def npc_step(seed, tick, hwm, P, cols, geo, goods, sig, out, chunk_rows, written
             yi = np.int64(y[i])
             if s == WANDER:
                 for j in range(now // wander_every - (now - K) // wander_every):
-                    w0, _w1, _w2, _w3 = block_inline(seed, tick, S_NPC, i, 3 + j)
+                    w0, _w1, _w2, _w3 = _block(seed, tick, S_NPC, i, 3 + j)
                     nx, ny = step_random(walk, walk_off, width, height, m, xi, yi, np.int64(w0))
                     if nx != xi or ny != yi:
                         xi = nx
@@ -596,7 +596,7 @@ def npc_step(seed, tick, hwm, P, cols, geo, goods, sig, out, chunk_rows, written
                     for j in range(steps):
                         nx, ny = step_toward(walk, walk_off, width, height, m, xi, yi, wx, wy)
                         if nx == xi and ny == yi:  # blocked: a random side-step
-                            w0, _w1, _w2, _w3 = block_inline(seed, tick, S_NPC, i, 16 + j)
+                            w0, _w1, _w2, _w3 = _block(seed, tick, S_NPC, i, 16 + j)
                             nx, ny = step_random(walk, walk_off, width, height, m, xi, yi,
                                                  np.int64(w0))
                         if nx != xi or ny != yi:
@@ -639,7 +639,7 @@ def map_signals(seed, tick, danger, prev_danger, hurt, alarm_at, hurt_hp, every,
     for m in range(len(harm)):
         loss = np.float64(hurt[m]) * hurt_hp * every
         whole = np.int64(loss)
-        if loss > whole and uniform_inline(seed, tick, S_HARM, m, 0) < loss - whole:
+        if loss > whole and uniform(seed, tick, S_HARM, m, 0) < loss - whole:
             whole += 1
         harm[m] = whole
         if danger[m] >= alarm_at and prev_danger[m] < alarm_at:
