@@ -41,14 +41,16 @@ def _admin(world, seq: int, map_name: str, kind: str, intensity: float) -> Input
 def test_synctest_finds_no_write_outside_the_marked_rows(monkeypatch):
     world, source = _world()
     rehashed: dict[int, set[str]] = {}
-    real = digest_mod.Digest._rehash
+    real = digest_mod.Digest.commit
 
-    def seen(self, r, full):  # the table regions each commit rehashes (not synctest's own)
-        if r.persistent and not full and r.dirty.any():
-            rehashed.setdefault(world.tick, set()).add(r.key)
-        return real(self, r, full)
+    def seen(self, tick):  # the table regions marked written when each commit rehashes
+        if self is world.digest:  # (not synctest's own digests)
+            flags, owner = self._layout()
+            hot = np.unique(owner[np.flatnonzero(flags)]).tolist()
+            rehashed.setdefault(tick, set()).update(self.regions[i].key for i in hot)
+        return real(self, tick)
 
-    monkeypatch.setattr(digest_mod.Digest, "_rehash", seen)
+    monkeypatch.setattr(digest_mod.Digest, "commit", seen)
     kinds: set[str] = set()
     for _ in range(TICKS):
         tick = world.tick + 1
