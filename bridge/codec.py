@@ -649,28 +649,36 @@ def decode_actions(msg: dict[str, Any], text_bytes_max: int = limits.text_bytes_
             raise ProtocolError(ErrorCode.UNKNOWN_KIND,
                                 f"unknown action kind {describe(kind, 40)}",
                                 field="kinds")
-        n = get_int(wire, "n", 0, limits.actions_per_tick_max)
-        cols: dict[str, np.ndarray] = {}
-        for f in schema.actions[kind]:
-            if f.kind == "text":
-                lens = EventDecoder._bin(wire, f"{f.name}_len", f.dtype, n, None)
-                data = wire.get(f.name)
-                if not isinstance(data, bytes) or len(data) != int(lens.sum(dtype=np.int64)):
-                    raise ProtocolError(ErrorCode.BAD_FIELD, f"{kind}.{f.name}: bad text bytes",
-                                        field=f.name)
-                cols[f.name] = unpack_text(lens.astype(np.int64), data, text_bytes_max)
-            else:
-                if f.name not in wire:
-                    raise ProtocolError(ErrorCode.BAD_FIELD, f"{kind}: missing {f.name}",
-                                        field=f.name)
-                cols[f.name] = EventDecoder._bin(wire, f.name, f.dtype, n, None)
-                if f.kind == "map" and n and (
-                    (cols[f.name] < -1).any() or (cols[f.name] >= len(maps)).any()
-                ):
-                    raise ProtocolError(ErrorCode.BAD_FIELD, f"{kind}.map index out of range",
-                                        field=f.name)
-        kinds[kind] = cols
+        kinds[kind] = _decode_columns(wire, kind, schema.actions[kind], len(maps),
+                                      text_bytes_max, map_min=-1, label=kind)
     return ActionsFrame(tick, expires, maps, kinds)
+
+
+def _decode_columns(wire: dict[str, Any], kind: str, fields: Any, n_maps: int,
+                    text_bytes_max: int, *, map_min: int, label: str) -> dict[str, np.ndarray]:
+    """One kind's columns of an ``actions`` or ``sync`` message, each checked: ``n`` rows,
+    text lengths that add up, map indexes in [``map_min``, ``n_maps``) (-1: every map, only
+    for actions). ``label`` names the kind in errors."""
+    n = get_int(wire, "n", 0, limits.actions_per_tick_max)
+    cols: dict[str, np.ndarray] = {}
+    for f in fields:
+        if f.kind == "text":
+            lens = EventDecoder._bin(wire, f"{f.name}_len", f.dtype, n, None)
+            data = wire.get(f.name)
+            if not isinstance(data, bytes) or len(data) != int(lens.sum(dtype=np.int64)):
+                raise ProtocolError(ErrorCode.BAD_FIELD, f"{kind}.{f.name}: bad text bytes",
+                                    field=f.name)
+            cols[f.name] = unpack_text(lens.astype(np.int64), data, text_bytes_max)
+            continue
+        if f.name not in wire:
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"{label}: missing {f.name}", field=f.name)
+        cols[f.name] = EventDecoder._bin(wire, f.name, f.dtype, n, None)
+        if f.kind == "map" and n and (
+            (cols[f.name] < map_min).any() or (cols[f.name] >= n_maps).any()
+        ):
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"{label}.map index out of range",
+                                field=f.name)
+    return cols
 
 
 # -- the join sync (PROTOCOL.md section 16) ----------------------------------------------------
@@ -767,25 +775,6 @@ def decode_sync(msg: dict[str, Any], text_bytes_max: int = limits.text_bytes_max
         if kind not in schema.actions:
             unknown.append(str(kind))
             continue
-        n = get_int(wire, "n", 0, limits.actions_per_tick_max)
-        cols: dict[str, np.ndarray] = {}
-        for f in sync_fields(schema, kind):
-            if f.kind == "text":
-                lens = EventDecoder._bin(wire, f"{f.name}_len", f.dtype, n, None)
-                data = wire.get(f.name)
-                if not isinstance(data, bytes) or len(data) != int(lens.sum(dtype=np.int64)):
-                    raise ProtocolError(ErrorCode.BAD_FIELD, f"{kind}.{f.name}: bad text bytes",
-                                        field=f.name)
-                cols[f.name] = unpack_text(lens.astype(np.int64), data, text_bytes_max)
-            else:
-                if f.name not in wire:
-                    raise ProtocolError(ErrorCode.BAD_FIELD, f"sync {kind}: missing {f.name}",
-                                        field=f.name)
-                cols[f.name] = EventDecoder._bin(wire, f.name, f.dtype, n, None)
-                if f.kind == "map" and n and (
-                    (cols[f.name] < 0).any() or (cols[f.name] >= len(maps)).any()
-                ):
-                    raise ProtocolError(ErrorCode.BAD_FIELD, f"sync {kind}.map index out of "
-                                        "range", field=f.name)
-        kinds[kind] = cols
+        kinds[kind] = _decode_columns(wire, kind, sync_fields(schema, kind), len(maps),
+                                      text_bytes_max, map_min=0, label=f"sync {kind}")
     return SyncFrame(tick, part, parts, maps, kinds, unknown)
