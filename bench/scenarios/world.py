@@ -104,26 +104,28 @@ def scale_case(
         scenario = generated(npcs, seed)
     except NotAvailable as exc:
         return not_available("the world generator", exc)
+    result, world = _measure_npc_world(scenario, npcs, ticks, warmup, repeat, seed, triad_gbs)
+    result["params"] = world_params(npcs)
+    result["tables"] = {name: t.count for name, t in world.tables.items()}
+    result["kinds"] = kind_times(world, result["system_ms"], triad_gbs)
+    return result
+
+
+def _measure_npc_world(scenario: Any, npcs: int, ticks: int, warmup: int, repeat: int,
+                       seed: int, triad_gbs: float) -> tuple[dict[str, Any], Any]:
+    """A Midgard world's ticks with its own event source: the measured figures as
+    NPC-updates/s, bytes per NPC-update and its triad share; and the world measured."""
     config = bench_config(seed=seed)
-    result = measure_world(
-        lambda: build_world(scenario, config),
-        config,
-        entities=max(npcs, 1),
-        ticks=ticks,
-        warmup=warmup,
-        repeat=repeat,
-        before_tick=event_hook(scenario, seed),
-    )
+    result = measure_world(lambda: build_world(scenario, config), config,
+                           entities=max(npcs, 1), ticks=ticks, warmup=warmup, repeat=repeat,
+                           before_tick=event_hook(scenario, seed))
     world = result.pop("_world")
     figs = result["figures"]
     figs["npc_updates_per_s"] = figs.pop("entity_updates_per_s")
     bpu = world_bytes_per_update(world, messages_per_tick(world), max(npcs, 1))
     result["bytes_per_update"] = round(bpu, 2)
     figs["efficiency"] = efficiency(bpu, figs["npc_updates_per_s"]["median"], triad_gbs)
-    result["params"] = world_params(npcs)
-    result["tables"] = {name: t.count for name, t in world.tables.items()}
-    result["kinds"] = kind_times(world, result["system_ms"], triad_gbs)
-    return result
+    return result, world
 
 
 def rathena_data() -> Path | None:
@@ -152,16 +154,7 @@ def rathena_case(npcs_per_map: int, ticks: int, warmup: int, repeat: int, seed: 
     npcs = npcs_per_map * counted["maps"]
     text, summary = import_scenario(root, npcs=npcs, seed=seed)
     scenario = parse_scenario(text, f"rathena:{root}")
-    config = bench_config(seed=seed)
-    result = measure_world(lambda: build_world(scenario, config), config,
-                           entities=max(npcs, 1), ticks=ticks, warmup=warmup, repeat=repeat,
-                           before_tick=event_hook(scenario, seed))
-    world = result.pop("_world")
-    figs = result["figures"]
-    figs["npc_updates_per_s"] = figs.pop("entity_updates_per_s")
-    bpu = world_bytes_per_update(world, messages_per_tick(world), max(npcs, 1))
-    result["bytes_per_update"] = round(bpu, 2)
-    figs["efficiency"] = efficiency(bpu, figs["npc_updates_per_s"]["median"], triad_gbs)
+    result, _ = _measure_npc_world(scenario, npcs, ticks, warmup, repeat, seed, triad_gbs)
     result["params"] = {**summary, "npcs_per_map": npcs_per_map}
     return result
 
