@@ -143,6 +143,19 @@ class _Inbound:
     overload_reported: bool = False
 
 
+def in_id_order(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A results batch with its rows in ``action_id`` order (stable: repeats of an id keep
+    theirs). Results are a set keyed by id; the order a map server answers them in follows
+    how frames happened to arrive (a frame resent after a reconnect, a sync's reflected
+    ids), so the journal holds them in one order and a lockstep world's digests never
+    depend on that timing (PROTOCOL.md section 7)."""
+    ids = cols["action_id"]
+    if len(ids) < 2 or bool((ids[1:] >= ids[:-1]).all()):
+        return cols
+    order = np.argsort(ids, kind="stable")
+    return {k: v[order] for k, v in cols.items()}
+
+
 def _nbytes(batch: InputBatch) -> int:
     return sum(c.nbytes for c in batch.columns.values())
 
@@ -681,7 +694,10 @@ class Session:
         else:
             if len(dec.invalid):
                 self._invalid_events(rid, peer, seq, dec)
-            batch = InputBatch(peer.server_id, seq, dec.kind, dec.columns, due)
+            cols = dec.columns
+            if dec.kind == wire.result_kind:
+                cols = in_id_order(cols)
+            batch = InputBatch(peer.server_id, seq, dec.kind, cols, due)
             if dec.kind == wire.result_kind:
                 self.counters["results_received"] += dec.accepted
                 if dec.accepted:

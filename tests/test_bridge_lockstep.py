@@ -151,3 +151,24 @@ def test_the_reference_client_stamps_declares_progress_and_follows_marks(harness
         assert client.stats["actions_received"] == 1
     finally:
         client.close()
+
+
+def test_a_results_batch_is_journaled_in_action_id_order_whatever_order_it_came_in(harness,
+                                                                                     peer):
+    """Results are a set keyed by id; a server's answering order follows how its frames
+    arrived (a frame resent after a reconnect came in another split), and the journal's
+    bytes are part of the digest: a lockstep world killed and resumed differed from the
+    uninterrupted one at the tick whose results came in another order (CI, issue 16)."""
+    peer.hello("map01", caps=LOCKSTEP_CAPS)
+    ids = np.array([(20 << 24) | 77, (20 << 24) | 76, (20 << 24) | 3, (20 << 24) | 76],
+                   np.int64)
+    peer.send(encode_columns(proto.RESULTS, 1, None, {
+        "action_id": ids, "status": np.array([0, 1, 0, 0], np.uint8),
+        "reason": np.array([0, 4, 0, 0], np.int16)}, tick=2))
+    assert harness.wait_for(lambda: len(harness.inputs) == 1)
+    (batch,) = harness.inputs.drain(2)
+    assert batch.kind == "action_result"
+    assert (batch.columns["action_id"] & 0xFFFFFF).tolist() == [3, 76, 76, 77]
+    # stable: the two answers for 76 keep their order (the first one, failed, first)
+    assert batch.columns["status"].tolist() == [0, 1, 0, 0]
+    assert batch.columns["reason"].tolist() == [0, 4, 0, 0]
