@@ -63,6 +63,11 @@ from norn.bridge.codec import (
 from norn.engine import clock
 from norn.engine.errors import BoundError
 
+#: Errors that answer a ``hello`` in place of its ``welcome`` (PROTOCOL.md section 3).
+HELLO_REFUSALS = frozenset({proto.ErrorCode.VERSION_UNSUPPORTED,
+                            proto.ErrorCode.TOO_MANY_SERVERS, proto.ErrorCode.UNKNOWN_MAP,
+                            proto.ErrorCode.SUPERSEDED})
+
 
 @dataclass
 class ClientConfig:
@@ -142,6 +147,7 @@ class BridgeClient:
         #: The join sync: ``on_sync(tick, frames)`` once all of a sync's frames are in.
         self.on_sync = on_sync
         self.synced_tick = -1  # the tick of the last whole sync (-1: none yet)
+        self.synced_npcs = np.empty(0, np.int64)  # the NPCs it showed (sorted handles)
         self._sync_parts: list[SyncFrame] = []
         #: The kinds this map server speaks: protocol v1, or v1 and a world's own kinds.
         self.schema = schema
@@ -161,6 +167,10 @@ class BridgeClient:
         self._sock: zmq.Socket | None = None
         self._hello_sent_at: float | None = None
         self._hello_pending = False
+        # Hellos sent on this socket not yet answered: a sync arriving while one is owed
+        # answers an earlier hello (ZeroMQ keeps order on a connection), so it is stale.
+        self._welcomes_owed = 0
+        self._connecting = False
         self._ever_welcomed = False
         self._batches: dict[tuple[str, str], _Chunked] = {}
         self._pending_events = 0
@@ -190,6 +200,7 @@ class BridgeClient:
             "actions_expired", "results_reported", "errors", "events_rejected",
             "reconnects", "rewinds", "progress_sent", "overloaded", "actions_reanswered",
             "actions_unsupported", "timeouts", "syncs", "sync_rows", "actions_reflected",
+            "syncs_stale", "action_frames_stale",
         ), 0)
         self.errors: deque[dict[str, Any]] = deque(maxlen=64)
         # Sending paused by the engine: until an ack advances past this seq (``overloaded``)
@@ -218,17 +229,22 @@ class BridgeClient:
         self.connected = False
         self._hello_pending = True
         self._hello_sent_at = None
+        self._welcomes_owed = 0  # what the old socket was owed never comes on this one
 
     def connect(self, timeout_s: float = 10.0) -> bool:
         """Open the socket and handshake; True once ``welcome`` arrived within the timeout."""
         if self._sock is None:
             self._new_socket()
         deadline = clock.monotonic() + timeout_s
-        while not self.connected and not self.superseded:
-            left = deadline - clock.monotonic()
-            if left <= 0:
-                return False
-            self.poll(min(50, max(1, int(left * 1000))))
+        self._connecting = True  # poll stops reading at the welcome: a caller may rehello
+        try:                     # before anything the first hello brought is taken
+            while not self.connected and not self.superseded:
+                left = deadline - clock.monotonic()
+                if left <= 0:
+                    return False
+                self.poll(min(50, max(1, int(left * 1000))))
+        finally:
+            self._connecting = False
         return self.connected
 
     def close(self, *, bye: bool = True) -> None:
@@ -470,7 +486,8 @@ class BridgeClient:
                     data = self._sock.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                self._on_frame(data)
+                if self._on_frame(data) == proto.WELCOME and self._connecting:
+                    break  # the rest is read once connect() returned
                 if clock.monotonic() >= until:
                     break  # send what is due now; the rest is read by the next poll
             self._flush_due(clock.monotonic())  # the results of what it read, if due
@@ -498,6 +515,7 @@ class BridgeClient:
                 return  # no connection yet (immediate): try again next poll
             self._hello_pending = False
             self._hello_sent_at = now
+            self._welcomes_owed += 1
 
     def _transmit(self) -> None:
         if not self.connected or self._hold_ack is not None or self._hold_tick is not None:
@@ -565,14 +583,15 @@ class BridgeClient:
             self.stats["rewinds"] += 1
 
     # -- frames from the engine ---------------------------------------------------------------
-    def _on_frame(self, data: bytes) -> None:
+    def _on_frame(self, data: bytes) -> str | None:
+        """Handle one frame from the engine; its type (None: unreadable)."""
         self._last_recv = clock.monotonic()
         try:
             msg = proto.unpack(data, self.config.recv_frame_bytes_max)
         except proto.ProtocolError as exc:
             self.stats["errors"] += 1
             self.errors.append({"local": True, "message": str(exc)})
-            return
+            return None
         t = msg["t"]
         if t == proto.WELCOME:
             self._on_welcome(msg)
@@ -582,7 +601,8 @@ class BridgeClient:
             tick = msg.get("tick")
             if type(tick) is int:
                 self.engine_tick = max(self.engine_tick, tick)
-                if self.config.lockstep:
+                if self.config.lockstep and not self._welcomes_owed:
+                    # (a mark for an earlier hello's actions, dropped: its own comes again)
                     self.mark_tick = max(self.mark_tick, tick)
                 if self._hold_tick is not None and self.engine_tick > self._hold_tick:
                     self._hold_tick = None  # the engine moved on: resend what it refused
@@ -593,12 +613,14 @@ class BridgeClient:
             self._on_sync(msg)
         elif t == proto.ERROR:
             self._on_error(msg)
+        return t
 
     def _on_welcome(self, msg: dict[str, Any]) -> None:
         acked, next_seq = msg.get("acked"), msg.get("next_seq")
         if type(acked) is not int or type(next_seq) is not int:
             return
         self.welcome = msg
+        self._welcomes_owed = max(0, self._welcomes_owed - 1)
         self._limits.update(msg.get("limits") or {})
         self._credit = int(msg.get("credit") or 1)
         tick = msg.get("tick")
@@ -695,6 +717,8 @@ class BridgeClient:
         elif code == proto.ErrorCode.SUPERSEDED:
             self.connected = False
             self.superseded = True
+        if code in HELLO_REFUSALS:  # this answers a hello in place of its welcome
+            self._welcomes_owed = max(0, self._welcomes_owed - 1)
 
     def _on_sync(self, msg: dict[str, Any]) -> None:
         """A ``sync`` frame: collect the sync's parts; once whole, hand it to the map server
@@ -704,6 +728,14 @@ class BridgeClient:
         except proto.ProtocolError as exc:
             self.stats["errors"] += 1
             self.errors.append({"local": True, "message": str(exc)})
+            return
+        if self._welcomes_owed:
+            # It answers a hello sent before our latest (section 16): e.g. the first hello
+            # of a server that declares its maps once the welcome named the world's. The
+            # sync of the latest hello follows its welcome.
+            self._sync_parts = []
+            if part.part == 0:
+                self.stats["syncs_stale"] += 1
             return
         if part.part == 0 or (self._sync_parts and (self._sync_parts[0].tick != part.tick
                                                     or len(self._sync_parts) != part.part)):
@@ -715,6 +747,9 @@ class BridgeClient:
             return
         parts, self._sync_parts = self._sync_parts, []
         self.synced_tick = part.tick
+        self.synced_npcs = np.sort(np.concatenate(
+            [np.empty(0, np.int64)] + [p.kinds["spawn_npc"]["npc_id"].astype(np.int64)
+                                       for p in parts if "spawn_npc" in p.kinds]))
         self.engine_tick = max(self.engine_tick, part.tick)
         self.stats["syncs"] += 1
         self.stats["sync_rows"] += sum(p.count() for p in parts)
@@ -722,15 +757,15 @@ class BridgeClient:
             self.on_sync(part.tick, parts)
 
     def _reflected(self, kinds: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
-        """Take out of ``kinds`` the actions the last sync already reflects (a kind of
-        ``MIRRORED_KINDS`` emitted at a tick <= its tick); their ids."""
+        """Take out of ``kinds`` the actions the last sync already reflects
+        (``proto.reflected_by_sync``); their ids."""
         out = []
         if self.synced_tick < 0:
             return np.empty(0, np.int64)
-        for kind in [k for k in kinds if k in proto.MIRRORED_KINDS]:
+        for kind in list(kinds):
             cols = kinds[kind]
-            old = proto.action_ticks(cols["action_id"]) <= self.synced_tick
-            if old.any():
+            old = proto.reflected_by_sync(kind, cols, self.synced_tick, self.synced_npcs)
+            if old is not None and old.any():
                 out.append(cols["action_id"][old])
                 if old.all():
                     del kinds[kind]
@@ -739,6 +774,12 @@ class BridgeClient:
         return np.concatenate(out).astype(np.int64) if out else np.empty(0, np.int64)
 
     def _on_actions(self, msg: dict[str, Any]) -> None:
+        if self._welcomes_owed:
+            # Routed for a hello sent before our latest (other maps, perhaps): neither
+            # taken nor remembered. After the latest welcome the engine sends again what is
+            # still unanswered and due (section 16: "Only the latest hello's").
+            self.stats["action_frames_stale"] += 1
+            return
         top = self._ledger_top  # ids above it are new (taken before this frame's own ids)
         unknown = self._unknown_kinds(msg)
         try:
@@ -879,6 +920,7 @@ class BridgeClient:
         self.hosted_maps = list(hosted_maps)
         if self._sock is not None:
             self._sock.send(self._hello_frame())
+            self._welcomes_owed += 1
 
     def _hello_frame(self) -> bytes:
         caps = ("columns", "rows") + ((proto.LOCKSTEP_CAP,) if self.config.lockstep else ()) + (

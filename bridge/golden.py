@@ -537,6 +537,9 @@ def cpp_sync_lines(schema: proto.WireSchema) -> list[str]:
     out.append("/// Per ActionKind: a mirrored kind, whose effect a join sync reflects.")
     flags = ", ".join("true" if k in proto.MIRRORED_KINDS else "false" for k in schema.actions)
     out.append(f"inline constexpr bool kActionMirrored[] = {{{flags}}};")
+    out.append("/// Per ActionKind: a line an NPC says, reflected by a sync that does not show it.")
+    flags = ", ".join("true" if k in proto.SPOKEN_KINDS else "false" for k in schema.actions)
+    out.append(f"inline constexpr bool kActionSpoken[] = {{{flags}}};")
     return out
 
 

@@ -419,6 +419,10 @@ MIRRORED_KINDS = (
     "spawn_npc", "despawn_npc", "move_npc", "set_price", "set_weather", "set_hazard",
     "spawn_monster", "despawn_monster", "mark_dig_site", "set_mapflag",
 )
+#: Action kinds an NPC performs (a line said): one from a tick <= a sync's ``tick`` whose
+#: NPC that sync does not show is superseded by it (the NPC was gone by then; a server
+#: that joins later gets the lines of recent ticks, and had no NPC to say them).
+SPOKEN_KINDS = ("npc_say",)
 #: rAthena's NAME_LENGTH (24) less the NUL: an NPC's shown name.
 NPC_NAME_BYTES_MAX = 23
 
@@ -445,3 +449,16 @@ def sync_fields(schema: WireSchema, kind: str) -> tuple[WireField, ...]:
 def action_ticks(action_ids: np.ndarray) -> np.ndarray:
     """The tick that emitted each action (``action_id >> 24``)."""
     return np.asarray(action_ids, np.int64) >> 24
+
+
+def reflected_by_sync(kind: str, cols: dict[str, np.ndarray], tick: int,
+                      npcs: np.ndarray) -> np.ndarray | None:
+    """Which actions of ``kind`` a join sync of ``tick`` showing the NPCs ``npcs`` (sorted
+    handles) already reflects, to be answered done without executing them (section 16):
+    a mirrored kind of a tick <= ``tick``, or a line of such a tick by an NPC the sync does
+    not show. None: the kind is never reflected."""
+    if kind in MIRRORED_KINDS:
+        return action_ticks(cols["action_id"]) <= tick
+    if kind in SPOKEN_KINDS:
+        return (action_ticks(cols["action_id"]) <= tick) & ~np.isin(cols["npc_id"], npcs)
+    return None

@@ -752,11 +752,10 @@ def run_sim_server(
     counts = {"done": 0, "failed": 0}
     waiting: list[ActionsFrame] = []  # lockstep: frames until their tick's turn
 
-    early: list[ActionsFrame] = []  # arrived with the welcome, before our world exists
-
+    # No frame reaches on_sync or on_actions before our world exists: connect() stops at
+    # the welcome, and what the first hello (every map) brought after it arrives before
+    # the second welcome, which the client drops (PROTOCOL.md section 16).
     def on_sync(tick: int, parts: list[SyncFrame]) -> None:
-        if "world" not in holder:
-            return  # it answers our first hello (every map): the one for our maps follows
         if lockstep and holder["world"].syncs:
             # A certification run keeps its own mirror across the engine's restarts: a
             # second sync would make what it does next depend on when the engine died.
@@ -767,12 +766,12 @@ def run_sim_server(
             reflect(frame, tick)
 
     def reflect(frame: ActionsFrame, tick: int) -> None:
-        """Take the mirrored actions of ticks <= ``tick`` out of a frame: done already."""
+        """Take what the sync of ``tick`` reflects out of a frame: done already."""
         ids = [frame.reflected]
-        for kind in [k for k in frame.kinds if k in proto.MIRRORED_KINDS]:
+        for kind in list(frame.kinds):
             cols = frame.kinds[kind]
-            old = proto.action_ticks(cols["action_id"]) <= tick
-            if old.any():
+            old = proto.reflected_by_sync(kind, cols, tick, client.synced_npcs)
+            if old is not None and old.any():
                 ids.append(cols["action_id"][old])
                 frame.kinds[kind] = {k: v[~old] for k, v in cols.items()}
                 if not (~old).any():
@@ -782,8 +781,6 @@ def run_sim_server(
     def on_actions(frame: ActionsFrame) -> None:
         if lockstep:
             waiting.append(frame)  # executed in tick order (settle), after the world exists
-        elif "world" not in holder:
-            early.append(frame)
         else:
             execute(frame)
 
@@ -826,9 +823,6 @@ def run_sim_server(
         holder["world"] = world
         # our map indexes must match the client's table
         client.set_map_table([n for n, _, _ in maps])
-        for frame in early:  # a running engine's actions for our maps, sent on joining
-            execute(frame)
-        early.clear()
         n_steps = steps if steps is not None else max(1, int(duration_s * 1000 / step_ms))
         first = int(welcome.get("tick", 0)) + 1
 

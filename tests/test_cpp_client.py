@@ -392,7 +392,9 @@ def test_the_join_sync_in_parts_replaces_the_mirror_and_reflects_older_actions(c
     short (part 0 of 2 only) is dropped; the next one, in two parts, is applied whole; then
     an NPC it showed moves and talks (done), an NPC it never showed fails ``not_here``, and
     a ``spawn_npc`` of the sync's own tick (a re-sent frame) is answered done unexecuted,
-    while a reward of that tick (not a mirrored kind) is executed."""
+    while a reward of that tick (not a mirrored kind) is executed; so is a line of that
+    tick by an NPC the sync shows, while one by an NPC it does not show (gone by then) is
+    answered done unexecuted, never ``not_here``."""
     from norn.bridge.codec import encode_actions, encode_sync
 
     eng = ScriptedEngine()
@@ -422,6 +424,9 @@ def test_the_join_sync_in_parts_replaces_the_mirror_and_reflects_older_actions(c
     resent = encode_actions(20, 70, {
         "spawn_npc": {k: v[:1] for k, v in npc([d_npc], [0], [5], [5]).items()
                       if k != "name"} | {"action_id": np.array([t20], np.int64)},
+        "npc_say": {"action_id": np.array([t20 + 2, t20 + 3], np.int64),
+                    "npc_id": np.array([c_npc, a_npc], np.int64),
+                    "text": np.array([b"Farewell.", b"Welcome!"], dtype="S255")},
         "give_reward": {"action_id": np.array([t20 + 1], np.int64),
                         "char_id": np.array([150000], np.uint32),
                         "item_id": np.array([501], np.int32), "amount": np.array([1], np.int32),
@@ -454,14 +459,15 @@ def test_the_join_sync_in_parts_replaces_the_mirror_and_reflects_older_actions(c
         eng.close()
     R = proto.ResultReason
     assert results == {t21: [(0, 0)], t21 + 1: [(1, int(R.NOT_HERE))], t21 + 2: [(0, 0)],
-                       t20: [(0, 0)], t20 + 1: [(0, 0)]}
+                       t20: [(0, 0)], t20 + 1: [(0, 0)], t20 + 2: [(0, 0)], t20 + 3: [(0, 0)]}
     assert out["syncs"] == 1 and out["sync_rows"] == 3 and out["sync_invalid"] == {}
     assert out["npcs_known"] == 2  # a and b: c and d came only in the sync cut short
     assert out["failed_by_kind"] == {"move_npc/not_here": 1}
-    assert out["executed_ids"] == [t20 + 1, t21, t21 + 2]  # the reflected spawn is not run
+    # the reflected spawn and the line of the NPC gone by the sync's tick are not run
+    assert out["executed_ids"] == [t20 + 1, t20 + 3, t21, t21 + 2]
     st = out["stats"]
     assert st["syncs"] == 1 and st["sync_rows"] == 3 and st["syncs_dropped"] == 1
-    assert st["actions_reflected"] == 1
+    assert st["actions_reflected"] == 2
 
 
 def test_a_frame_is_handed_to_the_executor_in_action_id_order_across_kinds(cpp):

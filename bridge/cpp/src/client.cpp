@@ -404,8 +404,11 @@ bool Client::handle(const Action& a, const Executor& execute) {
         bump(counters_->actions_duplicate);
         return false;
     }
-    if (a.mirrored() && synced_tick_ >= 0 && (a.id >> 24) <= synced_tick_) {
-        // the join sync already shows its effect (section 16): done, not executed again
+    if (synced_tick_ >= 0 && (a.id >> 24) <= synced_tick_ &&
+        (a.mirrored() ||
+         (a.spoken() && !std::binary_search(synced_npcs_.begin(), synced_npcs_.end(), a.npc_id)))) {
+        // the join sync already shows its effect, or its NPC was gone by then (section 16):
+        // done, not executed
         bump(counters_->actions_reflected);
         if (cfg_.lockstep) {  // answered by the map server in the frame's turn
             Action r = a;
@@ -487,6 +490,11 @@ std::size_t Client::drain(const Executor& execute, std::size_t max_actions) {
                     // replaces the mirror: the state at its tick, even one older than the
                     // last (an engine resumed from a snapshot)
                     synced_tick_ = item.sync->tick;
+                    synced_npcs_.clear();
+                    for (const Action& r : item.sync->rows)
+                        if (r.kind == static_cast<int>(v1::ActionKind::spawn_npc))
+                            synced_npcs_.push_back(r.npc_id);
+                    std::sort(synced_npcs_.begin(), synced_npcs_.end());
                     if (cfg_.on_sync) cfg_.on_sync(*item.sync);
                 }
                 break;

@@ -66,14 +66,18 @@ struct Action {
     std::string name;
     std::int32_t stock = -1;
     /// Lockstep only: the last join sync already reflects this action (a mirrored kind of a
-    /// tick <= the sync's). Answer it done in its turn WITHOUT executing it. (Outside
-    /// lockstep the client answers such actions itself; the executor never sees them.)
+    /// tick <= the sync's, or a line of such a tick by an NPC the sync does not show).
+    /// Answer it done in its turn WITHOUT executing it. (Outside lockstep the client
+    /// answers such actions itself; the executor never sees them.)
     bool reflected = false;
 
     v1::ActionKind action_kind() const { return static_cast<v1::ActionKind>(kind); }
     /// Whether the map server mirrors this kind's effect (spawn_npc, despawn_npc, move_npc,
     /// set_price, set_weather, set_hazard): the state a join sync carries.
     bool mirrored() const { return kind >= 0 && v1::kActionMirrored[kind]; }
+    /// Whether this kind is a line an NPC says (npc_say): reflected by a sync that does not
+    /// show its NPC (the NPC was gone by then).
+    bool spoken() const { return kind >= 0 && v1::kActionSpoken[kind]; }
 };
 
 /// A whole join sync (PROTOCOL.md section 16), handed to Config::on_sync on the game thread
@@ -374,6 +378,7 @@ private:
     std::int64_t drained_mark_ = 0;
     std::vector<MapInfo> world_maps_;
     std::int64_t synced_tick_ = -1;
+    std::vector<std::int64_t> synced_npcs_;           // the NPCs that sync showed, sorted
     std::unique_ptr<InItem> current_;                 // a frame drained part way
     std::size_t current_pos_ = 0;
     std::unordered_map<std::int64_t, LedgerEntry> ledger_;

@@ -250,5 +250,7 @@ inline constexpr Kind kSyncKinds[] = {
 inline constexpr int kSyncKindCount = 4;
 /// Per ActionKind: a mirrored kind, whose effect a join sync reflects.
 inline constexpr bool kActionMirrored[] = {true, true, true, false, false, true, true, true, false, false};
+/// Per ActionKind: a line an NPC says, reflected by a sync that does not show it.
+inline constexpr bool kActionSpoken[] = {false, false, false, true, false, false, false, false, false, false};
 
 }  // namespace norn::v1
