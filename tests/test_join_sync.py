@@ -166,16 +166,18 @@ def test_a_line_said_before_the_sync_by_an_npc_it_does_not_show_is_reflected_not
     reward = {"action_id": say["action_id"]}
     assert proto.reflected_by_sync("give_reward", reward, 10, shown) is None
 
-def test_a_sync_answering_an_earlier_hello_is_dropped_by_the_client():
+def test_what_answers_an_earlier_hello_is_dropped_by_the_client():
     """The simulated server says hello with no maps (every map), learns the world's maps
     from the welcome, then says hello again with its own. The engine may have sent the
-    first hello's sync (every map) before the second hello reached it: that sync arrives
-    while the second welcome is owed, and the client drops it (section 16); only the sync
-    after the latest welcome reaches the map server. (On a slow CI machine the stale sync
-    was applied: 1,476 rows of other maps counted ``unknown_map``.)"""
+    first hello's sync and actions (every map) before the second hello reached it:
+    ``connect()`` stops reading at the welcome, and what follows arrives while the second
+    welcome is owed and is dropped (section 16); only the sync and actions after the latest
+    welcome reach the map server. (On a slow CI machine the stale sync was applied, 1,476
+    rows of other maps counted ``unknown_map``, and moves ran against no sync at all.)"""
     import zmq
 
     from norn.bridge.client import BridgeClient, ClientConfig
+    from norn.bridge.codec import encode_actions
     from norn.bridge.config import BridgeConfig
 
     ctx = zmq.Context()
@@ -184,11 +186,14 @@ def test_a_sync_answering_an_earlier_hello_is_dropped_by_the_client():
     router.bind("tcp://127.0.0.1:*")
     maps = ["prontera", "geffen", "payon"]
     got: list[tuple[int, list[str]]] = []
+    moved: list[list[int]] = []
     client = BridgeClient(router.getsockopt_string(zmq.LAST_ENDPOINT), "map09",
                           config=ClientConfig(sync=True, heartbeat_ms=60_000),
                           on_sync=lambda tick, parts: got.append(
                               (tick, sorted({p.maps[m] for p in parts
-                                             for m in p.kinds["spawn_npc"]["map"].tolist()}))))
+                                             for m in p.kinds["spawn_npc"]["map"].tolist()}))),
+                          on_actions=lambda frame: moved.append(
+                              frame.kinds["move_npc"]["npc_id"].tolist()))
     cfg = BridgeConfig()
 
     def hello() -> tuple[bytes, dict]:
@@ -218,23 +223,35 @@ def test_a_sync_answering_an_earlier_hello_is_dropped_by_the_client():
         (frame,) = encode_sync(tick, rows, maps, proto.WIRE_V1)
         return frame
 
+    def moves(npcs: list[int], on: list[int]) -> bytes:
+        n = len(npcs)
+        return encode_actions(7, 60, {"move_npc": {
+            "action_id": (7 << 24) + np.arange(n, dtype=np.int64),
+            "npc_id": np.array(npcs, np.int64), "map_id": np.array(on, np.int16),
+            "x": np.full(n, 6, np.int16), "y": np.full(n, 6, np.int16)}}, maps)
+
     try:
         rid, first = hello()
         assert first["maps"] == [] and proto.SYNC_CAP in first["caps"]
-        router.send_multipart([rid, welcome()])
+        # the first hello's welcome, sync and actions (every map), all in the socket
+        for frame in (welcome(), sync(5, [0, 1, 2]), moves([1, 2, 3], [0, 1, 2])):
+            router.send_multipart([rid, frame])
+        time.sleep(0.2)
         assert client.connect(10)
+        assert not got and not moved  # connect() read up to the welcome only
         client.rehello(["geffen"])
-        router.send_multipart([rid, sync(5, [0, 1, 2])])  # the first hello's: every map
-        rid, second = hello()
+        rid, second = hello()  # (its polls take the first hello's sync and actions)
         assert second["maps"] == ["geffen"]
         router.send_multipart([rid, welcome()])
         router.send_multipart([rid, sync(6, [1])])  # the latest hello's: its map only
+        router.send_multipart([rid, moves([1], [1])])  # and its actions, sent again
         deadline = time.monotonic() + 10
-        while not got and time.monotonic() < deadline:
+        while not moved and time.monotonic() < deadline:
             client.poll(5)
         client.poll(50)
-        assert got == [(6, ["geffen"])]
+        assert got == [(6, ["geffen"])] and moved == [[1]]
         assert client.stats["syncs_stale"] == 1 and client.stats["syncs"] == 1
+        assert client.stats["action_frames_stale"] == 1
         assert client.synced_tick == 6
     finally:
         client.close(bye=False)
