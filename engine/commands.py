@@ -181,6 +181,7 @@ def cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None = No
 def _cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None,
              notice: Any) -> int:
     from norn.engine.config import make_config
+    from norn.engine.precompile import prime
     from norn.engine.recorder import Recorder
     from norn.engine.runner import build_world, make_header, run
     from norn.engine.scenario import load_scenario, parse_scenario
@@ -221,6 +222,9 @@ def _cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None,
             _refuse_other_scenario(args.scenario, header["scenario"], args.out)
             _refuse_fixed_changes(requested, header["config"])
         _preflight(extensions, args)
+        model = _recorded_model(header)
+        if model is not None:  # a cold cache: the known kernels on every core first
+            prime(model)
         ttl = max((ext.resend_ticks(args) for ext in extensions), default=0)
         resumed = resume(args.out, resend_ticks=ttl, fsync=requested.get("fsync"),
                          snapshot_every=requested.get("snapshot_every"))
@@ -251,6 +255,7 @@ def _cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None,
         created = _prepare_run_dir(out, replace=args.replace)  # fail fast, before the build
         new_run = _NewRun(out, created)
         try:
+            prime(scenario.model)  # a cold cache: the known kernels on every core first
             with _naming(seed=config.seed, tick=0):
                 world = build_world(scenario, config)
             recorder = Recorder.create(
@@ -371,6 +376,18 @@ def _naming(*, seed: int, tick: int | Callable[[], int]) -> Iterator[None]:
 #: Every other key (ticks, clock, snapshot_every, fsync, synctest, timeouts) is honoured.
 RESUME_FIXED = ("seed", "tick_ms", "chunk_rows", "decision_latency_ticks", "lockstep_servers",
                 "input_batches_max", "input_events_max", "actions_per_tick_max")
+
+
+def _recorded_model(header: dict[str, Any] | None) -> str | None:
+    """The model of a recorded run's scenario; None when the header cannot say (resume
+    then names what is wrong with it)."""
+    from norn.engine.scenario import parse_scenario
+
+    try:
+        sc = header["scenario"]  # type: ignore[index]
+        return parse_scenario(sc["text"], sc["source"]).model
+    except (NornError, KeyError, TypeError):
+        return None
 
 
 def _recorded_header(run_dir: str) -> dict[str, Any] | None:

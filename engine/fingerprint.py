@@ -34,6 +34,8 @@ NOT_STATE: dict[str, str] = {
     "engine/clock.py": "the wall clock, for metrics and pacing only (never read in a tick)",
     "engine/observe.py": "logging setup and the probes metrics read; nothing a tick reads",
     "engine/metrics.py": "norn run's log options, Prometheus endpoint and health checks",
+    "engine/precompile.py": "compiles kernels ahead of their first call, into numba's cache "
+    "(the machine code is the one the first call would compile)",
 }
 ROOT = Path(__file__).resolve().parents[1]
 
