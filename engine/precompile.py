@@ -41,7 +41,8 @@ from norn.engine import clock
 
 #: the kernels a run of the default world calls from Python, with their argument types
 MANIFEST = Path(__file__).with_name("kernels.json")
-#: environment override of the number of compiling processes (1: compile at first call)
+#: environment override of the number of compiling processes (1: this one only; 0: none
+#: ahead, every kernel compiles or loads at its first call)
 JOBS_ENV = "NORN_COMPILE_JOBS"
 #: a share's process gets this long before the run goes on without it (it compiles what
 #: is missing at first call)
@@ -140,30 +141,37 @@ def default_jobs() -> int:
     raw = os.environ.get(JOBS_ENV)
     if raw:
         try:
-            return max(1, int(raw))
+            jobs = int(raw)
         except ValueError:
+            jobs = -1
+        if jobs < 0:
             from norn.engine.errors import UserError
 
-            raise UserError(f"{JOBS_ENV} must be a whole number of processes, got {raw!r}") \
-                from None
+            raise UserError(f"{JOBS_ENV} must be a whole number of processes, got {raw!r}")
+        return jobs
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
 
 
 def prime(model: str, jobs: int | None = None,
           manifest: Path = MANIFEST) -> dict[str, Any] | None:
-    """Before building a world of ``model`` on a cold cache, compile the manifest's kernels
-    on ``jobs`` processes (this one and ``jobs - 1`` children). None when there was nothing
-    to do: a warm cache, one job, no manifest for this model (another model's world shares
-    some kernels, not enough to pay for the rest). A child that fails or runs out of time
-    costs only its share's compile at first call (logged)."""
+    """Before building a world of ``model``, have the manifest's kernels ready in this
+    process: on a cold cache compiled on ``jobs`` processes (this one and ``jobs - 1``
+    children), then the children's loaded from the cache here; on a warm one loaded. So a
+    paced run's first ticks neither compile nor load (a load takes milliseconds a kernel:
+    the first tick of ``make run`` was 117 ms of 100). None: no manifest for this model
+    (another model's world shares some kernels, not enough to pay for the rest). A child
+    that fails or runs out of time costs its share's compile here (logged)."""
     jobs = default_jobs() if jobs is None else jobs
-    if jobs < 2:
-        return None
-    kernels = read_manifest(manifest, model)
-    if not kernels or not cache_is_cold(kernels):
+    kernels = read_manifest(manifest, model) if jobs > 0 else None
+    if not kernels:
         return None
     t0 = clock.monotonic()
+    if jobs < 2 or not cache_is_cold(kernels):
+        loaded = compile_share(kernels, range(len(kernels)))
+        return {"jobs": 1, "kernels": len(kernels), "compiled_here": loaded,
+                "failed_shares": 0, "cold": False,
+                "wall_s": round(clock.monotonic() - t0, 3)}
     parts = shares(kernels, jobs)
     children = [
         subprocess.Popen(
@@ -185,10 +193,12 @@ def prime(model: str, jobs: int | None = None,
         if child.returncode != 0:
             failed += 1
             why = (err or "").strip().splitlines()[-1:] or [f"exit {child.returncode}"]
-            _log.warning("a compiling process failed (%s); its %d kernels compile at first "
-                         "call", why[0], len(part))
+            _log.warning("a compiling process failed (%s); its %d kernels compile here",
+                         why[0], len(part))
+    for part in parts[1:]:  # the children's kernels, from the cache (or compiled here)
+        compile_share(kernels, part)
     return {"jobs": len(parts), "kernels": len(kernels), "compiled_here": compiled,
-            "failed_shares": failed, "wall_s": round(clock.monotonic() - t0, 3)}
+            "failed_shares": failed, "cold": True, "wall_s": round(clock.monotonic() - t0, 3)}
 
 
 # -- writing and checking the manifest ---------------------------------------------------------
@@ -210,13 +220,29 @@ def called_kernels() -> list[tuple[str, str, list[Any]]]:
     return found
 
 
+#: the demo ``make run`` runs, shorter: a served world with a simulated map server (player
+#: events, action results) calls kernels the warmup's own event source does not reach
+DEMO = ("run", "--ticks", "100", "--tick-ms", "50", "--sim-players", "200", "--llm",
+        "default", "--no-fsync", "--json", "--replace", "--out")
+
+
 def _warm_and_list(costs: bool) -> dict[str, Any]:
-    """Child of ``--write``: run the warmup's ticks of the default world; what was called."""
+    """Child of ``--write``: the warmup's ticks of the default world, then the demo; the
+    kernels they called."""
+    import contextlib
+    import io
+
+    from norn.engine.cli import main as norn_main
     from norn.engine.scenario import load_scenario
     from norn.engine.warmup import CompileWatch, warm
 
     with CompileWatch() as watch:
         warm(watch=watch)
+        with tempfile.TemporaryDirectory(prefix="norn-demo-") as tmp, \
+                contextlib.redirect_stdout(io.StringIO()):
+            rc = norn_main([*DEMO, str(Path(tmp) / "run")])
+        if rc != 0:
+            raise RuntimeError(f"the demo run failed (exit {rc})")
     out = []
     for module, qualname, sigs in called_kernels():
         short = f"{module.removeprefix('norn.')}.{qualname}"
@@ -229,7 +255,7 @@ def _warm_and_list(costs: bool) -> dict[str, Any]:
 
 
 def _child(cache: Path | None, costs: bool) -> dict[str, Any]:
-    env = {**os.environ, JOBS_ENV: "1"}
+    env = {**os.environ, JOBS_ENV: "0"}  # nothing ahead: what the run itself calls
     if cache is not None:
         env["NUMBA_CACHE_DIR"] = str(cache)
     proc = subprocess.run([sys.executable, "-m", "norn.engine.precompile", "--list",

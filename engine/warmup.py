@@ -197,7 +197,7 @@ def warm(scenario: str | None = None, ticks: int = WARMUP_TICKS,
         "wall_s": round(clock.monotonic() - t0, 3),
         "slowest": {k: round(v, 3) for k, v in slowest},
         "cache": cache_location(),
-        "ahead": primed,  # the known kernels, compiled on every core first (a cold cache)
+        "ahead": primed,  # the known kernels, made ready first (on every core if cold)
     }
 
 
@@ -248,7 +248,7 @@ def cmd_warmup(args: argparse.Namespace) -> int:
         print_json(result)
         return 0
     ahead = result["ahead"]
-    if ahead:
+    if ahead and ahead["cold"]:
         more = max(0, result["kernels_compiled"] - ahead["compiled_here"])
         print(f"norn warmup: compiled {ahead['kernels']} known kernels on {ahead['jobs']} "
               f"processes in {ahead['wall_s']:.1f} s" + (f", then {more} more" if more else "")

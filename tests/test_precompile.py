@@ -29,13 +29,20 @@ def _kernel(cost: float, i: int = 0) -> Kernel:
     return Kernel("norn.engine.messages", f"k{i}", ("()",), ("",), cost)
 
 
-def test_the_manifest_lists_the_kernels_a_run_of_the_default_world_calls():
+def test_the_manifest_lists_every_kernel_the_warmup_and_the_demo_call():
+    """Warmup's ticks, then ``make run``'s demo (served, a simulated map server, the LLM
+    tier) for 100 ticks: a kernel they call that the list lacks would compile inside a
+    paced tick of a fresh clone's ``make run`` (8 did: 2.9 s in its first ticks)."""
     kernels = read_manifest(model="midgard")
-    assert kernels, f"{precompile.MANIFEST} is absent or of another numba version"
+    assert kernels, f"{precompile.MANIFEST} is absent or unreadable"
+    listed = {(k.module, k.qualname, k.types) for k in kernels}
     called = {(k["module"], k["qualname"], tuple(k["types"]))
               for k in precompile.called_on()["kernels"]}
-    assert called == {(k.module, k.qualname, k.types) for k in kernels}, (
-        "engine/kernels.json is stale: python -m norn.engine.precompile --write")
+    assert called <= listed, (
+        f"not in engine/kernels.json: {sorted(called - listed)}; "
+        "python -m norn.engine.precompile --write renews it")
+    for k in kernels:  # every entry names a kernel that still compiles from its types
+        assert precompile.dispatcher(k)._can_compile, k.name
     assert max(kernels, key=lambda k: k.cost_s).qualname == "npc_step"
 
 
@@ -67,9 +74,12 @@ def test_a_kernel_that_cannot_be_compiled_ahead_is_named_and_left_to_its_first_c
 def test_compile_jobs_from_the_environment_are_checked(monkeypatch):
     monkeypatch.setenv(precompile.JOBS_ENV, "3")
     assert precompile.default_jobs() == 3
-    monkeypatch.setenv(precompile.JOBS_ENV, "two")
-    with pytest.raises(UserError, match="NORN_COMPILE_JOBS must be a whole number"):
-        precompile.default_jobs()
+    monkeypatch.setenv(precompile.JOBS_ENV, "0")  # nothing ahead
+    assert precompile.default_jobs() == 0 and precompile.prime("midgard") is None
+    for bad in ("two", "-1"):
+        monkeypatch.setenv(precompile.JOBS_ENV, bad)
+        with pytest.raises(UserError, match="NORN_COMPILE_JOBS must be a whole number"):
+            precompile.default_jobs()
 
 
 PRIME = """
@@ -80,24 +90,27 @@ manifest = Path(sys.argv[1])
 kernels = precompile.read_manifest(manifest, "midgard")
 cold = precompile.cache_is_cold(kernels)
 done = precompile.prime("midgard", jobs=2, manifest=manifest)
-here = set(precompile.shares(kernels, 2)[0])
-loaded = {}
-for i, k in enumerate(kernels):
-    disp = precompile.dispatcher(k)
-    if i not in here:  # the child's share: this process compiles it now, from the cache
-        for sig in disp.signatures:
-            raise SystemExit(f"{k.name} was compiled here")
-        precompile.compile_share(kernels, [i])
-        stats = disp.stats
-        loaded[k.name] = [sum(stats.cache_hits.values()), sum(stats.cache_misses.values())]
-print(json.dumps({"cold": cold, "prime": done, "loaded": loaded,
+stats = {}
+for k in kernels:  # [loaded from the cache, compiled here]
+    s = precompile.dispatcher(k).stats
+    stats[k.name] = [sum(s.cache_hits.values()), sum(s.cache_misses.values())]
+print(json.dumps({"cold": cold, "prime": done, "stats": stats,
                   "cold_after": precompile.cache_is_cold(kernels)}))
 """
 
 
-def test_a_cold_cache_is_compiled_in_shares_and_loads_from_the_cache(tmp_path):
+def _prime(manifest: Path, cache: Path) -> dict:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    r = subprocess.run([sys.executable, "-c", PRIME, str(manifest)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
+
+
+def test_a_cold_cache_is_compiled_in_shares_then_every_kernel_is_ready_here(tmp_path):
     """Four cheap kernels of the manifest, two shares: this process compiles one, a child
-    the other; the child's kernels then load from the cache here, none compiled again."""
+    the other three, which this process then loads from the cache (none compiled twice);
+    a later process on that cache loads all four before its first tick."""
     doc = json.loads(precompile.MANIFEST.read_text())
     pick = {"_histogram": 3.0, "_scan": 1.0, "_prefix": 1.0, "_dirty_tasks": 1.0}
     small = [{**k, "cost_s": pick[k["qualname"]]} for k in doc["kernels"]
@@ -105,20 +118,18 @@ def test_a_cold_cache_is_compiled_in_shares_and_loads_from_the_cache(tmp_path):
     assert len(small) == len(pick)
     manifest = tmp_path / "kernels.json"
     manifest.write_text(json.dumps({**doc, "kernels": small}))
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
-    r = subprocess.run([sys.executable, "-c", PRIME, str(manifest)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout)
+    out = _prime(manifest, tmp_path / "cache")
     assert out["cold"] and not out["cold_after"]
-    assert out["prime"]["jobs"] == 2 and out["prime"]["failed_shares"] == 0
+    assert out["prime"]["cold"] and out["prime"]["jobs"] == 2
+    assert out["prime"]["failed_shares"] == 0
     assert out["prime"]["compiled_here"] == 1  # _histogram alone: 3 s against 1 + 1 + 1
-    assert out["loaded"] == {f"norn.engine.{m}": [1, 0] for m in (
-        "messages._scan", "messages._prefix", "digest._dirty_tasks")}
-    # a warm cache (or one job) does nothing
-    again = subprocess.run([sys.executable, "-c", PRIME, str(manifest)], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and json.loads(again.stdout)["prime"] is None
+    child = {f"norn.engine.{m}" for m in ("messages._scan", "messages._prefix",
+                                            "digest._dirty_tasks")}
+    assert out["stats"] == {name: [1, 0] if name in child else [0, 1]
+                            for name in out["stats"]}
+    again = _prime(manifest, tmp_path / "cache")  # warm: loaded, nothing compiled
+    assert not again["prime"]["cold"] and again["prime"]["jobs"] == 1
+    assert again["stats"] == {name: [1, 0] for name in out["stats"]}
 
 
 def test_the_manifest_names_its_model_and_the_numba_that_wrote_it():
