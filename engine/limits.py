@@ -27,6 +27,8 @@ action_log_ticks_max = 600  # ticks of actions the action log remembers (engine/
 action_log_rows_max = spawns_per_tick_max  # its rows, ticks x per tick (spawned at build)
 # Journal
 journal_frame_bytes_max = 64 << 20  # one frame's payload
+#: snapshots being written off the tick thread; the next one due waits for these
+snapshots_in_flight_max = 1
 #: input column bytes one tick takes from the queue: its journal frame must fit
 #: journal_frame_bytes_max (4M mob kills are 75 MB; the rest waits for the next tick)
 tick_input_bytes_max = journal_frame_bytes_max // 2

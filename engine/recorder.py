@@ -18,13 +18,15 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import numpy as np
 
-from norn.engine import journal, snapshot_io, state
+from norn.engine import journal, limits, snapshot_io, state
 from norn.engine.decisions import NOTE, RECORD, TEXT
 from norn.engine.digest import CHUNK_RECORD
 from norn.engine.errors import EnvironmentFailure, JournalError
@@ -180,7 +182,14 @@ def initial_chunks(world) -> bytes:
 
 
 class Recorder:
-    """Writes a run's journal and periodic snapshots; one fsync per tick at most."""
+    """Writes a run's journal and periodic snapshots; one fsync per tick at most.
+
+    A periodic snapshot is captured on the tick thread (a copy of the state, about 12 ms
+    for the default world) and written off it (Arrow, hashes, fsync: about 100 ms, which
+    made the paced demo's snapshot tick late); the journal names it once the file is
+    durable, in a later tick's commit, so a crash before that resumes from the one
+    before. At most ``limits.snapshots_in_flight_max`` are being written.
+    """
 
     def __init__(
         self, out_dir: Path, writer: journal.JournalWriter, snapshot_every: int,
@@ -191,6 +200,8 @@ class Recorder:
         self.snapshot_every = snapshot_every
         self.snapshots: list[tuple[int, str]] = []
         self.kinds = kinds  # the header's event kinds; None: the world's (same ids)
+        self._writing: deque[tuple[Future, int, str, int]] = deque()  # (write, tick, file, d)
+        self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def create(
@@ -216,24 +227,59 @@ class Recorder:
         the outside, so there is one path from durability to acks and actions.
         """
         self.writer.append(journal.KIND_TICK, encode_tick(rec, self.kinds or world.kinds))
+        self._name_written(wait=False)
         if self.snapshot_every and rec.tick % self.snapshot_every == 0:
-            self.snapshot(world)
+            while len(self._writing) >= limits.snapshots_in_flight_max:
+                self._name_written(wait=True, first_only=True)
+            self._start_snapshot(world)
         self.writer.commit()
 
     def snapshot(self, world) -> str:
+        """Write a snapshot of ``world`` now and name it in the journal (its next commit)."""
         arrays, meta = state.capture(world)
-        rel = f"{SNAPSHOT_DIR}/tick-{world.tick:09d}.arrow"
-        path = self.out_dir / rel
-        make_dir(path.parent, "the snapshots directory")
-        snapshot_io.write_snapshot(path, arrays, meta)
-        digest = world.digest.combine(world.tick, state_only=True)
-        self.writer.append(journal.KIND_SNAPSHOT, pack({"t": world.tick, "file": rel, "d": digest}))
-        self.snapshots.append((world.tick, rel))
-        log_event(_log, "snapshot_written", f"snapshot of tick {world.tick} written to {rel}",
-                  tick=world.tick, file=rel)
+        rel = self._snapshot_path(world.tick)
+        snapshot_io.write_snapshot(self.out_dir / rel, arrays, meta)
+        self._name(world.tick, rel, world.digest.combine(world.tick, state_only=True))
         return rel
 
+    def _snapshot_path(self, tick: int) -> str:
+        rel = f"{SNAPSHOT_DIR}/tick-{tick:09d}.arrow"
+        make_dir((self.out_dir / rel).parent, "the snapshots directory")
+        return rel
+
+    def _start_snapshot(self, world) -> None:
+        arrays, meta = state.capture(world)  # copies: the next tick may change the world
+        rel = self._snapshot_path(world.tick)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(limits.snapshots_in_flight_max,
+                                            thread_name_prefix="norn-snapshot")
+        write = self._pool.submit(snapshot_io.write_snapshot, self.out_dir / rel, arrays, meta)
+        self._writing.append((write, world.tick, rel,
+                              world.digest.combine(world.tick, state_only=True)))
+
+    def _name_written(self, *, wait: bool, first_only: bool = False) -> None:
+        """Name the snapshots whose files are durable, oldest first (``wait``: wait for
+        them). A failed write fails the run here, on the tick thread."""
+        while self._writing and (wait or self._writing[0][0].done()):
+            write, tick, rel, digest = self._writing.popleft()
+            write.result()
+            self._name(tick, rel, digest)
+            if first_only:
+                return
+
+    def _name(self, tick: int, rel: str, digest: int) -> None:
+        self.writer.append(journal.KIND_SNAPSHOT, pack({"t": tick, "file": rel, "d": digest}))
+        self.snapshots.append((tick, rel))
+        log_event(_log, "snapshot_written", f"snapshot of tick {tick} written to {rel}",
+                  tick=tick, file=rel)
+
     def close(self, world, reason: str) -> None:
+        try:
+            self._name_written(wait=True)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
         self.writer.append(journal.KIND_END, pack({"t": world.tick, "reason": reason}))
         self.writer.commit()
         self.writer.close()
