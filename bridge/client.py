@@ -167,8 +167,9 @@ class BridgeClient:
         self._sock: zmq.Socket | None = None
         self._hello_sent_at: float | None = None
         self._hello_pending = False
-        # Hellos sent on this socket not yet answered: a sync arriving while one is owed
-        # answers an earlier hello (ZeroMQ keeps order on a connection), so it is stale.
+        # Hellos sent on this socket not yet answered: a sync, actions or a lockstep mark
+        # arriving while one is owed were sent for an earlier hello (ZeroMQ keeps order on
+        # a connection), so they are stale; the latest hello's follow its welcome.
         self._welcomes_owed = 0
         self._connecting = False
         self._ever_welcomed = False

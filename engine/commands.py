@@ -223,7 +223,7 @@ def _cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None,
             _refuse_fixed_changes(requested, header["config"])
         _preflight(extensions, args)
         model = _recorded_model(header)
-        if model is not None:  # a cold cache: the known kernels on every core first
+        if model is not None:  # the known kernels ready first (a cold cache: every core)
             prime(model)
         ttl = max((ext.resend_ticks(args) for ext in extensions), default=0)
         resumed = resume(args.out, resend_ticks=ttl, fsync=requested.get("fsync"),
@@ -255,7 +255,7 @@ def _cmd_run(args: argparse.Namespace, extensions: list[RunExtension] | None,
         created = _prepare_run_dir(out, replace=args.replace)  # fail fast, before the build
         new_run = _NewRun(out, created)
         try:
-            prime(scenario.model)  # a cold cache: the known kernels on every core first
+            prime(scenario.model)  # the known kernels ready first (a cold cache: every core)
             with _naming(seed=config.seed, tick=0):
                 world = build_world(scenario, config)
             recorder = Recorder.create(

@@ -175,7 +175,7 @@ def warm(scenario: str | None = None, ticks: int = WARMUP_TICKS,
         if own:
             stack.enter_context(watch)
         sc = load_scenario(scenario)
-        primed = prime(sc.model)  # a cold cache: the known kernels on every core first
+        primed = prime(sc.model)  # the known kernels ready first (a cold cache: every core)
         config = make_config(None, clock="fast", fsync=False, snapshot_every=0)
         world = build_world(sc, config)
         make_source = load_model(sc.model).make_event_source
