@@ -369,7 +369,9 @@ def startup(opts: Options) -> dict:
         goals.append(_goal("warm start to the first tick", _median(case, "warm_s"),
                            GOAL_WARM_S, "<=", "s"))
     notes = ["each start is a fresh `norn run --ticks 1 --clock fast --no-fsync` process, "
-             "spawn to exit; cold: an empty NUMBA_CACHE_DIR; warm: the same cache again"]
+             "spawn to exit; cold: an empty NUMBA_CACHE_DIR; warm: the same cache again",
+             "a cold start compiles the kernels listed in engine/kernels.json on every usable "
+             "core (engine/precompile.py; NORN_COMPILE_JOBS); CPU seconds count every process"]
     return {"cases": [case], "goals": goals, "checks": [], "notes": notes}
 
 
