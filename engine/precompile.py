@@ -168,9 +168,8 @@ def prime(model: str, jobs: int | None = None,
         return None
     t0 = clock.monotonic()
     if jobs < 2 or not cache_is_cold(kernels):
-        loaded = compile_share(kernels, range(len(kernels)))
-        return {"jobs": 1, "kernels": len(kernels), "compiled_here": loaded,
-                "failed_shares": 0, "cold": False,
+        ready = compile_share(kernels, range(len(kernels)))  # loaded (compiled if missing)
+        return {"jobs": 1, "kernels": len(kernels), "ready_here": ready, "cold": False,
                 "wall_s": round(clock.monotonic() - t0, 3)}
     parts = shares(kernels, jobs)
     children = [

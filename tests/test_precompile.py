@@ -129,6 +129,7 @@ def test_a_cold_cache_is_compiled_in_shares_then_every_kernel_is_ready_here(tmp_
                             for name in out["stats"]}
     again = _prime(manifest, tmp_path / "cache")  # warm: loaded, nothing compiled
     assert not again["prime"]["cold"] and again["prime"]["jobs"] == 1
+    assert again["prime"]["ready_here"] == 4
     assert again["stats"] == {name: [1, 0] for name in out["stats"]}
 
 
