@@ -2,13 +2,14 @@
 
 numba compiles a kernel the first time it is called with given argument types and keeps
 the machine code in its on-disk cache (every kernel is ``cache=True``: ``__pycache__``
-beside the source, or ``NUMBA_CACHE_DIR``), so only a first run pays: about 15 s of CPU
-for the default world here (docs/benchmarks.md, ``norn bench startup``). Paying it
-during set-up instead of inside a served run is what ``norn warmup`` is for (``make run``
-and ``make test`` call it as a visible step): it builds the scenario's world and steps it
-a few ticks with its own event source and no journal, which calls every kernel the run
-will call with the same argument types, then the paths a small world skips (the
-parallel digest rehash).
+beside the source, or ``NUMBA_CACHE_DIR``), so only a first run pays: about 35 s of CPU
+for the default world here, spread over the cores (``engine/precompile.py``;
+docs/benchmarks.md, ``norn bench startup``). Paying it during set-up instead of inside a
+served run is what ``norn warmup`` is for (``make run`` and ``make test`` call it as a
+visible step): it compiles the kernels ``engine/kernels.json`` lists (a served run's too),
+then builds the scenario's world and steps it a few ticks with its own event source and
+no journal, which calls every kernel the run will call with the same argument types, then
+the paths a small world skips (the parallel digest rehash).
 
 ``CompileWatch`` counts numba's compiles as they happen; ``compile_notice`` turns them
 into the "compiling kernels (first run only)" line a terminal shows while they last.
