@@ -197,7 +197,12 @@ def test_round_trip_probe_says_what_became_of_each_unanswered_quest():
     assert r["received"] + r["unanswered"] == r["events"] == 48
     assert r["unanswered"] == r["unsent"] + r["pending"] + r["expired"] + r["lost"]
     assert r["unsent"] > 0 and r["lost"] == 0
-    assert r["server"]["events_accepted"] == r["events"] - r["unsent"] - r["pending"]
+    # every quest that left the client was accepted, except those still in flight; and a
+    # pending one may have been accepted already (in the engine's input queue when it
+    # stopped: CI once had 13 accepted against 48 - 35 unsent - 1 pending), an unsent one
+    # never
+    accepted = r["server"]["events_accepted"]
+    assert r["events"] - r["unsent"] - r["pending"] <= accepted <= r["events"] - r["unsent"]
 
 
 def test_classify_unanswered_quests():
