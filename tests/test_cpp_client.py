@@ -182,6 +182,17 @@ class ScriptedEngine:
         w.update(extra)
         return w
 
+    def ack(self, msg: dict, results: dict[int, list[tuple[int, int]]]) -> None:
+        """An ``events`` or ``results`` frame: note each result in ``results`` (action id ->
+        [(status, reason), ...]) and ack the frame."""
+        if msg["t"] == "results":
+            cols = msg["cols"]
+            for i, st, r in zip(np.frombuffer(cols["action_id"], "<i8").tolist(),
+                                np.frombuffer(cols["status"], "u1").tolist(),
+                                np.frombuffer(cols["reason"], "<i2").tolist(), strict=True):
+                results.setdefault(i, []).append((st, r))
+        self.send(proto.encode_ack(msg["seq"], 64))
+
     def run(self, proc: subprocess.Popen, on_frame, timeout: float = 30) -> None:
         end = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < end:
@@ -363,13 +374,7 @@ def test_repeated_expired_and_unknown_actions(cpp):
             eng.send(frame, delay=0.3)  # a re-send: nothing executed or answered twice
             eng.send(_reward_frame(3, [d], expires=10), delay=0.3)  # expired (tick 20 > 10)
         elif msg["t"] in ("events", "results"):
-            if msg["t"] == "results":
-                cols = msg["cols"]
-                for i, s, r in zip(np.frombuffer(cols["action_id"], "<i8").tolist(),
-                                   np.frombuffer(cols["status"], "u1").tolist(),
-                                   np.frombuffer(cols["reason"], "<i2").tolist(), strict=True):
-                    results.setdefault(i, []).append((s, r))
-            eng.send(proto.encode_ack(msg["seq"], 64))
+            eng.ack(msg, results)
 
     proc = _driver(cpp, eng.endpoint, "--mode", "stream", "--duration-s", "1", "--batch-ms",
                    "0", "--drain-timeout-s", "2")
@@ -442,13 +447,7 @@ def test_the_join_sync_in_parts_replaces_the_mirror_and_reflects_older_actions(c
             for frame in (cut[0], *whole, resent, late):  # in order, like the engine's
                 eng.send(frame, delay=0.1)
         elif msg["t"] in ("events", "results"):
-            if msg["t"] == "results":
-                cols = msg["cols"]
-                for i, st, r in zip(np.frombuffer(cols["action_id"], "<i8").tolist(),
-                                    np.frombuffer(cols["status"], "u1").tolist(),
-                                    np.frombuffer(cols["reason"], "<i2").tolist(), strict=True):
-                    results.setdefault(i, []).append((st, r))
-            eng.send(proto.encode_ack(msg["seq"], 64))
+            eng.ack(msg, results)
 
     proc = _driver(cpp, eng.endpoint, "--mode", "stream", "--duration-s", "1", "--batch-ms",
                    "0", "--drain-timeout-s", "2")
@@ -508,13 +507,7 @@ def test_a_frame_is_handed_to_the_executor_in_action_id_order_across_kinds(cpp):
             eng.send(shown, delay=0.1)
             eng.send(same_tick, delay=0.2)
         elif msg["t"] in ("events", "results"):
-            if msg["t"] == "results":
-                cols = msg["cols"]
-                for i, st, r in zip(np.frombuffer(cols["action_id"], "<i8").tolist(),
-                                    np.frombuffer(cols["status"], "u1").tolist(),
-                                    np.frombuffer(cols["reason"], "<i2").tolist(), strict=True):
-                    results.setdefault(i, []).append((st, r))
-            eng.send(proto.encode_ack(msg["seq"], 64))
+            eng.ack(msg, results)
 
     proc = _driver(cpp, eng.endpoint, "--mode", "stream", "--duration-s", "1", "--batch-ms",
                    "0", "--drain-timeout-s", "2", "--no-sync")
