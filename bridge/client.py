@@ -758,21 +758,10 @@ class BridgeClient:
             self.on_sync(part.tick, parts)
 
     def _reflected(self, kinds: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
-        """Take out of ``kinds`` the actions the last sync already reflects
-        (``proto.reflected_by_sync``); their ids."""
-        out = []
+        """Take out of ``kinds`` the actions the last sync already reflects; their ids."""
         if self.synced_tick < 0:
             return np.empty(0, np.int64)
-        for kind in list(kinds):
-            cols = kinds[kind]
-            old = proto.reflected_by_sync(kind, cols, self.synced_tick, self.synced_npcs)
-            if old is not None and old.any():
-                out.append(cols["action_id"][old])
-                if old.all():
-                    del kinds[kind]
-                else:
-                    kinds[kind] = {k: v[~old] for k, v in cols.items()}
-        return np.concatenate(out).astype(np.int64) if out else np.empty(0, np.int64)
+        return proto.take_reflected(kinds, self.synced_tick, self.synced_npcs)
 
     def _on_actions(self, msg: dict[str, Any]) -> None:
         if self._welcomes_owed:

@@ -462,3 +462,20 @@ def reflected_by_sync(kind: str, cols: dict[str, np.ndarray], tick: int,
     if kind in SPOKEN_KINDS:
         return (action_ticks(cols["action_id"]) <= tick) & ~np.isin(cols["npc_id"], npcs)
     return None
+
+
+def take_reflected(kinds: dict[str, dict[str, np.ndarray]], tick: int,
+                   npcs: np.ndarray) -> np.ndarray:
+    """Take out of ``kinds`` (a frame's actions by kind, changed in place) what a join sync
+    of ``tick`` showing ``npcs`` already reflects (``reflected_by_sync``); their ids."""
+    out = [np.empty(0, np.int64)]
+    for kind in list(kinds):
+        cols = kinds[kind]
+        old = reflected_by_sync(kind, cols, tick, npcs)
+        if old is not None and old.any():
+            out.append(cols["action_id"][old].astype(np.int64))
+            if old.all():
+                del kinds[kind]
+            else:
+                kinds[kind] = {k: v[~old] for k, v in cols.items()}
+    return np.concatenate(out)

@@ -767,16 +767,8 @@ def run_sim_server(
 
     def reflect(frame: ActionsFrame, tick: int) -> None:
         """Take what the sync of ``tick`` reflects out of a frame: done already."""
-        ids = [frame.reflected]
-        for kind in list(frame.kinds):
-            cols = frame.kinds[kind]
-            old = proto.reflected_by_sync(kind, cols, tick, client.synced_npcs)
-            if old is not None and old.any():
-                ids.append(cols["action_id"][old])
-                frame.kinds[kind] = {k: v[~old] for k, v in cols.items()}
-                if not (~old).any():
-                    del frame.kinds[kind]
-        frame.reflected = np.concatenate(ids).astype(np.int64)
+        taken = proto.take_reflected(frame.kinds, tick, client.synced_npcs)
+        frame.reflected = np.concatenate([frame.reflected, taken]).astype(np.int64)
 
     def on_actions(frame: ActionsFrame) -> None:
         if lockstep:
